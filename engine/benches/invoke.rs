@@ -1,0 +1,108 @@
+//! Benchmark: one rule invocation on a fresh sandbox instance, against the same rule run natively.
+//!
+//! `cargo bench --bench invoke` prints medians (and p90) in microseconds.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald::config::Limits;
+use herald::directory::Directory;
+use herald::evaluate::host::{HostState, Invocation};
+use herald::evaluate::sandbox::Sandbox;
+use herald::evaluate::{KvRead, MemoryKv, convert, output};
+use herald::event;
+use herald_sdk::Rule as _;
+
+const ITERATIONS: usize = 3000;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let directory = Arc::new(Directory::load(&root.join("etc/directory.yaml")).expect("directory"));
+    let limits = Limits::default();
+    let ev = event::from_str(
+        r#"{"id":"bench-1","source":"omero://bench","type":"omero.user.created","time":"2026-11-23T09:15:00Z",
+            "data":{"user":{"id":52,"name":"erin"}}}"#,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    let wit_event = convert::event(&ev);
+    let kv: Arc<dyn KvRead> = Arc::new(MemoryKv::default());
+
+    let sandbox = Sandbox::new(limits.memory_bytes, None);
+    let wasm = herald::builtin::wasm("new-user").unwrap();
+    let prepared = sandbox.prepare(wasm, &limits).unwrap();
+    let invocation = || Invocation {
+        rule: "new-user",
+        config_json: Arc::from("{}"),
+        directory: directory.clone(),
+        kv: kv.clone(),
+        limits: &limits,
+        time_unix_ms: ev.time.timestamp_millis(),
+        seed: 7,
+    };
+
+    println!("rule new-user, {ITERATIONS} iterations each, medians (p90)");
+    report("native: same rule logic, compiled natively", measure(|| native(&ev)));
+    report("host state: WASI ctx + limiter + kv view", measure(|| drop(black_box(HostState::new(&invocation())))));
+    report(
+        "sandboxed: fresh Store + instance + call + drop",
+        measure(|| {
+            let ran = prepared.invoke(HostState::new(&invocation()), &wit_event, &limits);
+            black_box(ran.result.unwrap());
+        }),
+    );
+    report(
+        "sandboxed + output checks and directory expansion",
+        measure(|| {
+            let ran = prepared.invoke(HostState::new(&invocation()), &wit_event, &limits);
+            black_box(output::resolve(ran.result.unwrap(), &directory, &limits).unwrap());
+        }),
+    );
+}
+
+/// The same logic as the wasm rule, called directly with the SDK's native test host.
+fn native(ev: &event::Event) {
+    thread_local! {
+        static INSTALLED: () = herald_sdk::testing::TestHost::new().install();
+    }
+    INSTALLED.with(|_| ());
+    let user = herald_sdk::User {
+        id: 52,
+        name: "erin".into(),
+        first_name: None,
+        last_name: None,
+        email: None,
+    };
+    let sdk_event = herald_sdk::testing::event(
+        &ev.kind,
+        herald_sdk::Payload::UserCreated(herald_sdk::UserCreated { user, groups: vec![] }),
+    );
+    black_box(herald_rule_new_user::NewUser::handle(black_box(sdk_event)).unwrap());
+}
+
+fn measure(mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..ITERATIONS / 10 {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..ITERATIONS)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+fn report(label: &str, times: Vec<Duration>) {
+    let median = times[times.len() / 2];
+    let p90 = times[times.len() * 9 / 10];
+    println!(
+        "  {label:<52} {:>8.2} µs  ({:.2} µs)",
+        median.as_secs_f64() * 1e6,
+        p90.as_secs_f64() * 1e6
+    );
+}

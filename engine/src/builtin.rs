@@ -1,0 +1,16 @@
+//! The default rules compiled to wasm by build.rs and embedded in the binary as `builtin:<name>`.
+
+include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+
+/// The names of the embedded rules, as written after `builtin:`.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    BUILTIN_RULES.iter().map(|(name, _)| *name)
+}
+
+/// The component bytes of an embedded rule.
+pub fn wasm(name: &str) -> Option<&'static [u8]> {
+    BUILTIN_RULES
+        .iter()
+        .find(|(builtin, _)| *builtin == name)
+        .map(|(_, bytes)| *bytes)
+}

@@ -1,0 +1,149 @@
+//! The `herald` command line: argument parsing, exit codes, and dispatch to the commands.
+
+mod config_cmd;
+mod deliver_cmd;
+mod replay;
+mod report;
+mod send;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::directory::{self, Directory};
+use crate::evaluate::Evaluator;
+
+/// Herald: OMERO notifications through sandboxed WebAssembly rules and a durable outbox.
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The config file; paths inside it are relative to it.
+    #[arg(long, global = true, env = "HERALD_CONFIG", default_value = "etc/herald.yaml")]
+    config: PathBuf,
+    /// Override the config's state_dir (store, mail folder, cache).
+    #[arg(long, global = true, env = "HERALD_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay recorded events through the rules (a dry run unless --deliver).
+    Replay(replay::Args),
+    /// Ingest events (one JSON event, a JSON array, or JSON Lines; `-` is stdin).
+    Send(send::Args),
+    /// Deliver the queued messages that are due.
+    Deliver(deliver_cmd::Args),
+    /// Check or convert configuration.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
+}
+
+/// A failure with the exit code the contract gives it.
+#[derive(Debug)]
+pub enum Failure {
+    /// 2: usage, config or input errors. Nothing was stored.
+    Usage(String),
+    /// 1: a runtime failure.
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        Failure::Runtime(err)
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::Usage(err.to_string())
+    }
+}
+
+type Outcome = Result<ExitCode, Failure>;
+
+/// Parse the arguments, run the command, and map the result to an exit code.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Outcome {
+    let ctx = Context {
+        config_path: cli.config,
+        state_dir: cli.state_dir,
+    };
+    match cli.command {
+        Command::Replay(args) => replay::run(&ctx, args),
+        Command::Send(args) => send::run(&ctx, args),
+        Command::Deliver(args) => deliver_cmd::run(&ctx, args),
+        Command::Config(cmd) => config_cmd::run(&ctx, cmd),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// What every command gets from the global options.
+pub struct Context {
+    config_path: PathBuf,
+    state_dir: Option<PathBuf>,
+}
+
+impl Context {
+    fn config(&self) -> Result<Config, Failure> {
+        Ok(Config::load(&self.config_path, self.state_dir.as_deref())?)
+    }
+}
+
+/// The config, the directory and the loaded rules.
+struct Loaded {
+    config: Config,
+    evaluator: Evaluator,
+}
+
+fn load(ctx: &Context) -> Result<Loaded, Failure> {
+    let config = ctx.config()?;
+    let directory = load_directory(&config.directory.path)?;
+    warn_if_no_admin_email(&directory, &config.directory.path);
+    let evaluator = Evaluator::new(&config, Arc::new(directory)).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    Ok(Loaded { config, evaluator })
+}
+
+fn load_directory(path: &Path) -> Result<Directory, Failure> {
+    Directory::load(path).map_err(|err| Failure::Usage(err.to_string()))
+}
+
+/// OMERO's root has no email by default, so admin mail goes nowhere: say so.
+fn warn_if_no_admin_email(dir: &Directory, path: &Path) {
+    if dir.admins().iter().any(|u| directory::valid_email(u).is_some()) {
+        return;
+    }
+    eprintln!(
+        "warning: no admin (member of the `system` group) has a valid email, so mail to admins goes nowhere.\n  \
+         fix: give root, or another member of `system`, an `email:` in {}",
+        path.display()
+    );
+}

@@ -1,0 +1,129 @@
+//! Human and JSON reports of what the rules did with each event.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::evaluate::RuleOutcome;
+use crate::event::Event;
+
+/// Totals over a run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    pub events: usize,
+    pub messages: usize,
+    pub failed: usize,
+    pub unmatched: usize,
+    pub skipped: usize,
+}
+
+impl Tally {
+    pub fn add(&mut self, outcomes: &[RuleOutcome]) {
+        self.events += 1;
+        if outcomes.is_empty() {
+            self.unmatched += 1;
+        }
+        for outcome in outcomes {
+            match &outcome.result {
+                Ok(resolved) => {
+                    self.messages += resolved.mails.len();
+                    self.skipped += resolved.skipped.len();
+                }
+                Err(_) => self.failed += 1,
+            }
+        }
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} events: {} messages, {} failed invocations, {} events matched by no rule, {} recipients skipped",
+            self.events, self.messages, self.failed, self.unmatched, self.skipped
+        )
+    }
+}
+
+/// How much of each message to print.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Recipient and subject.
+    Brief,
+    /// Also the headers and the body.
+    Full,
+}
+
+/// Print one event's outcomes for a person.
+pub fn human(out: &mut impl Write, event: &Event, outcomes: &[RuleOutcome], detail: Detail) -> std::io::Result<()> {
+    writeln!(out, "{} {} ({})", event.id, event.kind, event.time_rfc3339())?;
+    if outcomes.is_empty() {
+        writeln!(out, "  matched by no rule")?;
+    }
+    for outcome in outcomes {
+        rule_human(out, outcome, detail)?;
+    }
+    Ok(())
+}
+
+fn rule_human(out: &mut impl Write, outcome: &RuleOutcome, detail: Detail) -> std::io::Result<()> {
+    match &outcome.result {
+        Ok(resolved) => {
+            writeln!(out, "  {}: {} message(s)", outcome.rule, resolved.mails.len())?;
+            for mail in &resolved.mails {
+                writeln!(out, "    -> {}  {}", mail.recipient, mail.subject)?;
+                if detail == Detail::Full {
+                    mail_body(out, mail)?;
+                }
+            }
+            for skip in &resolved.skipped {
+                writeln!(out, "    skipped {}: {}", skip.recipient, skip.reason)?;
+            }
+        }
+        Err(failure) => writeln!(out, "  {}: FAILED {failure}", outcome.rule)?,
+    }
+    for line in &outcome.logs {
+        writeln!(out, "    log {}: {}", line.level, line.message)?;
+    }
+    Ok(())
+}
+
+fn mail_body(out: &mut impl Write, mail: &crate::mail::Mail) -> std::io::Result<()> {
+    writeln!(out, "       To: {}", mail.to.join(", "))?;
+    if !mail.cc.is_empty() {
+        writeln!(out, "       Cc: {}", mail.cc.join(", "))?;
+    }
+    for (name, value) in &mail.headers {
+        writeln!(out, "       {name}: {value}")?;
+    }
+    for line in mail.text.lines() {
+        writeln!(out, "       | {line}")?;
+    }
+    if mail.html.is_some() {
+        writeln!(out, "       (+ an HTML part)")?;
+    }
+    Ok(())
+}
+
+/// One JSON object per event, for scripts.
+pub fn json(event: &Event, outcomes: &[RuleOutcome]) -> serde_json::Value {
+    let rules: Vec<_> = outcomes.iter().map(rule_json).collect();
+    json!({"id": event.id, "source": event.source, "type": event.kind, "time": event.time_rfc3339(), "rules": rules})
+}
+
+fn rule_json(outcome: &RuleOutcome) -> serde_json::Value {
+    let logs: Vec<_> = outcome
+        .logs
+        .iter()
+        .map(|l| json!({"level": l.level, "message": l.message}))
+        .collect();
+    let mut value = match &outcome.result {
+        Ok(resolved) => json!({
+            "rule": outcome.rule,
+            "ok": true,
+            "mails": resolved.mails,
+            "skipped": resolved.skipped.iter().map(|s| json!({"recipient": s.recipient, "reason": s.reason})).collect::<Vec<_>>(),
+        }),
+        Err(failure) => json!({"rule": outcome.rule, "ok": false, "reason": failure.code(), "error": failure.to_string()}),
+    };
+    value["logs"] = json!(logs);
+    value["fuel"] = json!(outcome.fuel_used);
+    value
+}

@@ -1,0 +1,68 @@
+//! `herald send`: journal events, evaluate them into the outbox, optionally deliver.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::Utc;
+
+use super::report::{self, Detail, Tally};
+use super::{Context, Failure, Outcome, load};
+use crate::deliver::Deliverer;
+use crate::event::Event;
+use crate::ingest::{self, ReadError};
+use crate::store::Store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// One JSON event, a JSON array of events, or JSON Lines; `-` reads stdin.
+    file: PathBuf,
+    /// Also deliver what is due once the events are evaluated.
+    #[arg(long)]
+    deliver: bool,
+    /// Only journal the events; evaluate them later (`herald send` or `serve`).
+    #[arg(long, conflicts_with = "deliver")]
+    no_evaluate: bool,
+}
+
+/// Read and validate every event; any invalid one refuses the whole input.
+pub fn read(path: &Path) -> Result<Vec<Event>, Failure> {
+    ingest::read_events(path, Utc::now()).map_err(|err| match err {
+        ReadError::Io(err) => Failure::Usage(format!("{err:#}")),
+        ReadError::Invalid(errors) => {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {e}", path.display())).collect();
+            Failure::Usage(format!(
+                "{} invalid event(s); nothing was stored:\n{}",
+                errors.len(),
+                lines.join("\n")
+            ))
+        }
+    })
+}
+
+pub fn run(ctx: &Context, args: Args) -> Outcome {
+    let loaded = load(ctx)?;
+    let events = read(&args.file)?;
+    let mut store = Store::open(&loaded.config.store.path)?;
+    let journaled = ingest::journal(&mut store, &events, Utc::now())?;
+    println!(
+        "journaled {} new event(s), {} duplicate(s) acknowledged",
+        journaled.new, journaled.duplicates
+    );
+    if args.no_evaluate {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut tally = Tally::default();
+    let mut out = std::io::stdout().lock();
+    crate::pipeline::evaluate_pending(&mut store, &loaded.evaluator, |done| {
+        tally.add(&done.outcomes);
+        let _ = report::human(&mut out, &done.event, &done.outcomes, Detail::Brief);
+    })?;
+    drop(out);
+    println!("evaluated {}", tally.line());
+    if args.deliver {
+        let deliverer = Deliverer::from_config(&loaded.config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        let summary = deliverer.deliver_due(&mut store, Utc::now())?;
+        super::deliver_cmd::print_summary(&deliverer, &summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}

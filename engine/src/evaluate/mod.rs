@@ -1,0 +1,190 @@
+//! Evaluate: run every rule subscribed to an event, each in a fresh sandbox instance.
+
+pub mod convert;
+pub mod failure;
+pub mod host;
+pub mod kv;
+pub mod output;
+pub mod sandbox;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub use failure::Failure;
+pub use host::LogLine;
+pub use kv::{KvRead, KvWrite, MemoryKv};
+pub use output::{Resolved, Skipped};
+
+use crate::config::{Config, Limits, ModuleRef, RuleConfig};
+use crate::directory::Directory;
+use crate::event::{Event, EventData, types};
+use host::{HostState, Invocation};
+use sandbox::{Prepared, Sandbox};
+
+/// Host bindings generated from `sdk/wit/rule.wit`.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "rule",
+        imports: { default: trappable },
+    });
+}
+
+/// One loaded rule: its config and its pre-linked component.
+pub struct LoadedRule {
+    pub name: String,
+    pub on: Vec<String>,
+    pub limits: Limits,
+    config_json: Arc<str>,
+    prepared: Prepared,
+}
+
+impl LoadedRule {
+    /// Whether this rule runs for `event`: its type is in `on`, or it is
+    /// this rule's own scheduled tick.
+    pub fn subscribed(&self, event: &Event) -> bool {
+        if event.kind == types::TICK {
+            if let EventData::Tick(tick) = &event.data {
+                return tick.rule == self.name;
+            }
+        }
+        self.on.iter().any(|kind| *kind == event.kind)
+    }
+}
+
+/// What one rule did with one event.
+#[derive(Debug)]
+pub struct RuleOutcome {
+    pub rule: String,
+    pub result: Result<Resolved, Failure>,
+    pub logs: Vec<LogLine>,
+    /// Store writes, to commit only when `result` is Ok.
+    pub kv_writes: Vec<KvWrite>,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+}
+
+/// The rules of one config, compiled and ready to run.
+pub struct Evaluator {
+    rules: Vec<LoadedRule>,
+    directory: Arc<Directory>,
+}
+
+impl Evaluator {
+    /// Load every enabled rule of `config`; fails naming the rule that cannot load.
+    pub fn new(config: &Config, directory: Arc<Directory>) -> anyhow::Result<Evaluator> {
+        let enabled: Vec<&RuleConfig> = config.rules.iter().filter(|r| r.enabled).collect();
+        let max_memory = enabled
+            .iter()
+            .map(|r| r.limits.memory_bytes)
+            .chain([config.sandbox.limits.memory_bytes])
+            .max()
+            .unwrap_or(16 << 20);
+        let sandbox = Sandbox::new(max_memory, Some(config.sandbox.cache_dir.clone()));
+        let rules = enabled
+            .into_iter()
+            .map(|rule| load_rule(&sandbox, rule))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Evaluator { rules, directory })
+    }
+
+    pub fn rules(&self) -> &[LoadedRule] {
+        &self.rules
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// Run every subscribed rule on `event`. A failing rule fails alone.
+    pub fn evaluate(&self, event: &Event, kv: &Arc<dyn KvRead>) -> Vec<RuleOutcome> {
+        let wit_event = convert::event(event);
+        self.rules
+            .iter()
+            .filter(|rule| rule.subscribed(event))
+            .map(|rule| self.run(rule, event, &wit_event, kv))
+            .collect()
+    }
+
+    fn run(
+        &self,
+        rule: &LoadedRule,
+        event: &Event,
+        wit_event: &bindings::herald::rule::types::Event,
+        kv: &Arc<dyn KvRead>,
+    ) -> RuleOutcome {
+        let started = Instant::now();
+        let state = HostState::new(&Invocation {
+            rule: &rule.name,
+            config_json: rule.config_json.clone(),
+            directory: self.directory.clone(),
+            kv: kv.clone(),
+            limits: &rule.limits,
+            time_unix_ms: event.time.timestamp_millis(),
+            seed: seed(event, &rule.name),
+        });
+        let ran = rule.prepared.invoke(state, wit_event, &rule.limits);
+        let result = ran
+            .result
+            .and_then(|messages| output::resolve(messages, &self.directory, &rule.limits));
+        let mut logs = ran.state.logs.clone();
+        if ran.state.logs_dropped > 0 {
+            logs.push(LogLine {
+                level: "warn",
+                message: format!("{} log lines dropped (limits.max_log)", ran.state.logs_dropped),
+            });
+        }
+        let kv_writes = if result.is_ok() {
+            ran.state.kv.into_writes()
+        } else {
+            Vec::new()
+        };
+        RuleOutcome {
+            rule: rule.name.clone(),
+            result,
+            logs,
+            kv_writes,
+            fuel_used: ran.fuel_used,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+fn load_rule(sandbox: &Sandbox, rule: &RuleConfig) -> anyhow::Result<LoadedRule> {
+    let wasm = module_bytes(&rule.module)
+        .with_context(|| format!("rule `{}`: cannot read module {}", rule.name, rule.module))?;
+    let prepared = sandbox
+        .prepare(&wasm, &rule.limits)
+        .with_context(|| format!("rule `{}`: cannot load module {}", rule.name, rule.module))?;
+    Ok(LoadedRule {
+        name: rule.name.clone(),
+        on: rule.on.clone(),
+        limits: rule.limits,
+        config_json: rule.config.to_string().into(),
+        prepared,
+    })
+}
+
+fn module_bytes(module: &ModuleRef) -> anyhow::Result<Vec<u8>> {
+    match module {
+        ModuleRef::Builtin(name) => crate::builtin::wasm(name)
+            .map(<[u8]>::to_vec)
+            .with_context(|| format!("no builtin rule `{name}`")),
+        ModuleRef::Path(path) => std::fs::read(path).map_err(anyhow::Error::from),
+    }
+}
+
+/// A per-(event, rule) seed for the rule's random numbers.
+fn seed(event: &Event, rule: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(event.source.as_bytes())
+        .chain_update([0])
+        .chain_update(event.id.as_bytes())
+        .chain_update([0])
+        .chain_update(rule.as_bytes())
+        .finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}

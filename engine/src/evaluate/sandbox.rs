@@ -1,0 +1,290 @@
+//! The wasmtime sandbox: engines, the compiled-component cache, and one limited invocation.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use super::bindings::herald::rule::types as wit;
+use super::bindings::{Rule, RulePre};
+use super::failure::Failure;
+use super::host::HostState;
+use crate::config::Limits;
+
+/// How often the epoch ticks; wall-time deadlines are rounded up to it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Component instances (and memories) the pool holds at once.
+const POOL_SLOTS: u32 = 64;
+
+/// Owns one wasmtime engine per distinct stack limit (wasmtime sets the
+/// stack per engine), the epoch ticker, and the compiled-component cache.
+pub struct Sandbox {
+    engines: Mutex<HashMap<u64, Engine>>,
+    max_memory_bytes: u64,
+    cache_dir: Option<PathBuf>,
+}
+
+/// A rule ready to run: its component pre-linked against the host imports.
+#[derive(Clone)]
+pub struct Prepared {
+    engine: Engine,
+    pre: RulePre<HostState>,
+}
+
+impl Sandbox {
+    /// `max_memory_bytes` is the largest memory limit of any rule: the pool's
+    /// slot size. `cache_dir` keeps compiled components between runs.
+    pub fn new(max_memory_bytes: u64, cache_dir: Option<PathBuf>) -> Sandbox {
+        Sandbox {
+            engines: Mutex::new(HashMap::new()),
+            max_memory_bytes,
+            cache_dir,
+        }
+    }
+
+    /// Compile (or load from the cache) and pre-link one rule's component.
+    pub fn prepare(&self, wasm: &[u8], limits: &Limits) -> anyhow::Result<Prepared> {
+        let engine = self.engine(limits.stack_bytes)?;
+        let component = self.component(&engine, wasm)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the rule needs something the sandbox does not provide")?;
+        let pre = RulePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export herald:rule@0.1.0 `handle`")?;
+        Ok(Prepared { engine, pre })
+    }
+
+    fn engine(&self, stack_bytes: u64) -> anyhow::Result<Engine> {
+        let mut engines = self.engines.lock().expect("engine map lock");
+        if let Some(engine) = engines.get(&stack_bytes) {
+            return Ok(engine.clone());
+        }
+        let engine = new_engine(stack_bytes, self.max_memory_bytes)?;
+        start_epoch_ticker(&engine);
+        engines.insert(stack_bytes, engine.clone());
+        Ok(engine)
+    }
+
+    fn component(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
+        if !wasmparser_is_component(wasm) {
+            bail!(
+                "this is not a WebAssembly component; build the rule with \
+                 `cargo build --release --target wasm32-wasip2`"
+            );
+        }
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(engine, wasm).map_err(anyhow::Error::from);
+        };
+        let path = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
+        if path.exists() {
+            // SAFETY: only files this host wrote are in the cache, keyed by
+            // the wasm's hash and the engine's compatibility hash.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(err) => tracing::warn!(path = %path.display(), %err, "recompiling a bad cache entry"),
+            }
+        }
+        let compiled = engine.precompile_component(wasm).map_err(anyhow::Error::from)?;
+        write_cache(dir, &path, &compiled);
+        // SAFETY: `compiled` was produced just now by this engine.
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
+    }
+}
+
+/// A component starts with the preamble `\0asm`, version 0x0d, layer 1.
+fn wasmparser_is_component(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [1, 0]
+}
+
+fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let mut hash = Sha256::new();
+    hash.update(wasm);
+    hash.update(compat.finish().to_le_bytes());
+    hex::encode(&hash.finalize()[..16])
+}
+
+/// Best effort: a cache that cannot be written only costs a recompile.
+fn write_cache(dir: &Path, path: &Path, compiled: &[u8]) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, compiled))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(err) = written {
+        tracing::warn!(dir = %dir.display(), %err, "cannot write the compiled-rule cache");
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+fn new_engine(stack_bytes: u64, max_memory_bytes: u64) -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_SLOTS)
+        .total_core_instances(POOL_SLOTS * 4)
+        .total_memories(POOL_SLOTS)
+        .total_tables(POOL_SLOTS * 4)
+        .max_memory_size(max_memory_bytes as usize)
+        // Reset reused slots with memset instead of madvise: no page faults
+        // on the next instance's first touches.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    let mut config = wasmtime::Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(stack_bytes as usize)
+        .wasm_component_model(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(anyhow::Error::from)
+}
+
+/// Tick every engine's epoch from one thread; it stops when the engine is gone.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("herald-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+}
+
+/// The result of one invocation, and the state it left.
+pub struct Ran {
+    pub result: Result<Vec<wit::Message>, Failure>,
+    pub state: HostState,
+    pub fuel_used: u64,
+}
+
+impl Prepared {
+    /// Run `handle` once in a fresh store and instance, within `limits`.
+    pub fn invoke(&self, state: HostState, event: &wit::Event, limits: &Limits) -> Ran {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_fuel(limits.fuel).expect("fuel is enabled");
+        store.set_epoch_deadline(deadline_ticks(limits.wall_time));
+        store.epoch_deadline_trap();
+        let result = match self.pre.instantiate(&mut store) {
+            Ok(rule) => rule.call_handle(&mut store, event),
+            Err(err) => Err(err),
+        };
+        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let state = store.into_data();
+        let result = match result {
+            Ok(Ok(messages)) => Ok(messages),
+            Ok(Err(message)) => Err(Failure::RuleError { message }),
+            Err(err) => Err(classify(&err, &state, limits)),
+        };
+        Ran {
+            result,
+            state,
+            fuel_used,
+        }
+    }
+}
+
+fn deadline_ticks(wall_time: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_micros();
+    (wall_time.as_micros().div_ceil(tick) as u64).max(1)
+}
+
+/// Name the reason a call failed.
+fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> Failure {
+    if state.limiter.memory_denied {
+        return Failure::Memory {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    let stderr = state.stderr();
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Failure::OutOfFuel { fuel: limits.fuel },
+        Some(Trap::Interrupt) => Failure::Deadline {
+            wall_time: limits.wall_time,
+        },
+        Some(Trap::StackOverflow) => Failure::StackOverflow {
+            stack_bytes: limits.stack_bytes,
+        },
+        Some(Trap::UnreachableCodeReached) if stderr.contains("panicked") => Failure::Panic {
+            message: panic_message(&stderr),
+        },
+        Some(trap) => Failure::Trap {
+            message: with_stderr(trap.to_string(), &stderr),
+        },
+        None => not_a_trap(err, &stderr),
+    }
+}
+
+fn not_a_trap(err: &wasmtime::Error, stderr: &str) -> Failure {
+    let message = format!("{err:#}");
+    if message.contains("write beyond capacity") {
+        return Failure::OutputCap {
+            message: "the rule wrote more to stderr than limits.max_log allows".into(),
+        };
+    }
+    if message.contains("instance") && message.contains("limit") {
+        return Failure::Instantiate { message };
+    }
+    Failure::Trap {
+        message: with_stderr(message, stderr),
+    }
+}
+
+/// The panic text from Rust's "thread '…' panicked at file:line:col:\nmessage".
+fn panic_message(stderr: &str) -> String {
+    let after = stderr.split_once("panicked at ").map_or(stderr, |(_, rest)| rest);
+    let (location, message) = after.split_once('\n').unwrap_or(("", after));
+    let message = message
+        .lines()
+        .take_while(|l| !l.starts_with("note: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{} (at {})", message.trim(), location.trim_end_matches(':'))
+}
+
+fn with_stderr(message: String, stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        message
+    } else {
+        format!("{message}; stderr: {stderr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_message_is_extracted() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:7:9:\nboom here\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr), "boom here (at src/lib.rs:7:9)");
+    }
+
+    #[test]
+    fn deadline_rounds_up_to_ticks() {
+        assert_eq!(deadline_ticks(Duration::from_millis(100)), 50);
+        assert_eq!(deadline_ticks(Duration::from_micros(1)), 1);
+    }
+
+    #[test]
+    fn component_preamble_is_recognised() {
+        assert!(wasmparser_is_component(b"\0asm\x0d\0\x01\0"));
+        assert!(!wasmparser_is_component(b"\0asm\x01\0\0\0"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Herald: OMERO server events in, sandboxed wasm rules decide, a durable outbox delivers the mail.
+//!
+//! The pipeline, one module per stage: [`ingest`] → [`store`] (journal) →
+//! [`evaluate`] (wasm rules) → [`store`] (outbox) → [`deliver`].
+
+pub mod builtin;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod directory;
+pub mod evaluate;
+pub mod event;
+pub mod ingest;
+pub mod pipeline;
+pub mod mail;
+pub mod store;

@@ -1,0 +1,385 @@
+//! Store: the SQLite journal of events, the outbox, rule runs and the rules' key-value data.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::evaluate::{KvRead, KvWrite, RuleOutcome, kv::KvEntry};
+use crate::event::{self, Event};
+use crate::mail::{Mail, MailKey};
+
+/// The SQLite store (WAL mode, fsync on commit).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// What ingest did with one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// Journaled now, under this sequence number.
+    New(i64),
+    /// This (source, id) was journaled before; nothing was stored.
+    Duplicate(i64),
+}
+
+/// An event waiting for evaluation.
+pub struct Pending {
+    pub seq: i64,
+    pub event: Event,
+}
+
+/// What committing one evaluation wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub queued: usize,
+    /// Rows that already existed (an evaluation repeated after a crash).
+    pub already_queued: usize,
+}
+
+/// One queued message, with what delivery needs to render it.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub key: MailKey,
+    pub event_time: DateTime<Utc>,
+    pub mail: Mail,
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Open (creating the file and its folder if needed) and migrate.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the store folder {}", dir.display()))?;
+        }
+        let conn = connect(path)?;
+        schema::migrate(&conn).with_context(|| format!("cannot migrate {}", path.display()))?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Journal events in one transaction; duplicates of (source, id) are
+    /// acknowledged without being stored again. Durable when this returns.
+    pub fn ingest(&mut self, events: &[Event], now: DateTime<Utc>) -> anyhow::Result<Vec<Ingested>> {
+        let tx = self.conn.transaction()?;
+        let mut results = Vec::with_capacity(events.len());
+        for ev in events {
+            results.push(ingest_one(&tx, ev, now)?);
+        }
+        tx.commit().context("cannot commit the journal")?;
+        Ok(results)
+    }
+
+    /// Events journaled but not evaluated yet, oldest first.
+    pub fn pending(&self, limit: usize) -> anyhow::Result<Vec<Pending>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, envelope, received_at FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        rows.map(|row| {
+            let (seq, envelope, received) = row?;
+            Ok(Pending {
+                seq,
+                event: decode_event(&envelope, &received)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Write the evaluation's outbox rows and rule runs, apply its kv
+    /// writes, and mark the event done, all in one transaction.
+    pub fn commit_evaluation(
+        &mut self,
+        seq: i64,
+        event: &Event,
+        outcomes: &[RuleOutcome],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Committed> {
+        let tx = self.conn.transaction()?;
+        let mut committed = Committed::default();
+        for outcome in outcomes {
+            record_run(&tx, seq, outcome, now)?;
+            if let Ok(resolved) = &outcome.result {
+                for mail in &resolved.mails {
+                    match queue(&tx, seq, event, &outcome.rule, mail, now)? {
+                        true => committed.queued += 1,
+                        false => committed.already_queued += 1,
+                    }
+                }
+                apply_kv(&tx, &outcome.rule, &outcome.kv_writes)?;
+            }
+        }
+        tx.execute(
+            "UPDATE events SET state = 'done', evaluated_at = ?2 WHERE seq = ?1",
+            params![seq, now.to_rfc3339()],
+        )?;
+        tx.commit().context("cannot commit the evaluation")?;
+        Ok(committed)
+    }
+
+    /// Queued rows that are due, oldest first.
+    pub fn due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<OutboxRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts
+             FROM outbox o JOIN events e ON e.seq = o.event_seq
+             WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
+             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], raw_row)?;
+        rows.map(|r| decode_row(r?)).collect()
+    }
+
+    /// Record a delivery attempt and, when it succeeded, mark the row sent.
+    pub fn record_attempt(&mut self, attempt: &Attempt) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                attempt.outbox_id,
+                attempt.at.to_rfc3339(),
+                attempt.outcome,
+                attempt.code,
+                attempt.detail
+            ],
+        )?;
+        tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3,
+                    last_error = CASE WHEN ?2 = 'sent' THEN NULL ELSE ?4 END,
+                    sent_at = CASE WHEN ?2 = 'sent' THEN ?5 ELSE sent_at END
+             WHERE id = ?1",
+            params![
+                attempt.outbox_id,
+                attempt.new_state,
+                attempt.next_attempt_at.map(|t| t.timestamp_millis()),
+                attempt.detail,
+                attempt.at.to_rfc3339()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Counts of outbox rows by state.
+    pub fn outbox_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, count(*) FROM outbox GROUP BY state ORDER BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// A reader for the rules' key-value data, on its own connection.
+    pub fn kv_reader(&self) -> anyhow::Result<Arc<dyn KvRead>> {
+        Ok(Arc::new(SqliteKv {
+            conn: Mutex::new(connect(&self.path)?),
+        }))
+    }
+}
+
+/// One delivery attempt and the row's next state.
+pub struct Attempt {
+    pub outbox_id: i64,
+    pub at: DateTime<Utc>,
+    /// sent | transient | permanent | ambiguous | config
+    pub outcome: &'static str,
+    pub code: Option<u16>,
+    pub detail: String,
+    /// queued | sent | dead
+    pub new_state: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+fn connect(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("cannot open the store {}", path.display()))?;
+    // WAL with synchronous=FULL: a commit is on disk before it returns,
+    // so an acknowledged event survives power loss.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> anyhow::Result<Ingested> {
+    let existing: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM events WHERE source = ?1 AND id = ?2",
+            params![ev.source, ev.id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(seq) = existing {
+        return Ok(Ingested::Duplicate(seq));
+    }
+    tx.execute(
+        "INSERT INTO events (source, id, type, time, envelope, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            ev.source,
+            ev.id,
+            ev.kind,
+            ev.time_rfc3339(),
+            ev.to_json().to_string(),
+            now.to_rfc3339()
+        ],
+    )?;
+    Ok(Ingested::New(tx.last_insert_rowid()))
+}
+
+fn decode_event(envelope: &str, received_at: &str) -> anyhow::Result<Event> {
+    let received = DateTime::parse_from_rfc3339(received_at)?.with_timezone(&Utc);
+    let value = serde_json::from_str(envelope)?;
+    event::from_json(value, received).map_err(|err| anyhow::anyhow!("journaled event is unreadable: {err}"))
+}
+
+fn record_run(
+    tx: &Transaction<'_>,
+    seq: i64,
+    outcome: &RuleOutcome,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let (state, code, reason, mails, skipped) = match &outcome.result {
+        Ok(r) => ("ok", None, None, r.mails.len() as i64, skipped_json(&r.skipped)),
+        Err(f) => ("failed", Some(f.code()), Some(f.to_string()), 0, None),
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO rule_runs (event_seq, rule, state, code, reason, mails, skipped, fuel, micros, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            seq,
+            outcome.rule,
+            state,
+            code,
+            reason,
+            mails,
+            skipped,
+            outcome.fuel_used as i64,
+            outcome.elapsed.as_micros() as i64,
+            now.to_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+fn skipped_json(skipped: &[crate::evaluate::Skipped]) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let list: Vec<_> = skipped
+        .iter()
+        .map(|s| serde_json::json!({"recipient": s.recipient, "reason": s.reason}))
+        .collect();
+    Some(serde_json::Value::Array(list).to_string())
+}
+
+/// Insert one outbox row; false when (event, rule, recipient) was queued before.
+fn queue(
+    tx: &Transaction<'_>,
+    seq: i64,
+    event: &Event,
+    rule: &str,
+    mail: &Mail,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let key = MailKey {
+        source: event.source.clone(),
+        event_id: event.id.clone(),
+        rule: rule.to_owned(),
+        recipient: mail.recipient.clone(),
+    };
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO outbox (event_seq, rule, recipient, mail, digest, state, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
+        params![
+            seq,
+            rule,
+            mail.recipient,
+            serde_json::to_string(mail)?,
+            key.digest(),
+            now.timestamp_millis(),
+            now.to_rfc3339()
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> anyhow::Result<()> {
+    for write in writes {
+        match &write.entry {
+            Some(entry) => tx.execute(
+                "INSERT OR REPLACE INTO kv (rule, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![rule, write.key, entry.value, entry.expires_unix_ms],
+            )?,
+            None => tx.execute("DELETE FROM kv WHERE rule = ?1 AND key = ?2", params![rule, write.key])?,
+        };
+    }
+    Ok(())
+}
+
+/// The columns `due` selects, before decoding.
+type RawRow = (i64, String, String, String, String, String, String, i64);
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+}
+
+fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
+    let (id, source, event_id, rule, recipient, time, mail, attempts) = raw;
+    Ok(OutboxRow {
+        id,
+        key: MailKey {
+            source,
+            event_id,
+            rule,
+            recipient,
+        },
+        event_time: DateTime::parse_from_rfc3339(&time)?.with_timezone(&Utc),
+        mail: serde_json::from_str(&mail).with_context(|| format!("outbox row {id} is unreadable"))?,
+        attempts,
+    })
+}
+
+/// Reads committed kv entries on a connection of its own.
+struct SqliteKv {
+    conn: Mutex<Connection>,
+}
+
+impl KvRead for SqliteKv {
+    fn get(&self, rule: &str, key: &str) -> Option<KvEntry> {
+        let conn = self.conn.lock().expect("kv connection lock");
+        let found = conn
+            .query_row(
+                "SELECT value, expires_at FROM kv WHERE rule = ?1 AND key = ?2",
+                params![rule, key],
+                |r| {
+                    Ok(KvEntry {
+                        value: r.get(0)?,
+                        expires_unix_ms: r.get(1)?,
+                    })
+                },
+            )
+            .optional();
+        found.unwrap_or_else(|err| {
+            tracing::error!(%err, rule, key, "kv read failed; the rule sees the key as missing");
+            None
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! Versioned schema migrations, applied in order inside one transaction each.
+
+use rusqlite::Connection;
+
+/// Each entry upgrades the schema from version `index` to `index + 1`.
+/// Never edit an entry that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: journal, rule runs, outbox, attempts, kv.
+    "CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        time TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+        evaluated_at TEXT,
+        UNIQUE (source, id)
+    );
+    CREATE INDEX events_pending ON events (seq) WHERE state = 'pending';
+    CREATE TABLE rule_runs (
+        event_seq INTEGER NOT NULL REFERENCES events (seq),
+        rule TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('ok', 'failed')),
+        code TEXT,
+        reason TEXT,
+        mails INTEGER NOT NULL,
+        skipped TEXT,
+        fuel INTEGER NOT NULL,
+        micros INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (event_seq, rule)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        event_seq INTEGER NOT NULL REFERENCES events (seq),
+        rule TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        mail TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'dead', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER,
+        lease_until INTEGER,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        last_error TEXT,
+        UNIQUE (event_seq, rule, recipient)
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'queued';
+    CREATE TABLE attempts (
+        outbox_id INTEGER NOT NULL REFERENCES outbox (id),
+        at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        code INTEGER,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX attempts_by_row ON attempts (outbox_id);
+    CREATE TABLE kv (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (rule, key)
+    );",
+];
+
+/// Bring the file up to the newest schema; refuse a file from a newer Herald.
+pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        anyhow::bail!(
+            "the store is at schema version {current}, newer than this Herald knows ({}); \
+             run the newer herald binary, or restore a backup",
+            MIGRATIONS.len()
+        );
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (version + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `herald` binary, real files, real SQLite.
+
+mod hostile;
+mod input;
+mod skeleton;
+mod support;
