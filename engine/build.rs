@@ -15,7 +15,10 @@ const PREFIX: &str = "herald-rule-";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.parent().expect("engine/ sits in the workspace").to_owned();
+    let root = manifest_dir
+        .parent()
+        .expect("engine/ sits in the workspace")
+        .to_owned();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     watch(&root);
     check_wasm_target();
@@ -27,11 +30,22 @@ fn main() {
 
     let wasm_dir = target_dir.join(TARGET).join(PROFILE);
     write_builtin_table(&out_dir, &wasm_dir, &builtins);
-    println!("cargo:rustc-env=HERALD_TEST_RULES_DIR={}", wasm_dir.display());
+    println!(
+        "cargo:rustc-env=HERALD_TEST_RULES_DIR={}",
+        wasm_dir.display()
+    );
 }
 
 fn watch(root: &Path) {
-    for path in ["rules", "tests/rules", "sdk/src", "sdk/wit", "sdk/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "rules",
+        "tests/rules",
+        "sdk/src",
+        "sdk/wit",
+        "sdk/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 }
@@ -74,7 +88,10 @@ fn package_name(manifest: &Path) -> Option<String> {
 /// `<target>/wasm-rules`, beside the host profiles so dev, test and clippy
 /// builds share it (a nested build into the host's own dir would deadlock).
 fn wasm_target_dir(out_dir: &Path) -> PathBuf {
-    let target = out_dir.ancestors().nth(4).expect("OUT_DIR is <target>/<profile>/build/<pkg>/out");
+    let target = out_dir
+        .ancestors()
+        .nth(4)
+        .expect("OUT_DIR is <target>/<profile>/build/<pkg>/out");
     target.join("wasm-rules")
 }
 
@@ -82,12 +99,26 @@ fn build_rules<'a>(root: &Path, target_dir: &Path, packages: impl Iterator<Item 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--profile", PROFILE, "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for package in packages {
         cmd.args(["-p", package]);
     }
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let output = cmd.output().expect("run cargo to build the rules");
@@ -106,7 +137,12 @@ fn write_builtin_table(out_dir: &Path, wasm_dir: &Path, builtins: &[String]) {
         let name = package.strip_prefix(PREFIX).unwrap_or(package);
         let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
         assert!(wasm.exists(), "expected {} after the build", wasm.display());
-        writeln!(table, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string()).unwrap();
+        writeln!(
+            table,
+            "    ({name:?}, include_bytes!({:?})),",
+            wasm.display().to_string()
+        )
+        .unwrap();
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("builtin_rules.rs"), table).expect("write builtin_rules.rs");

@@ -44,8 +44,14 @@ fn main() {
     };
 
     println!("rule new-user, {ITERATIONS} iterations each, medians (p90)");
-    report("native: same rule logic, compiled natively", measure(|| native(&ev)));
-    report("host state: WASI ctx + limiter + kv view", measure(|| drop(black_box(HostState::new(&invocation())))));
+    report(
+        "native: same rule logic, compiled natively",
+        measure(|| native(&ev)),
+    );
+    report(
+        "host state: WASI ctx + limiter + kv view",
+        measure(|| drop(black_box(HostState::new(&invocation())))),
+    );
     report(
         "sandboxed: fresh Store + instance + call + drop",
         measure(|| {
@@ -77,7 +83,10 @@ fn native(ev: &event::Event) {
     };
     let sdk_event = herald_sdk::testing::event(
         &ev.kind,
-        herald_sdk::Payload::UserCreated(herald_sdk::UserCreated { user, groups: vec![] }),
+        herald_sdk::Payload::UserCreated(herald_sdk::UserCreated {
+            user,
+            groups: vec![],
+        }),
     );
     black_box(herald_rule_new_user::NewUser::handle(black_box(sdk_event)).unwrap());
 }

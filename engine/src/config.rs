@@ -229,6 +229,16 @@ pub enum ConfigError {
     Invalid(Diagnostic),
 }
 
+impl ConfigError {
+    /// Where and what the problem is, unless the file could not be read at all.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid(diagnostic) => Some(diagnostic),
+        }
+    }
+}
+
 impl From<Diagnostic> for ConfigError {
     fn from(diagnostic: Diagnostic) -> Self {
         ConfigError::Invalid(diagnostic)
@@ -386,7 +396,10 @@ impl RawConfig {
             cache_dir: in_state(sandbox.cache_dir, "cache"),
             limits: sandbox.limits.unwrap_or_default().over(Limits::default()),
         };
-        let rules = (self.rules.unwrap_or_default().into_iter())
+        let rules = self
+            .rules
+            .unwrap_or_default()
+            .into_iter()
             .map(|rule| rule.resolve(base, sandbox.limits))
             .collect();
         Config {
@@ -532,7 +545,7 @@ impl RuleChecks<'_> {
 }
 
 /// " (line N)" when the line is known.
-fn at_line(location: Option<Location>) -> String {
+pub(crate) fn at_line(location: Option<Location>) -> String {
     location.map_or_else(String::new, |at| format!(" (line {})", at.line))
 }
 
@@ -573,6 +586,23 @@ where
     F: Fn(Scalar<'_>) -> Result<T, String>,
 {
     d.deserialize_any(Check {
+        expected: expected.into(),
+        check,
+        value: PhantomData,
+    })
+}
+
+/// Deserialize one scalar as text (a plain `2024` is the text "2024") through `check`.
+fn check_text<'de, D, T, F>(d: D, expected: impl Into<String>, check: F) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    F: Fn(&str) -> Result<T, String>,
+{
+    let check = |scalar: Scalar<'_>| match scalar {
+        Scalar::Str(text) => check(text),
+        _ => rejected(),
+    };
+    d.deserialize_str(Check {
         expected: expected.into(),
         check,
         value: PhantomData,
@@ -626,9 +656,9 @@ struct PathValue(PathBuf);
 
 impl<'de> Deserialize<'de> for PathValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        check_scalar(d, "a path", |s| match s {
-            Scalar::Str(text) if !text.trim().is_empty() => Ok(PathValue(text.into())),
-            _ => rejected(),
+        check_text(d, "a path", |text| match text.trim() {
+            "" => rejected(),
+            _ => Ok(PathValue(text.into())),
         })
     }
 }
@@ -639,14 +669,12 @@ struct Sender(Option<Mailbox>);
 impl<'de> Deserialize<'de> for Sender {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let expected = "an address like `OMERO <omero@example.org>`, or \"\" to disable sending";
-        check_scalar(d, expected, |s| match s {
-            Scalar::Str(text) if text.trim().is_empty() => Ok(Sender(None)),
-            Scalar::Str(text) => text
-                .trim()
+        check_text(d, expected, |text| match text.trim() {
+            "" => Ok(Sender(None)),
+            address => address
                 .parse()
                 .map(|m| Sender(Some(m)))
-                .map_err(|_| String::new()),
-            _ => rejected(),
+                .or_else(|_| rejected()),
         })
     }
 }
@@ -663,9 +691,12 @@ impl<'de> Deserialize<'de> for RuleName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let expected =
             "a rule name of lowercase letters, digits and dashes, starting with a letter or digit";
-        check_scalar(d, expected, |s| match s {
-            Scalar::Str(text) if is_rule_name(text) => Ok(RuleName(text.to_owned())),
-            _ => rejected(),
+        check_text(d, expected, |text| {
+            if is_rule_name(text) {
+                Ok(RuleName(text.to_owned()))
+            } else {
+                rejected()
+            }
         })
     }
 }
@@ -676,10 +707,7 @@ struct ModuleSpec(ModuleRef);
 impl<'de> Deserialize<'de> for ModuleSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let expected = format!("one of {} or a path to a .wasm file", builtin_list());
-        check_scalar(d, expected, |s| match s {
-            Scalar::Str(text) => module_ref(text.trim()).map(ModuleSpec),
-            _ => rejected(),
-        })
+        check_text(d, expected, |text| module_ref(text.trim()).map(ModuleSpec))
     }
 }
 
@@ -713,10 +741,7 @@ fn event_type(text: &str) -> Result<String, String> {
 
 impl<'de> Deserialize<'de> for EventType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        check_scalar(d, EVENT_TYPE, |s| match s {
-            Scalar::Str(text) => event_type(text).map(EventType),
-            _ => rejected(),
-        })
+        check_text(d, EVENT_TYPE, |text| event_type(text).map(EventType))
     }
 }
 
@@ -753,14 +778,8 @@ impl<'de> Visitor<'de> for EventTypesVisitor {
 
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        check_scalar(
-            d,
-            "a cron schedule of 6 or 7 fields, seconds first",
-            |s| match s {
-                Scalar::Str(text) => parse_schedule(text.trim()),
-                _ => rejected(),
-            },
-        )
+        let expected = "a cron schedule of 6 or 7 fields, seconds first";
+        check_text(d, expected, |text| parse_schedule(text.trim()))
     }
 }
 
@@ -1299,6 +1318,12 @@ mod tests {
     fn a_config_in_the_current_directory_resolves_to_plain_relative_paths() {
         let config = Config::from_str("", Path::new("herald.yaml"), None).unwrap();
         assert_eq!(config.state_dir, PathBuf::from("../var"));
+        let config = Config::from_str("state_dir: 2024", Path::new("herald.yaml"), None).unwrap();
+        assert_eq!(
+            config.state_dir,
+            PathBuf::from("2024"),
+            "a number-like path is text"
+        );
         assert_eq!(config.directory.path, PathBuf::from("directory.yaml"));
     }
 
@@ -1606,6 +1631,8 @@ mod tests {
 
     #[test]
     fn rule_names_are_lowercase_dashed() {
+        let numeric = parse(&rule_yaml("").replace("name: r", "name: 404")).unwrap();
+        assert_eq!(numeric.rules[0].name, "404");
         let d = fail(&rule_yaml("").replace("name: r", "name: New_User"));
         assert_eq!((d.location, d.path.as_str()), (at(2, 11), "rules[0].name"));
         assert!(d.fix.contains("e.g. new-user"));

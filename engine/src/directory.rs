@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Diagnostic, Seg, diagnostic_at, locate, parse_yaml};
+use crate::config::{Diagnostic, Seg, at_line, diagnostic_at, locate, parse_yaml};
 
 /// OMERO's `root` user id.
 const ROOT: i64 = 0;
@@ -80,6 +80,16 @@ pub enum DirectoryError {
     /// The file was read but is not a valid directory.
     #[error("{0}")]
     Invalid(Diagnostic),
+}
+
+impl DirectoryError {
+    /// Where and what the problem is, unless the file could not be read at all.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            DirectoryError::Read { .. } => None,
+            DirectoryError::Invalid(diagnostic) => Some(diagnostic),
+        }
+    }
 }
 
 impl From<Diagnostic> for DirectoryError {
@@ -196,7 +206,9 @@ impl Directory {
     }
 
     fn members_of<'a>(&'a self, group: &Group) -> Vec<(&'a User, bool)> {
-        (group.members.iter())
+        group
+            .members
+            .iter()
             .filter_map(|&id| self.user_by_id(id))
             .map(|user| (user, group.owners.contains(&user.id)))
             .collect()
@@ -235,6 +247,13 @@ fn with_builtins<T>(builtins: Vec<T>, entries: Vec<T>, id: impl Fn(&T) -> i64) -
         .into_iter()
         .filter(|builtin| !present.contains(&id(builtin)));
     missing.chain(entries).collect()
+}
+
+/// The indexes of the first two items with the same key.
+fn first_duplicate<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> Option<(usize, usize)> {
+    let mut seen = HashMap::new();
+    let mut indexed = items.iter().enumerate();
+    indexed.find_map(|(i, item)| seen.insert(key(item), i).map(|first| (first, i)))
 }
 
 fn index<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> HashMap<K, usize> {
@@ -336,7 +355,7 @@ fn directory_hint(key: &str) -> Option<String> {
             "write a list of groups, e.g. `- {id: 3, name: lab, members: [2], owners: [2]}`"
         }
         "id" => "write the OMERO id, a whole number, e.g. 2",
-        "name" => "write the OMERO name (a user's omeName or a group's name) as text, e.g. alice",
+        "name" => "write the OMERO name (a user's omeName or a group's name), e.g. alice",
         "first_name" | "last_name" => "write the name as text, or leave the key out",
         "email" => "write the email address as text, e.g. alice@example.org, or leave the key out",
         "members" => "list the member user ids, e.g. `members: [2, 5]`",
@@ -413,19 +432,14 @@ impl Checker<'_> {
         value: impl Fn(&T) -> String,
         fix: &str,
     ) -> Result<(), DirectoryError> {
-        let mut seen = HashMap::new();
-        let duplicate = (items.iter().enumerate())
-            .find_map(|(i, item)| seen.insert(value(item), i).map(|first| (first, i)));
-        let Some((first, second)) = duplicate else {
+        let Some((first, second)) = first_duplicate(items, &value) else {
             return Ok(());
         };
         let first_at = locate(self.text, &[Seg::Key(kind.0), Seg::Index(first)]);
+        let (list, what, value) = (kind.0, kind.1, value(&items[second]));
         let message = format!(
-            "{} {key} `{}` is already used by {}[{first}]{}",
-            kind.1,
-            value(&items[second]),
-            kind.0,
-            first_at.map_or_else(String::new, |at| format!(" (line {})", at.line)),
+            "{what} {key} `{value}` is already used by {list}[{first}]{}",
+            at_line(first_at)
         );
         let path = [Seg::Key(kind.0), Seg::Index(second), Seg::Key(key)];
         Err(self.error(&path, message, fix.to_owned()))
@@ -672,6 +686,14 @@ groups:
         assert_eq!(ids, [0, 2, 1]);
         assert_eq!(names(&dir.active_users()), ["bob"]);
         assert_eq!(names(&dir.admins()), ["root"]);
+    }
+
+    #[test]
+    fn number_like_names_stay_text() {
+        let dir =
+            parse("users:\n  - {id: 7, name: 0123}\ngroups:\n  - {id: 8, name: 2024}\n").unwrap();
+        assert_eq!(dir.user_by_id(7).unwrap().name, "0123");
+        assert_eq!(dir.group_by_id(8).unwrap().name, "2024");
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub struct Journaled {
 }
 
 /// Journal validated events in one transaction; acknowledged once this returns.
-pub fn journal(store: &mut Store, events: &[Event], now: DateTime<Utc>) -> anyhow::Result<Journaled> {
+pub fn journal(
+    store: &mut Store,
+    events: &[Event],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Journaled> {
     let results = store.ingest(events, now)?;
     let duplicates = results
         .iter()

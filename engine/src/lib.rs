@@ -11,6 +11,6 @@ pub mod directory;
 pub mod evaluate;
 pub mod event;
 pub mod ingest;
-pub mod pipeline;
 pub mod mail;
+pub mod pipeline;
 pub mod store;

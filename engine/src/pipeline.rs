@@ -34,7 +34,8 @@ pub fn evaluate_pending(
         }
         for item in pending {
             let outcomes = evaluator.evaluate(&item.event, &kv);
-            let committed = store.commit_evaluation(item.seq, &item.event, &outcomes, Utc::now())?;
+            let committed =
+                store.commit_evaluation(item.seq, &item.event, &outcomes, Utc::now())?;
             each(&Evaluated {
                 event: item.event,
                 outcomes,

@@ -108,9 +108,9 @@ mod message;
 pub mod testing;
 
 pub use bindings::herald::rule::types::{
-    Addressing, Broadcast, Comment, CommentAdded, Entry, Event, ExceptionInfo,
-    Group, GroupCreated, Header, LoginFailed, Member, Message, ObjectRef, Payload, Recipient,
-    RequestInfo, ServerDown, ServerUp, Tick, User, UserCreated, WebError,
+    Addressing, Broadcast, Comment, CommentAdded, Entry, Event, ExceptionInfo, Group, GroupCreated,
+    Header, LoginFailed, Member, Message, ObjectRef, Payload, Recipient, RequestInfo, ServerDown,
+    ServerUp, Tick, User, UserCreated, WebError,
 };
 
 /// The one trait a rule implements.
@@ -145,7 +145,7 @@ macro_rules! export_rule {
                     <$rule as $crate::Rule>::handle(event)
                 }
             }
-            $crate::bindings::__export_rule_world!(HeraldExport with_types_in $crate::bindings);
+    $crate::bindings::__export_rule_world!(HeraldExport with_types_in $crate::bindings);
         };
     };
 }

@@ -40,10 +40,22 @@ thread_local! {
 impl TestHost {
     /// An empty host with OMERO's built-in groups `system` (0), `user` (1) and `guest` (2).
     pub fn new() -> Self {
-        let builtin = |id: i64, name: &str| (Group { id, name: name.into() }, Vec::new());
+        let builtin = |id: i64, name: &str| {
+            (
+                Group {
+                    id,
+                    name: name.into(),
+                },
+                Vec::new(),
+            )
+        };
         TestHost {
             config: serde_json::json!({}),
-            groups: vec![builtin(0, "system"), builtin(1, "user"), builtin(2, "guest")],
+            groups: vec![
+                builtin(0, "system"),
+                builtin(1, "user"),
+                builtin(2, "guest"),
+            ],
             ..Default::default()
         }
     }
@@ -66,7 +78,10 @@ impl TestHost {
         match self.groups.iter_mut().find(|(g, _)| g.name == group) {
             Some((_, members)) => members.push((user_id, owner)),
             None => self.groups.push((
-                Group { id: next_id, name: group.into() },
+                Group {
+                    id: next_id,
+                    name: group.into(),
+                },
                 vec![(user_id, owner)],
             )),
         }
@@ -116,11 +131,21 @@ pub mod directory {
     }
 
     pub fn group_by_id(id: i64) -> Option<Group> {
-        with(|h| h.groups.iter().find(|(g, _)| g.id == id).map(|(g, _)| g.clone()))
+        with(|h| {
+            h.groups
+                .iter()
+                .find(|(g, _)| g.id == id)
+                .map(|(g, _)| g.clone())
+        })
     }
 
     pub fn group_by_name(name: &str) -> Option<Group> {
-        with(|h| h.groups.iter().find(|(g, _)| g.name == name).map(|(g, _)| g.clone()))
+        with(|h| {
+            h.groups
+                .iter()
+                .find(|(g, _)| g.name == name)
+                .map(|(g, _)| g.clone())
+        })
     }
 
     pub fn group_members(name: &str) -> Vec<Member> {
@@ -149,7 +174,10 @@ pub mod directory {
     }
 
     pub fn admins() -> Vec<User> {
-        group_members("system").into_iter().map(|m| m.user).collect()
+        group_members("system")
+            .into_iter()
+            .map(|m| m.user)
+            .collect()
     }
 
     pub fn active_users() -> Vec<User> {

@@ -18,7 +18,10 @@ fn nothing_stored(scratch: &Scratch) {
 #[test]
 fn an_event_that_is_not_json_is_refused() {
     let scratch = Scratch::new();
-    let out = send(&scratch, "{\"id\":\"a\",\"source\":\"s\",\"type\":\"t\"}\nthis is not json\n");
+    let out = send(
+        &scratch,
+        "{\"id\":\"a\",\"source\":\"s\",\"type\":\"t\"}\nthis is not json\n",
+    );
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(err.contains("line 2: not valid JSON"), "{err}");
@@ -29,18 +32,32 @@ fn an_event_that_is_not_json_is_refused() {
 #[test]
 fn a_missing_id_is_refused() {
     let scratch = Scratch::new();
-    let out = send(&scratch, r#"{"source":"s","type":"omero.server.up","data":{"server":"x"}}"#);
+    let out = send(
+        &scratch,
+        r#"{"source":"s","type":"omero.server.up","data":{"server":"x"}}"#,
+    );
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("missing required field `id`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("missing required field `id`"),
+        "{}",
+        stderr(&out)
+    );
     nothing_stored(&scratch);
 }
 
 #[test]
 fn bad_typed_data_names_the_field() {
     let scratch = Scratch::new();
-    let out = send(&scratch, r#"{"id":"x","source":"s","type":"omero.user.created","data":{"user":{"name":"bob"}}}"#);
+    let out = send(
+        &scratch,
+        r#"{"id":"x","source":"s","type":"omero.user.created","data":{"user":{"name":"bob"}}}"#,
+    );
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("event x: data.user: missing field `id`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("event x: data.user: missing field `id`"),
+        "{}",
+        stderr(&out)
+    );
     nothing_stored(&scratch);
 }
 
@@ -86,7 +103,10 @@ fn an_unknown_builtin_is_named_with_the_choices() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(err.contains("no-such-rule"), "{err}");
-    assert!(err.contains("new-user"), "the choices are not listed: {err}");
+    assert!(
+        err.contains("new-user"),
+        "the choices are not listed: {err}"
+    );
 }
 
 #[test]

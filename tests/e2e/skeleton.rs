@@ -9,7 +9,12 @@ fn golden() -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(repo().join(GOLDEN))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     files.sort();
     files
@@ -59,7 +64,11 @@ fn replaying_into_the_same_store_queues_nothing_twice() {
     let first = scratch.mails();
     let again = scratch.herald(&["replay", "--deliver", RECORDING]);
     assert_exit(&again, 0);
-    assert!(stderr(&again).contains("3 events were journaled before"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("3 events were journaled before"),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(scratch.mails(), first);
     assert_eq!(scratch.count("SELECT count(*) FROM outbox"), 4);
     assert_eq!(scratch.count("SELECT count(*) FROM events"), 3);
@@ -71,10 +80,22 @@ fn dry_run_prints_messages_and_stores_nothing() {
     let out = scratch.herald(&["replay", RECORDING]);
     assert_exit(&out, 0);
     let text = stdout(&out);
-    assert!(text.contains("-> alice@example.org  [OMERO] INSERT Experimenter notification"), "{text}");
-    assert!(text.contains("| class ome.model.meta.Experimenter:52 - INSERT"), "{text}");
-    assert!(text.contains("skipped user root (id 0): has no email address"), "{text}");
-    assert!(text.contains("evt-0002 omero.thumbnail.generated"), "{text}");
+    assert!(
+        text.contains("-> alice@example.org  [OMERO] INSERT Experimenter notification"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| class ome.model.meta.Experimenter:52 - INSERT"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped user root (id 0): has no email address"),
+        "{text}"
+    );
+    assert!(
+        text.contains("evt-0002 omero.thumbnail.generated"),
+        "{text}"
+    );
     assert!(text.contains("matched by no rule"), "{text}");
     assert!(!scratch.path("var/herald.db").exists());
     assert!(scratch.mails().is_empty());
@@ -84,10 +105,21 @@ fn dry_run_prints_messages_and_stores_nothing() {
 fn unsubscribed_event_is_journaled_and_reported() {
     let scratch = Scratch::new();
     let event = scratch.path("custom.json");
-    std::fs::write(&event, r#"{"id":"c1","source":"s","type":"lab.coffee.empty","data":{}}"#).unwrap();
+    std::fs::write(
+        &event,
+        r#"{"id":"c1","source":"s","type":"lab.coffee.empty","data":{}}"#,
+    )
+    .unwrap();
     let out = scratch.herald(&["send", event.to_str().unwrap()]);
     assert_exit(&out, 0);
-    assert!(stdout(&out).contains("matched by no rule"), "{}", stdout(&out));
-    assert_eq!(scratch.count("SELECT count(*) FROM events WHERE state = 'done'"), 1);
+    assert!(
+        stdout(&out).contains("matched by no rule"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM events WHERE state = 'done'"),
+        1
+    );
     assert_eq!(scratch.count("SELECT count(*) FROM outbox"), 0);
 }

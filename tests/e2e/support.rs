@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// Where the test-fixture rules (tests/rules/*) were compiled.
@@ -30,7 +33,11 @@ impl Scratch {
     /// `directory.yaml` there is a copy of `etc/directory.yaml`.
     pub fn with_config(yaml: &str) -> Scratch {
         let scratch = Scratch::new();
-        std::fs::copy(repo().join("etc/directory.yaml"), scratch.path("directory.yaml")).unwrap();
+        std::fs::copy(
+            repo().join("etc/directory.yaml"),
+            scratch.path("directory.yaml"),
+        )
+        .unwrap();
         std::fs::write(scratch.path("herald.yaml"), yaml).unwrap();
         scratch
     }
@@ -72,7 +79,12 @@ impl Scratch {
         let mut mails: Vec<(String, Vec<u8>)> = entries
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
             .collect();
         mails.sort();
         mails

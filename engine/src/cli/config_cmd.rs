@@ -24,7 +24,8 @@ fn check(ctx: &Context) -> Outcome {
     let config = ctx.config()?;
     let directory = load_directory(&config.directory.path)?;
     super::warn_if_no_admin_email(&directory, &config.directory.path);
-    let evaluator = Evaluator::new(&config, Arc::new(directory)).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let evaluator = Evaluator::new(&config, Arc::new(directory))
+        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
     println!("{}: ok", config.file.display());
     for rule in evaluator.rules() {
         println!("  rule {}: on {}", rule.name, rule.on.join(", "));

@@ -17,11 +17,16 @@ pub struct Args {
 
 pub fn run(ctx: &Context, _args: Args) -> Outcome {
     let config = ctx.config()?;
-    let deliverer = Deliverer::from_config(&config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let deliverer =
+        Deliverer::from_config(&config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let mut store = Store::open(&config.store.path)?;
     let summary = deliverer.deliver_due(&mut store, Utc::now())?;
     print_summary(&deliverer, &summary);
-    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// One line: how many were sent, how many failed, and where they went.

@@ -21,7 +21,12 @@ use crate::evaluate::Evaluator;
 #[command(name = "herald", version, about, propagate_version = true)]
 pub struct Cli {
     /// The config file; paths inside it are relative to it.
-    #[arg(long, global = true, env = "HERALD_CONFIG", default_value = "etc/herald.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CONFIG",
+        default_value = "etc/herald.yaml"
+    )]
     config: PathBuf,
     /// Override the config's state_dir (store, mail folder, cache).
     #[arg(long, global = true, env = "HERALD_STATE_DIR")]
@@ -128,7 +133,8 @@ fn load(ctx: &Context) -> Result<Loaded, Failure> {
     let config = ctx.config()?;
     let directory = load_directory(&config.directory.path)?;
     warn_if_no_admin_email(&directory, &config.directory.path);
-    let evaluator = Evaluator::new(&config, Arc::new(directory)).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let evaluator = Evaluator::new(&config, Arc::new(directory))
+        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
     Ok(Loaded { config, evaluator })
 }
 
@@ -138,7 +144,11 @@ fn load_directory(path: &Path) -> Result<Directory, Failure> {
 
 /// OMERO's root has no email by default, so admin mail goes nowhere: say so.
 fn warn_if_no_admin_email(dir: &Directory, path: &Path) {
-    if dir.admins().iter().any(|u| directory::valid_email(u).is_some()) {
+    if dir
+        .admins()
+        .iter()
+        .any(|u| directory::valid_email(u).is_some())
+    {
         return;
     }
     eprintln!(

@@ -36,10 +36,18 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
         dry_run(&loaded, &events, args.json)?
     };
     eprintln!("replayed {}", tally.line());
-    Ok(if tally.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if tally.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn dry_run(loaded: &super::Loaded, events: &[crate::event::Event], json: bool) -> Result<Tally, Failure> {
+fn dry_run(
+    loaded: &super::Loaded,
+    events: &[crate::event::Event],
+    json: bool,
+) -> Result<Tally, Failure> {
     let memory = Arc::new(MemoryKv::default());
     let kv: Arc<dyn KvRead> = memory.clone();
     let mut tally = Tally::default();
@@ -60,7 +68,8 @@ fn replay_for_real(
     events: Vec<crate::event::Event>,
     json: bool,
 ) -> Result<Tally, Failure> {
-    let deliverer = Deliverer::from_config(&loaded.config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let deliverer =
+        Deliverer::from_config(&loaded.config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let mut store = Store::open(&loaded.config.store.path)?;
     let journaled = ingest::journal(&mut store, &events, Utc::now())?;
     if journaled.duplicates > 0 {

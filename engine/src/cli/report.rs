@@ -52,8 +52,19 @@ pub enum Detail {
 }
 
 /// Print one event's outcomes for a person.
-pub fn human(out: &mut impl Write, event: &Event, outcomes: &[RuleOutcome], detail: Detail) -> std::io::Result<()> {
-    writeln!(out, "{} {} ({})", event.id, event.kind, event.time_rfc3339())?;
+pub fn human(
+    out: &mut impl Write,
+    event: &Event,
+    outcomes: &[RuleOutcome],
+    detail: Detail,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} {} ({})",
+        event.id,
+        event.kind,
+        event.time_rfc3339()
+    )?;
     if outcomes.is_empty() {
         writeln!(out, "  matched by no rule")?;
     }
@@ -66,7 +77,12 @@ pub fn human(out: &mut impl Write, event: &Event, outcomes: &[RuleOutcome], deta
 fn rule_human(out: &mut impl Write, outcome: &RuleOutcome, detail: Detail) -> std::io::Result<()> {
     match &outcome.result {
         Ok(resolved) => {
-            writeln!(out, "  {}: {} message(s)", outcome.rule, resolved.mails.len())?;
+            writeln!(
+                out,
+                "  {}: {} message(s)",
+                outcome.rule,
+                resolved.mails.len()
+            )?;
             for mail in &resolved.mails {
                 writeln!(out, "    -> {}  {}", mail.recipient, mail.subject)?;
                 if detail == Detail::Full {
@@ -121,7 +137,9 @@ fn rule_json(outcome: &RuleOutcome) -> serde_json::Value {
             "mails": resolved.mails,
             "skipped": resolved.skipped.iter().map(|s| json!({"recipient": s.recipient, "reason": s.reason})).collect::<Vec<_>>(),
         }),
-        Err(failure) => json!({"rule": outcome.rule, "ok": false, "reason": failure.code(), "error": failure.to_string()}),
+        Err(failure) => {
+            json!({"rule": outcome.rule, "ok": false, "reason": failure.code(), "error": failure.to_string()})
+        }
     };
     value["logs"] = json!(logs);
     value["fuel"] = json!(outcome.fuel_used);

@@ -29,7 +29,10 @@ pub fn read(path: &Path) -> Result<Vec<Event>, Failure> {
     ingest::read_events(path, Utc::now()).map_err(|err| match err {
         ReadError::Io(err) => Failure::Usage(format!("{err:#}")),
         ReadError::Invalid(errors) => {
-            let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {e}", path.display())).collect();
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("  {}: {e}", path.display()))
+                .collect();
             Failure::Usage(format!(
                 "{} invalid event(s); nothing was stored:\n{}",
                 errors.len(),
@@ -60,7 +63,8 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
     drop(out);
     println!("evaluated {}", tally.line());
     if args.deliver {
-        let deliverer = Deliverer::from_config(&loaded.config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        let deliverer =
+            Deliverer::from_config(&loaded.config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
         let summary = deliverer.deliver_due(&mut store, Utc::now())?;
         super::deliver_cmd::print_summary(&deliverer, &summary);
     }

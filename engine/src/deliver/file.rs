@@ -13,7 +13,9 @@ pub struct FileTransport {
 
 impl FileTransport {
     pub fn new(dir: &Path) -> FileTransport {
-        FileTransport { dir: dir.to_owned() }
+        FileTransport {
+            dir: dir.to_owned(),
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -44,9 +44,9 @@ impl Deliverer {
         };
         let transport = match config.mail.transport {
             TransportKind::File => Transport::File(FileTransport::new(&config.mail.file_dir)),
-            TransportKind::Smtp => bail!(
-                "mail.transport: smtp is not available in this version; use `file`"
-            ),
+            TransportKind::Smtp => {
+                bail!("mail.transport: smtp is not available in this version; use `file`")
+            }
         };
         Ok(Deliverer { transport, from })
     }

@@ -145,7 +145,12 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         if desired > self.memory_bytes {
             self.memory_denied = true;
             return Err(wasmtime::format_err!(
@@ -156,7 +161,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -256,7 +266,12 @@ impl directory::Host for HostState {
     }
 
     fn admins(&mut self) -> Result<Vec<types::User>> {
-        Ok(self.directory.admins().into_iter().map(convert::dir_user).collect())
+        Ok(self
+            .directory
+            .admins()
+            .into_iter()
+            .map(convert::dir_user)
+            .collect())
     }
 
     fn active_users(&mut self) -> Result<Vec<types::User>> {
@@ -265,6 +280,11 @@ impl directory::Host for HostState {
     }
 
     fn all_users(&mut self) -> Result<Vec<types::User>> {
-        Ok(self.directory.users().iter().map(convert::dir_user).collect())
+        Ok(self
+            .directory
+            .users()
+            .iter()
+            .map(convert::dir_user)
+            .collect())
     }
 }

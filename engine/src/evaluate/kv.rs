@@ -137,7 +137,10 @@ mod tests {
         kv.delete("b".into());
         let writes = kv.into_writes();
         assert_eq!(writes.len(), 2);
-        assert_eq!(writes[0].entry.as_ref().unwrap().expires_unix_ms, Some(61_000));
+        assert_eq!(
+            writes[0].entry.as_ref().unwrap().expires_unix_ms,
+            Some(61_000)
+        );
         assert_eq!(KvOverlay::new("other", backend, 0).get("a"), None);
     }
 }

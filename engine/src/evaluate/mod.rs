@@ -45,12 +45,10 @@ impl LoadedRule {
     /// Whether this rule runs for `event`: its type is in `on`, or it is
     /// this rule's own scheduled tick.
     pub fn subscribed(&self, event: &Event) -> bool {
-        if event.kind == types::TICK {
-            if let EventData::Tick(tick) = &event.data {
-                return tick.rule == self.name;
-            }
+        if let (types::TICK, EventData::Tick(tick)) = (event.kind.as_str(), &event.data) {
+            return tick.rule == self.name;
         }
-        self.on.iter().any(|kind| *kind == event.kind)
+        self.on.contains(&event.kind)
     }
 }
 
@@ -133,7 +131,10 @@ impl Evaluator {
         if ran.state.logs_dropped > 0 {
             logs.push(LogLine {
                 level: "warn",
-                message: format!("{} log lines dropped (limits.max_log)", ran.state.logs_dropped),
+                message: format!(
+                    "{} log lines dropped (limits.max_log)",
+                    ran.state.logs_dropped
+                ),
             });
         }
         let kv_writes = if result.is_ok() {

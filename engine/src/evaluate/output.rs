@@ -94,7 +94,12 @@ fn message_bytes(m: &wit::Message) -> usize {
     let recipients: usize = m.to.iter().chain(&m.cc).map(recipient_bytes).sum();
     let headers: usize = m.headers.iter().map(|h| h.name.len() + h.value.len()).sum();
     let reply_to: usize = m.reply_to.iter().map(String::len).sum();
-    m.subject.len() + m.text.len() + m.html.as_ref().map_or(0, String::len) + headers + reply_to + recipients
+    m.subject.len()
+        + m.text.len()
+        + m.html.as_ref().map_or(0, String::len)
+        + headers
+        + reply_to
+        + recipients
 }
 
 fn recipient_bytes(r: &wit::Recipient) -> usize {
@@ -124,7 +129,10 @@ fn check_headers(index: usize, m: &wit::Message) -> Result<(), Failure> {
             )));
         }
         if header.name.len() + 2 + header.value.len() > MAX_HEADER_LINE {
-            return Err(bad(format!("header {} is longer than {MAX_HEADER_LINE} bytes", header.name)));
+            return Err(bad(format!(
+                "header {} is longer than {MAX_HEADER_LINE} bytes",
+                header.name
+            )));
         }
     }
     Ok(())
@@ -172,7 +180,11 @@ fn expand_message(
         });
     }
     let together = matches!(message.addressing, wit::Addressing::Together);
-    let headers: Vec<(String, String)> = message.headers.into_iter().map(|h| (h.name, h.value)).collect();
+    let headers: Vec<(String, String)> = message
+        .headers
+        .into_iter()
+        .map(|h| (h.name, h.value))
+        .collect();
     for target in dedup(to.iter().chain(&cc)) {
         if !seen.insert(target.envelope.clone()) {
             out.skipped.push(Skipped {
@@ -260,7 +272,10 @@ fn expand(
         R::Admins => dir.admins(),
         R::ActiveUsers => dir.active_users(),
     };
-    Ok(users.into_iter().filter_map(|u| user_target(u, skipped)).collect())
+    Ok(users
+        .into_iter()
+        .filter_map(|u| user_target(u, skipped))
+        .collect())
 }
 
 fn found<'a>(
@@ -290,7 +305,10 @@ fn group<'a>(
         });
     }
     let members = dir.members(name).into_iter();
-    members.filter(|(_, owner)| *owner || !owners_only).map(|(u, _)| u).collect()
+    members
+        .filter(|(_, owner)| *owner || !owners_only)
+        .map(|(u, _)| u)
+        .collect()
 }
 
 fn user_target(user: &directory::User, skipped: &mut Vec<Skipped>) -> Option<Target> {

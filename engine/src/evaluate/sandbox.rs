@@ -93,10 +93,14 @@ impl Sandbox {
             // the wasm's hash and the engine's compatibility hash.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(err) => tracing::warn!(path = %path.display(), %err, "recompiling a bad cache entry"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), %err, "recompiling a bad cache entry")
+                }
             }
         }
-        let compiled = engine.precompile_component(wasm).map_err(anyhow::Error::from)?;
+        let compiled = engine
+            .precompile_component(wasm)
+            .map_err(anyhow::Error::from)?;
         write_cache(dir, &path, &compiled);
         // SAFETY: `compiled` was produced just now by this engine.
         unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
@@ -223,6 +227,12 @@ fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> Failur
         Some(Trap::UnreachableCodeReached) if stderr.contains("panicked") => Failure::Panic {
             message: panic_message(&stderr),
         },
+        Some(Trap::MemoryOutOfBounds) => Failure::Trap {
+            message: with_stderr(
+                "out of bounds memory access (deep recursion overflowing the shadow stack looks like this)".into(),
+                &stderr,
+            ),
+        },
         Some(trap) => Failure::Trap {
             message: with_stderr(trap.to_string(), &stderr),
         },
@@ -247,7 +257,9 @@ fn not_a_trap(err: &wasmtime::Error, stderr: &str) -> Failure {
 
 /// The panic text from Rust's "thread '…' panicked at file:line:col:\nmessage".
 fn panic_message(stderr: &str) -> String {
-    let after = stderr.split_once("panicked at ").map_or(stderr, |(_, rest)| rest);
+    let after = stderr
+        .split_once("panicked at ")
+        .map_or(stderr, |(_, rest)| rest);
     let (location, message) = after.split_once('\n').unwrap_or(("", after));
     let message = message
         .lines()

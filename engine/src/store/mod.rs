@@ -73,7 +73,11 @@ impl Store {
 
     /// Journal events in one transaction; duplicates of (source, id) are
     /// acknowledged without being stored again. Durable when this returns.
-    pub fn ingest(&mut self, events: &[Event], now: DateTime<Utc>) -> anyhow::Result<Vec<Ingested>> {
+    pub fn ingest(
+        &mut self,
+        events: &[Event],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<Ingested>> {
         let tx = self.conn.transaction()?;
         let mut results = Vec::with_capacity(events.len());
         for ev in events {
@@ -89,7 +93,11 @@ impl Store {
             "SELECT seq, envelope, received_at FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         rows.map(|row| {
             let (seq, envelope, received) = row?;
@@ -244,7 +252,8 @@ fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> anyhow::R
 fn decode_event(envelope: &str, received_at: &str) -> anyhow::Result<Event> {
     let received = DateTime::parse_from_rfc3339(received_at)?.with_timezone(&Utc);
     let value = serde_json::from_str(envelope)?;
-    event::from_json(value, received).map_err(|err| anyhow::anyhow!("journaled event is unreadable: {err}"))
+    event::from_json(value, received)
+        .map_err(|err| anyhow::anyhow!("journaled event is unreadable: {err}"))
 }
 
 fn record_run(
@@ -254,7 +263,13 @@ fn record_run(
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let (state, code, reason, mails, skipped) = match &outcome.result {
-        Ok(r) => ("ok", None, None, r.mails.len() as i64, skipped_json(&r.skipped)),
+        Ok(r) => (
+            "ok",
+            None,
+            None,
+            r.mails.len() as i64,
+            skipped_json(&r.skipped),
+        ),
         Err(f) => ("failed", Some(f.code()), Some(f.to_string()), 0, None),
     };
     tx.execute(
@@ -325,7 +340,10 @@ fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> anyhow::Res
                 "INSERT OR REPLACE INTO kv (rule, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![rule, write.key, entry.value, entry.expires_unix_ms],
             )?,
-            None => tx.execute("DELETE FROM kv WHERE rule = ?1 AND key = ?2", params![rule, write.key])?,
+            None => tx.execute(
+                "DELETE FROM kv WHERE rule = ?1 AND key = ?2",
+                params![rule, write.key],
+            )?,
         };
     }
     Ok(())
@@ -335,7 +353,16 @@ fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> anyhow::Res
 type RawRow = (i64, String, String, String, String, String, String, i64);
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
 }
 
 fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
@@ -349,7 +376,8 @@ fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
             recipient,
         },
         event_time: DateTime::parse_from_rfc3339(&time)?.with_timezone(&Utc),
-        mail: serde_json::from_str(&mail).with_context(|| format!("outbox row {id} is unreadable"))?,
+        mail: serde_json::from_str(&mail)
+            .with_context(|| format!("outbox row {id} is unreadable"))?,
         attempts,
     })
 }

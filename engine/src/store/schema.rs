@@ -68,7 +68,8 @@ const MIGRATIONS: &[&str] = &[
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.
 pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
-    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    let current: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         anyhow::bail!(
             "the store is at schema version {current}, newer than this Herald knows ({}); \

@@ -36,7 +36,10 @@ impl Rule for NewUser {
             return Ok(Vec::new());
         };
         let settings: Settings = config::get()?;
-        let subject = format!("{}INSERT Experimenter notification", settings.subject_prefix);
+        let subject = format!(
+            "{}INSERT Experimenter notification",
+            settings.subject_prefix
+        );
         let body = format!(
             "Modified objects:\nclass ome.model.meta.Experimenter:{} - INSERT\n",
             created.user.id
@@ -61,7 +64,13 @@ mod tests {
             last_name: None,
             email: None,
         };
-        event("omero.user.created", Payload::UserCreated(UserCreated { user, groups: vec![] }))
+        event(
+            "omero.user.created",
+            Payload::UserCreated(UserCreated {
+                user,
+                groups: vec![],
+            }),
+        )
     }
 
     #[test]
@@ -70,13 +79,18 @@ mod tests {
         let out = NewUser::handle(created(52)).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].subject, "[OMERO] INSERT Experimenter notification");
-        assert_eq!(out[0].text, "Modified objects:\nclass ome.model.meta.Experimenter:52 - INSERT\n");
+        assert_eq!(
+            out[0].text,
+            "Modified objects:\nclass ome.model.meta.Experimenter:52 - INSERT\n"
+        );
         assert!(matches!(out[0].to[..], [Recipient::Admins]));
     }
 
     #[test]
     fn unknown_config_key_is_an_error() {
-        TestHost::new().config(serde_json::json!({"mood": "x"})).install();
+        TestHost::new()
+            .config(serde_json::json!({"mood": "x"}))
+            .install();
         let err = NewUser::handle(created(1)).unwrap_err();
         assert!(err.contains("unknown field `mood`"), "{err}");
     }

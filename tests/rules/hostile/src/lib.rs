@@ -17,7 +17,10 @@ pub struct Hostile;
 impl Rule for Hostile {
     fn handle(event: Event) -> Result<Vec<Message>, String> {
         let settings: Settings = config::get()?;
-        log::info(&format!("misbehaving ({}) on {}", settings.misdeed, event.id));
+        log::info(&format!(
+            "misbehaving ({}) on {}",
+            settings.misdeed, event.id
+        ));
         match settings.misdeed.as_str() {
             "loop" => spin(),
             "memory" => hoard(),
@@ -25,7 +28,9 @@ impl Rule for Hostile {
             "panic" => panic!("hostile rule panicked on purpose"),
             "flood" => Ok(flood(100_000)),
             "header-injection" => Ok(vec![mail("Hello\r\nBcc: victim@example.org")]),
-            "invalid-address" => Ok(vec![Message::new("hi", "body\n").to(Recipient::Address("not an address".into()))]),
+            "invalid-address" => Ok(vec![
+                Message::new("hi", "body\n").to(Recipient::Address("not an address".into())),
+            ]),
             "error" => Err("refusing on purpose".into()),
             _ => Ok(vec![mail("well behaved")]),
         }
@@ -43,16 +48,24 @@ fn spin() -> Result<Vec<Message>, String> {
     }
 }
 
+/// Reserve memory megabyte by megabyte without touching it: cheap in fuel,
+/// so the memory limit, not the fuel budget, is what stops it.
 fn hoard() -> Result<Vec<Message>, String> {
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
-        hoard.push(black_box(vec![1u8; 1 << 20]));
+        let mut block = Vec::with_capacity(1 << 20);
+        block.push(1u8);
+        hoard.push(black_box(block));
     }
 }
 
+/// Recursion that lives on the wasm stack (locals only, no shadow-stack
+/// arrays), so the engine's stack limit is what stops it.
 fn descend(depth: u64) -> u64 {
-    let frame = black_box([depth; 64]);
-    descend(black_box(frame[0] + 1)) + frame[63]
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    descend(black_box(depth + 1)).wrapping_add(1)
 }
 
 fn flood(n: usize) -> Vec<Message> {

@@ -1,0 +1,132 @@
+//! Store tests: journaling, idempotent queueing, kv, migrations.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::*;
+use crate::evaluate::{Resolved, RuleOutcome};
+
+fn event(id: &str) -> Event {
+    let text =
+        format!(r#"{{"id":"{id}","source":"s","type":"omero.server.up","data":{{"server":"x"}}}}"#);
+    event::from_str(&text, Utc::now()).unwrap()
+}
+
+fn outcome(recipients: &[&str], kv: Vec<KvWrite>) -> RuleOutcome {
+    let mails = recipients
+        .iter()
+        .map(|r| Mail {
+            recipient: (*r).into(),
+            to: vec![(*r).into()],
+            cc: vec![],
+            reply_to: vec![],
+            subject: "s".into(),
+            text: "t".into(),
+            html: None,
+            headers: vec![],
+        })
+        .collect();
+    RuleOutcome {
+        rule: "r".into(),
+        result: Ok(Resolved {
+            mails,
+            skipped: vec![],
+        }),
+        logs: vec![],
+        kv_writes: kv,
+        fuel_used: 1,
+        elapsed: Duration::ZERO,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sub/herald.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn duplicate_events_are_stored_once() {
+    let (_dir, mut store) = open();
+    let first = store.ingest(&[event("a"), event("b")], Utc::now()).unwrap();
+    let again = store.ingest(&[event("a")], Utc::now()).unwrap();
+    assert!(matches!(first[..], [Ingested::New(_), Ingested::New(_)]));
+    assert_eq!(
+        again,
+        vec![Ingested::Duplicate(match first[0] {
+            Ingested::New(seq) => seq,
+            Ingested::Duplicate(seq) => seq,
+        })]
+    );
+    assert_eq!(store.pending(10).unwrap().len(), 2);
+}
+
+#[test]
+fn evaluating_twice_cannot_queue_twice() {
+    let (_dir, mut store) = open();
+    store.ingest(&[event("a")], Utc::now()).unwrap();
+    let pending = store.pending(10).unwrap().remove(0);
+    let outcomes = [outcome(&["x@example.org", "y@example.org"], vec![])];
+    let first = store
+        .commit_evaluation(pending.seq, &pending.event, &outcomes, Utc::now())
+        .unwrap();
+    let second = store
+        .commit_evaluation(pending.seq, &pending.event, &outcomes, Utc::now())
+        .unwrap();
+    assert_eq!(
+        first,
+        Committed {
+            queued: 2,
+            already_queued: 0
+        }
+    );
+    assert_eq!(
+        second,
+        Committed {
+            queued: 0,
+            already_queued: 2
+        }
+    );
+    assert!(store.pending(10).unwrap().is_empty());
+    assert_eq!(store.due(Utc::now(), 10).unwrap().len(), 2);
+}
+
+#[test]
+fn kv_writes_commit_with_the_evaluation() {
+    let (_dir, mut store) = open();
+    store.ingest(&[event("a")], Utc::now()).unwrap();
+    let pending = store.pending(10).unwrap().remove(0);
+    let write = KvWrite {
+        key: "k".into(),
+        entry: Some(KvEntry {
+            value: b"v".to_vec(),
+            expires_unix_ms: None,
+        }),
+    };
+    let reader = store.kv_reader().unwrap();
+    assert_eq!(reader.get("r", "k"), None);
+    store
+        .commit_evaluation(
+            pending.seq,
+            &pending.event,
+            &[outcome(&[], vec![write])],
+            Utc::now(),
+        )
+        .unwrap();
+    assert_eq!(reader.get("r", "k").unwrap().value, b"v");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let (dir, store) = open();
+    store.conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(store);
+    let err = Store::open(&dir.path().join("sub/herald.db"))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("newer than this Herald knows"),
+        "{err:#}"
+    );
+}
