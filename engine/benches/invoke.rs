@@ -43,7 +43,9 @@ fn main() {
         seed: 7,
     };
 
-    println!("rule new-user, {ITERATIONS} iterations each, medians (p90)");
+    println!(
+        "rule new-user, {ITERATIONS} iterations each: median (p90), minor page faults per call"
+    );
     report(
         "native: same rule logic, compiled natively",
         measure(|| native(&ev)),
@@ -51,6 +53,10 @@ fn main() {
     report(
         "host state: WASI ctx + limiter + kv view",
         measure(|| drop(black_box(HostState::new(&invocation())))),
+    );
+    report(
+        "instantiate only: fresh Store + instance + drop",
+        measure(|| prepared.instantiate_only(HostState::new(&invocation()), &limits)),
     );
     report(
         "sandboxed: fresh Store + instance + call + drop",
@@ -91,10 +97,12 @@ fn native(ev: &event::Event) {
     black_box(herald_rule_new_user::NewUser::handle(black_box(sdk_event)).unwrap());
 }
 
-fn measure(mut f: impl FnMut()) -> Vec<Duration> {
+/// Per-call times, sorted, and the mean minor page faults per call.
+fn measure(mut f: impl FnMut()) -> (Vec<Duration>, f64) {
     for _ in 0..ITERATIONS / 10 {
         f();
     }
+    let faults_before = minor_faults();
     let mut times: Vec<Duration> = (0..ITERATIONS)
         .map(|_| {
             let start = Instant::now();
@@ -102,16 +110,25 @@ fn measure(mut f: impl FnMut()) -> Vec<Duration> {
             start.elapsed()
         })
         .collect();
+    let faults = (minor_faults() - faults_before) as f64 / ITERATIONS as f64;
     times.sort();
-    times
+    (times, faults)
 }
 
-fn report(label: &str, times: Vec<Duration>) {
+fn report(label: &str, (times, faults): (Vec<Duration>, f64)) {
     let median = times[times.len() / 2];
     let p90 = times[times.len() * 9 / 10];
     println!(
-        "  {label:<52} {:>8.2} µs  ({:.2} µs)",
+        "  {label:<52} {:>8.2} µs  ({:.2} µs)  {faults:>6.1} page faults",
         median.as_secs_f64() * 1e6,
         p90.as_secs_f64() * 1e6
     );
+}
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    // SAFETY: getrusage only writes the struct we hand it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt
 }
