@@ -8,12 +8,9 @@ use super::{Context, Failure, Outcome};
 use crate::deliver::{Deliverer, Summary, Transport};
 use crate::store::Store;
 
+/// Delivers every row that is due now, then exits.
 #[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Stop once nothing is due (the only mode in this version).
-    #[arg(long, default_value_t = true)]
-    until_empty: bool,
-}
+pub struct Args {}
 
 pub fn run(ctx: &Context, _args: Args) -> Outcome {
     let config = ctx.config()?;
