@@ -1,0 +1,216 @@
+//! The YAML configuration (`etc/herald.yaml`): the validated types and how a file is loaded.
+
+mod checks;
+mod diagnostic;
+mod hints;
+mod limits;
+mod raw;
+mod scalar;
+#[cfg(test)]
+mod tests;
+mod units;
+mod values;
+mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use serde::Deserialize;
+
+pub(crate) use diagnostic::at_line;
+pub use diagnostic::{Diagnostic, LoadError, Location};
+#[cfg(test)]
+pub(crate) use diagnostic::{at, expect_invalid};
+pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
+
+use checks::RuleChecks;
+use hints::config_hint;
+use raw::RawConfig;
+use units::{KIB, MIB};
+
+/// Why the config could not be loaded. Its `Display` names the file, line, key path and fix.
+pub type ConfigError = LoadError;
+
+/// What to do when the config file cannot be read.
+const READ_FIX: &str = "pass --config PATH or set HERALD_CONFIG";
+
+/// The loaded and validated configuration. Every path is resolved against the config file's
+/// directory (relative paths stay relative to the current directory; nothing is canonicalized).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The config file, as given.
+    pub file: PathBuf,
+    /// Where Herald keeps its state; `../var` beside the config file unless overridden.
+    pub state_dir: PathBuf,
+    /// How mail is sent.
+    pub mail: MailConfig,
+    /// The durable store (journal and outbox).
+    pub store: StoreConfig,
+    /// The directory file (users and groups).
+    pub directory: DirectoryConfig,
+    /// The wasm sandbox.
+    pub sandbox: SandboxConfig,
+    /// The rules, in file order.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// The `mail` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MailConfig {
+    /// The sender; `None` when `from: ""`, which (as in OMERO) disables sending.
+    pub from: Option<Mailbox>,
+    /// Which transport delivers the mail.
+    pub transport: TransportKind,
+    /// Where the file transport writes `.eml` files; `{state_dir}/mail` by default.
+    pub file_dir: PathBuf,
+}
+
+/// The mail transport: `file` writes `.eml` files, `smtp` talks to a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Write each message as an `.eml` file into `mail.file_dir`.
+    #[default]
+    File,
+    /// Send over SMTP.
+    Smtp,
+}
+
+/// The `store` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The SQLite database file; `{state_dir}/herald.db` by default.
+    pub path: PathBuf,
+}
+
+/// The `directory` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    /// The directory file; `directory.yaml` beside the config file by default.
+    pub path: PathBuf,
+}
+
+/// The `sandbox` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SandboxConfig {
+    /// Where compiled components are cached; `{state_dir}/cache` by default.
+    pub cache_dir: PathBuf,
+    /// The default limits of every rule invocation.
+    pub limits: Limits,
+}
+
+/// The limits of one rule invocation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// Wasm fuel (roughly instructions).
+    pub fuel: u64,
+    /// Maximum linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Maximum wall-clock time.
+    pub wall_time: Duration,
+    /// Maximum wasm stack, in bytes.
+    pub stack_bytes: u64,
+    /// Maximum number of messages returned.
+    pub max_messages: u32,
+    /// Maximum total bytes of subjects, bodies and headers returned.
+    pub max_output_bytes: u64,
+    /// Maximum recipients after directory expansion.
+    pub max_recipients: u32,
+    /// Maximum bytes of guest stderr and `log()` output kept.
+    pub max_log_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 10_000_000,
+            memory_bytes: 16 * MIB,
+            wall_time: Duration::from_millis(100),
+            stack_bytes: 512 * KIB,
+            max_messages: 100,
+            max_output_bytes: MIB,
+            max_recipients: 1000,
+            max_log_bytes: 64 * KIB,
+        }
+    }
+}
+
+/// One entry of `rules`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleConfig {
+    /// The unique rule name.
+    pub name: String,
+    /// The wasm component that implements the rule.
+    pub module: ModuleRef,
+    /// The event types the rule is subscribed to.
+    pub on: Vec<String>,
+    /// When the rule also runs on a timer (`herald.tick` events).
+    pub schedule: Option<Schedule>,
+    /// Whether the rule runs at all.
+    pub enabled: bool,
+    /// The rule's own settings (always a JSON object).
+    pub config: serde_json::Value,
+    /// The limits: the rule's overrides merged over `sandbox.limits`.
+    pub limits: Limits,
+}
+
+/// A cron schedule (6 or 7 fields, seconds first) with the text it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// The schedule as written in the config.
+    pub source: String,
+    /// The parsed schedule.
+    pub cron: cron::Schedule,
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Where a rule's component comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ModuleRef {
+    /// A rule embedded in the binary, by its name in `crate::builtin::names()`.
+    Builtin(String),
+    /// A `.wasm` file, resolved against the config file's directory.
+    Path(PathBuf),
+}
+
+impl fmt::Display for ModuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleRef::Builtin(name) => write!(f, "builtin:{name}"),
+            ModuleRef::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl Config {
+    /// Load and validate `file`; `state_dir` overrides the file's `state_dir` when given (a
+    /// relative override is relative to the current directory).
+    pub fn load(file: &Path, state_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = read_yaml(file, "config", READ_FIX)?;
+        Self::from_str(&text, file, state_dir)
+    }
+
+    /// Parse and validate config text; `file` is used to resolve relative paths and in messages.
+    pub fn from_str(
+        text: &str,
+        file: &Path,
+        state_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = parse_yaml(text, file, config_hint)?;
+        let config = raw.resolve(file, state_dir);
+        RuleChecks(Source { text, file }).run(&config.rules)?;
+        Ok(config)
+    }
+
+    /// The rule called `name`.
+    pub fn rule(&self, name: &str) -> Option<&RuleConfig> {
+        self.rules.iter().find(|rule| rule.name == name)
+    }
+}

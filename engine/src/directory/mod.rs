@@ -1,0 +1,250 @@
+//! The directory file (`etc/directory.yaml`): OMERO's users and groups, with the built-ins filled in.
+
+mod checks;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{LoadError, Source, parse_yaml};
+use checks::Checker;
+use raw::{RawDirectory, directory_hint};
+
+/// Why the directory file could not be loaded. Its `Display` names the file, line, key path and fix.
+pub type DirectoryError = LoadError;
+
+/// What to do when the directory file cannot be read.
+const READ_FIX: &str = "create it (users and groups, see the example etc/directory.yaml) or point \
+                        `directory.path` in the config at it";
+
+/// OMERO's `root` user id.
+const ROOT: i64 = 0;
+/// OMERO's `guest` user id.
+const GUEST: i64 = 1;
+/// OMERO's `system` group id: its members are the admins.
+const SYSTEM_GROUP: i64 = 0;
+/// OMERO's `user` group id: its members are the active users.
+const USER_GROUP: i64 = 1;
+/// OMERO's `guest` group id.
+const GUEST_GROUP: i64 = 2;
+
+/// An OMERO user (experimenter). Serializes to the shared `User` shape of events.md.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct User {
+    /// OMERO's id.
+    pub id: i64,
+    /// The OMERO name (omeName).
+    pub name: String,
+    /// The first name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// The last name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// The email as written, valid or not; see [`valid_email`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// An OMERO group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    /// OMERO's id.
+    pub id: i64,
+    /// The group name.
+    pub name: String,
+    /// The member user ids, in file order.
+    pub members: Vec<i64>,
+    /// The member ids that own the group (always a subset of `members`).
+    pub owners: Vec<i64>,
+}
+
+/// The users and groups Herald resolves recipients against.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    users: Vec<User>,
+    groups: Vec<Group>,
+    user_ids: HashMap<i64, usize>,
+    user_names: HashMap<String, usize>,
+    group_ids: HashMap<i64, usize>,
+    group_names: HashMap<String, usize>,
+}
+
+/// The user's email if it is non-empty and parses as an address (trimmed), else `None`.
+pub fn valid_email(user: &User) -> Option<lettre::Address> {
+    user.email.as_deref()?.trim().parse().ok()
+}
+
+impl Default for Directory {
+    /// Only OMERO's built-in users and groups.
+    fn default() -> Self {
+        Directory::assemble(Vec::new(), Vec::new())
+    }
+}
+
+impl Directory {
+    /// Read and validate the directory file at `path`.
+    pub fn load(path: &Path) -> Result<Directory, DirectoryError> {
+        let text = crate::config::read_yaml(path, "directory", READ_FIX)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate directory text; `origin` names the file in messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Directory, DirectoryError> {
+        let raw: RawDirectory = parse_yaml(text, origin, directory_hint)?;
+        let (users, groups) = raw.entries();
+        let check = Checker(Source { text, file: origin });
+        check.users(&users)?;
+        check.groups(&groups)?;
+        check.builtin_names(&users, &groups)?;
+        let known: HashSet<i64> = users
+            .iter()
+            .map(|user| user.id)
+            .chain([ROOT, GUEST])
+            .collect();
+        for (index, group) in groups.iter().enumerate() {
+            check.membership(index, group, &known)?;
+        }
+        Ok(Directory::assemble(users, groups))
+    }
+
+    /// The user with OMERO id `id`.
+    pub fn user_by_id(&self, id: i64) -> Option<&User> {
+        self.user_ids.get(&id).map(|&index| &self.users[index])
+    }
+
+    /// The user with OMERO name `name`.
+    pub fn user_by_name(&self, name: &str) -> Option<&User> {
+        self.user_names.get(name).map(|&index| &self.users[index])
+    }
+
+    /// The group with OMERO id `id`.
+    pub fn group_by_id(&self, id: i64) -> Option<&Group> {
+        self.group_ids.get(&id).map(|&index| &self.groups[index])
+    }
+
+    /// The group called `name`.
+    pub fn group_by_name(&self, name: &str) -> Option<&Group> {
+        self.group_names.get(name).map(|&index| &self.groups[index])
+    }
+
+    /// The members of the group called `group`, in member order, each with whether they own it;
+    /// empty for an unknown group.
+    pub fn members(&self, group: &str) -> Vec<(&User, bool)> {
+        self.group_by_name(group)
+            .map_or_else(Vec::new, |group| self.members_of(group))
+    }
+
+    /// The groups `user_id` is a member of, in file order.
+    pub fn groups_of(&self, user_id: i64) -> Vec<&Group> {
+        self.groups
+            .iter()
+            .filter(|group| group.members.contains(&user_id))
+            .collect()
+    }
+
+    /// The admins: members of `system` (id 0), with a valid email or not.
+    pub fn admins(&self) -> Vec<&User> {
+        self.users_in(SYSTEM_GROUP)
+    }
+
+    /// The active users: members of `user` (id 1).
+    pub fn active_users(&self) -> Vec<&User> {
+        self.users_in(USER_GROUP)
+    }
+
+    /// All users, in file order, after any built-ins that were missing from the file.
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
+    /// All groups, in file order, after any built-ins that were missing from the file.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    fn members_of<'a>(&'a self, group: &Group) -> Vec<(&'a User, bool)> {
+        group
+            .members
+            .iter()
+            .filter_map(|&id| self.user_by_id(id))
+            .map(|user| (user, group.owners.contains(&user.id)))
+            .collect()
+    }
+
+    fn users_in(&self, group_id: i64) -> Vec<&User> {
+        let members = self
+            .group_by_id(group_id)
+            .map(|group| self.members_of(group));
+        members
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(user, _)| user)
+            .collect()
+    }
+
+    /// The missing built-ins followed by the file's entries, indexed. The entries are valid.
+    fn assemble(users: Vec<User>, groups: Vec<Group>) -> Directory {
+        let users = with_builtins(builtin_users(), users, |user| user.id);
+        let groups = with_builtins(builtin_groups(), groups, |group| group.id);
+        Directory {
+            user_ids: index(&users, |user| user.id),
+            user_names: index(&users, |user| user.name.clone()),
+            group_ids: index(&groups, |group| group.id),
+            group_names: index(&groups, |group| group.name.clone()),
+            users,
+            groups,
+        }
+    }
+}
+
+/// `builtins` whose id is missing from `entries`, then `entries`.
+fn with_builtins<T>(builtins: Vec<T>, entries: Vec<T>, id: impl Fn(&T) -> i64) -> Vec<T> {
+    let present: HashSet<i64> = entries.iter().map(&id).collect();
+    let missing = builtins
+        .into_iter()
+        .filter(|builtin| !present.contains(&id(builtin)));
+    missing.chain(entries).collect()
+}
+fn index<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> HashMap<K, usize> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (key(item), i))
+        .collect()
+}
+
+/// OMERO's built-in users.
+fn builtin_users() -> Vec<User> {
+    let user = |id, name: &str, first: &str, last: &str| User {
+        id,
+        name: name.to_owned(),
+        first_name: Some(first.to_owned()),
+        last_name: Some(last.to_owned()),
+        email: None,
+    };
+    vec![
+        user(ROOT, "root", "root", "root"),
+        user(GUEST, "guest", "Guest", "Account"),
+    ]
+}
+
+/// OMERO's built-in groups: root is in `system` and `user`, guest in `guest`.
+fn builtin_groups() -> Vec<Group> {
+    let group = |id, name: &str, members: Vec<i64>| Group {
+        id,
+        name: name.to_owned(),
+        members,
+        owners: Vec::new(),
+    };
+    vec![
+        group(SYSTEM_GROUP, "system", vec![ROOT]),
+        group(USER_GROUP, "user", vec![ROOT]),
+        group(GUEST_GROUP, "guest", vec![GUEST]),
+    ]
+}
