@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use super::{Context, Failure, Outcome, load_directory};
+use super::{CliError, Context, Outcome, load_directory};
 use crate::evaluate::Evaluator;
 
 #[derive(Subcommand, Debug)]
@@ -25,7 +25,7 @@ fn check(ctx: &Context) -> Outcome {
     let directory = load_directory(&config.directory.path)?;
     super::warn_if_no_admin_email(&directory, &config.directory.path);
     let evaluator = Evaluator::new(&config, Arc::new(directory))
-        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        .map_err(|e| CliError::Usage(format!("{e:#}")))?;
     println!("{}: ok", config.file.display());
     for rule in evaluator.rules() {
         println!("  rule {}: on {}", rule.name, rule.on.join(", "));

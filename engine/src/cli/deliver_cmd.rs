@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use super::{Context, Failure, Outcome};
+use super::{CliError, Context, Outcome};
 use crate::deliver::{Deliverer, Summary, Transport};
 use crate::store::Store;
 
@@ -15,7 +15,7 @@ pub struct Args {}
 pub fn run(ctx: &Context, _args: Args) -> Outcome {
     let config = ctx.config()?;
     let deliverer =
-        Deliverer::from_config(&config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        Deliverer::from_config(&config).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let mut store = Store::open(&config.store.path)?;
     let summary = deliverer.deliver_due(&mut store, Utc::now())?;
     print_summary(&deliverer, &summary);

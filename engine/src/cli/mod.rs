@@ -50,26 +50,26 @@ enum Command {
 
 /// A failure with the exit code the contract gives it.
 #[derive(Debug)]
-pub enum Failure {
+pub enum CliError {
     /// 2: usage, config or input errors. Nothing was stored.
     Usage(String),
     /// 1: a runtime failure.
     Runtime(anyhow::Error),
 }
 
-impl From<anyhow::Error> for Failure {
+impl From<anyhow::Error> for CliError {
     fn from(err: anyhow::Error) -> Self {
-        Failure::Runtime(err)
+        CliError::Runtime(err)
     }
 }
 
-impl From<ConfigError> for Failure {
+impl From<ConfigError> for CliError {
     fn from(err: ConfigError) -> Self {
-        Failure::Usage(err.to_string())
+        CliError::Usage(err.to_string())
     }
 }
 
-type Outcome = Result<ExitCode, Failure>;
+type Outcome = Result<ExitCode, CliError>;
 
 /// Parse the arguments, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
@@ -77,11 +77,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(Failure::Usage(message)) => {
+        Err(CliError::Usage(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-        Err(Failure::Runtime(err)) => {
+        Err(CliError::Runtime(err)) => {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
@@ -118,7 +118,7 @@ pub struct Context {
 }
 
 impl Context {
-    fn config(&self) -> Result<Config, Failure> {
+    fn config(&self) -> Result<Config, CliError> {
         Ok(Config::load(&self.config_path, self.state_dir.as_deref())?)
     }
 }
@@ -129,17 +129,17 @@ struct Loaded {
     evaluator: Evaluator,
 }
 
-fn load(ctx: &Context) -> Result<Loaded, Failure> {
+fn load(ctx: &Context) -> Result<Loaded, CliError> {
     let config = ctx.config()?;
     let directory = load_directory(&config.directory.path)?;
     warn_if_no_admin_email(&directory, &config.directory.path);
     let evaluator = Evaluator::new(&config, Arc::new(directory))
-        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        .map_err(|e| CliError::Usage(format!("{e:#}")))?;
     Ok(Loaded { config, evaluator })
 }
 
-fn load_directory(path: &Path) -> Result<Directory, Failure> {
-    Directory::load(path).map_err(|err| Failure::Usage(err.to_string()))
+fn load_directory(path: &Path) -> Result<Directory, CliError> {
+    Directory::load(path).map_err(|err| CliError::Usage(err.to_string()))
 }
 
 /// OMERO's root has no email by default, so admin mail goes nowhere: say so.

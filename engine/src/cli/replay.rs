@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::report::{self, Detail, Tally};
-use super::{Context, Failure, Outcome, load};
+use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
 use crate::evaluate::{KvRead, MemoryKv};
 use crate::ingest;
@@ -47,7 +47,7 @@ fn dry_run(
     loaded: &super::Loaded,
     events: &[crate::event::Event],
     json: bool,
-) -> Result<Tally, Failure> {
+) -> Result<Tally, CliError> {
     let memory = Arc::new(MemoryKv::default());
     let kv: Arc<dyn KvRead> = memory.clone();
     let mut tally = Tally::default();
@@ -67,9 +67,9 @@ fn replay_for_real(
     loaded: &super::Loaded,
     events: Vec<crate::event::Event>,
     json: bool,
-) -> Result<Tally, Failure> {
+) -> Result<Tally, CliError> {
     let deliverer =
-        Deliverer::from_config(&loaded.config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        Deliverer::from_config(&loaded.config).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let mut store = Store::open(&loaded.config.store.path)?;
     let journaled = ingest::journal(&mut store, &events, Utc::now())?;
     if journaled.duplicates > 0 {
@@ -101,11 +101,11 @@ fn print(
     outcomes: &[crate::evaluate::RuleOutcome],
     json: bool,
     detail: Detail,
-) -> Result<(), Failure> {
+) -> Result<(), CliError> {
     let written = if json {
         writeln!(out, "{}", report::json(event, outcomes))
     } else {
         report::human(out, event, outcomes, detail)
     };
-    written.map_err(|e| Failure::Runtime(e.into()))
+    written.map_err(|e| CliError::Runtime(e.into()))
 }

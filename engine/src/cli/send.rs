@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use super::report::{self, Detail, Tally};
-use super::{Context, Failure, Outcome, load};
+use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
 use crate::event::Event;
 use crate::ingest::{self, ReadError};
@@ -25,15 +25,15 @@ pub struct Args {
 }
 
 /// Read and validate every event; any invalid one refuses the whole input.
-pub fn read(path: &Path) -> Result<Vec<Event>, Failure> {
+pub fn read(path: &Path) -> Result<Vec<Event>, CliError> {
     ingest::read_events(path, Utc::now()).map_err(|err| match err {
-        ReadError::Io(err) => Failure::Usage(format!("{err:#}")),
+        ReadError::Io(err) => CliError::Usage(format!("{err:#}")),
         ReadError::Invalid(errors) => {
             let lines: Vec<String> = errors
                 .iter()
                 .map(|e| format!("  {}: {e}", path.display()))
                 .collect();
-            Failure::Usage(format!(
+            CliError::Usage(format!(
                 "{} invalid event(s); nothing was stored:\n{}",
                 errors.len(),
                 lines.join("\n")
@@ -63,8 +63,8 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
     drop(out);
     println!("evaluated {}", tally.line());
     if args.deliver {
-        let deliverer =
-            Deliverer::from_config(&loaded.config).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        let deliverer = Deliverer::from_config(&loaded.config)
+            .map_err(|e| CliError::Usage(format!("{e:#}")))?;
         let summary = deliverer.deliver_due(&mut store, Utc::now())?;
         super::deliver_cmd::print_summary(&deliverer, &summary);
     }
