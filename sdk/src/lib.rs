@@ -105,6 +105,7 @@ pub mod directory;
 pub mod kv;
 pub mod log;
 mod message;
+pub mod omero;
 pub mod testing;
 
 pub use bindings::herald::rule::types::{

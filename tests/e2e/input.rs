@@ -116,3 +116,24 @@ fn the_shipped_config_checks() {
     assert_exit(&out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("rule new-user: on omero.user.created"));
 }
+
+#[test]
+fn no_admin_email_is_warned_about_with_the_fix() {
+    let scratch = Scratch::with_config("state_dir: var\nrules: []\n");
+    std::fs::write(
+        scratch.path("directory.yaml"),
+        "users:\n  - {id: 2, name: alice, email: alice@example.org}\ngroups:\n  - {id: 1, name: user, members: [2]}\n",
+    )
+    .unwrap();
+    let out = scratch.herald_own(&["config", "check"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("no admin (member of the `system` group) has a valid email"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: give root, or another member of `system`, an `email:`"),
+        "{err}"
+    );
+}

@@ -56,6 +56,11 @@ impl Scratch {
         self.run(&self.path("herald.yaml"), args)
     }
 
+    /// Run herald with the given config file, state kept here.
+    pub fn herald_with(&self, config: &Path, args: &[&str]) -> Output {
+        self.run(config, args)
+    }
+
     fn run(&self, config: &Path, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_herald"))
             .current_dir(repo())

@@ -2,6 +2,8 @@
 
 mod config_cmd;
 mod deliver_cmd;
+mod email;
+mod expect;
 mod replay;
 mod report;
 mod send;
@@ -41,6 +43,8 @@ enum Command {
     Replay(replay::Args),
     /// Ingest events (one JSON event, a JSON array, or JSON Lines; `-` is stdin).
     Send(send::Args),
+    /// Email users, like `omero admin email`: queued durably, real results with --wait.
+    Email(email::Args),
     /// Deliver the queued messages that are due.
     Deliver(deliver_cmd::Args),
     /// Check or convert configuration.
@@ -96,6 +100,7 @@ fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Replay(args) => replay::run(&ctx, args),
         Command::Send(args) => send::run(&ctx, args),
+        Command::Email(args) => email::run(&ctx, args),
         Command::Deliver(args) => deliver_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
     }

@@ -1,12 +1,13 @@
 //! `herald replay`: run recorded events through the rules, as a dry run or for real.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
 
+use super::expect::{self, Produced};
 use super::report::{self, Detail, Tally};
 use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
@@ -24,30 +25,79 @@ pub struct Args {
     /// One JSON object per event instead of the human report.
     #[arg(long)]
     json: bool,
+    /// Compare the mail produced with the `.eml` files in DIR, byte for byte;
+    /// exit 1 and show a diff on any difference.
+    #[arg(long, value_name = "DIR", conflicts_with = "deliver")]
+    expect: Option<PathBuf>,
+    /// With --expect: rewrite DIR to hold exactly the mail produced.
+    #[arg(long, requires = "expect")]
+    bless: bool,
 }
 
-/// Exit 0 when every invocation succeeded, 1 when any failed (after all ran).
+/// Exit 0 when every invocation succeeded (and the mail matched --expect),
+/// 1 when any failed or differed (after all ran).
 pub fn run(ctx: &Context, args: Args) -> Outcome {
     let loaded = load(ctx)?;
     let events = super::send::read(&args.file)?;
-    let tally = if args.deliver {
-        replay_for_real(&loaded, events, args.json)?
-    } else {
-        dry_run(&loaded, &events, args.json)?
-    };
+    if args.deliver {
+        let tally = replay_for_real(&loaded, events, args.json)?;
+        eprintln!("replayed {}", tally.line());
+        return Ok(exit(tally.failed == 0));
+    }
+    let mut produced = Produced::default();
+    let tally = dry_run(&loaded, &events, args.json, &mut produced)?;
     eprintln!("replayed {}", tally.line());
-    Ok(if tally.failed > 0 {
-        ExitCode::from(1)
-    } else {
+    let matched = match &args.expect {
+        Some(dir) => check_expected(dir, &produced, args.bless)?,
+        None => true,
+    };
+    Ok(exit(tally.failed == 0 && matched))
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
-    })
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Compare with (or, blessing, rewrite) the golden folder; true when it matched.
+fn check_expected(dir: &Path, produced: &Produced, bless: bool) -> Result<bool, CliError> {
+    if bless {
+        let written = expect::bless(dir, produced)?;
+        eprintln!("blessed {}: {written} file(s)", dir.display());
+        return Ok(true);
+    }
+    let diffs = expect::compare(dir, produced, &mut std::io::stdout().lock())?;
+    if diffs.is_empty() {
+        eprintln!("every message matches {}", dir.display());
+        return Ok(true);
+    }
+    eprintln!(
+        "{} file(s) differ from {}: {} changed, {} missing, {} unexpected",
+        diffs.changed.len() + diffs.missing.len() + diffs.unexpected.len(),
+        dir.display(),
+        diffs.changed.len(),
+        diffs.missing.len(),
+        diffs.unexpected.len()
+    );
+    Ok(false)
+}
+
+/// The sender used to render mail for --expect when the config disables sending.
+fn render_from(loaded: &super::Loaded) -> lettre::message::Mailbox {
+    let fallback = || "omero@localhost".parse().expect("a valid mailbox");
+    loaded.config.mail.from.clone().unwrap_or_else(fallback)
 }
 
 fn dry_run(
     loaded: &super::Loaded,
     events: &[crate::event::Event],
     json: bool,
+    produced: &mut Produced,
 ) -> Result<Tally, CliError> {
+    let from = render_from(loaded);
     let memory = Arc::new(MemoryKv::default());
     let kv: Arc<dyn KvRead> = memory.clone();
     let mut tally = Tally::default();
@@ -58,6 +108,7 @@ fn dry_run(
             memory.apply(&outcome.rule, &outcome.kv_writes);
         }
         tally.add(&outcomes);
+        produced.add(event, &outcomes, &from)?;
         print(&mut out, event, &outcomes, json, Detail::Full)?;
     }
     Ok(tally)

@@ -15,7 +15,7 @@ use anyhow::Context;
 pub use failure::Failure;
 pub use host::LogLine;
 pub use kv::{KvRead, KvWrite, MemoryKv};
-pub use output::{Resolved, Skipped};
+pub use output::{Resolved, SkipKind, Skipped};
 
 use crate::config::{Config, Limits, ModuleRef, RuleConfig};
 use crate::directory::Directory;

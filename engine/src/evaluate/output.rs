@@ -14,7 +14,22 @@ use crate::mail::Mail;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Skipped {
     pub recipient: String,
+    pub kind: SkipKind,
     pub reason: String,
+}
+
+/// Why a recipient was skipped, for counting (`herald email` reports users without email).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipKind {
+    /// A directory user with no email, or one that is not a valid address.
+    NoEmail,
+    /// A user or group that the directory does not have.
+    Unknown,
+    /// Already addressed by this rule for this event.
+    Duplicate,
+    /// A message with no recipients at all.
+    NoRecipients,
 }
 
 /// A rule's output, checked and expanded.
@@ -176,6 +191,7 @@ fn expand_message(
     if message.to.is_empty() && message.cc.is_empty() {
         out.skipped.push(Skipped {
             recipient: format!("message {index}"),
+            kind: SkipKind::NoRecipients,
             reason: "the rule gave it no recipients".into(),
         });
     }
@@ -189,6 +205,7 @@ fn expand_message(
         if !seen.insert(target.envelope.clone()) {
             out.skipped.push(Skipped {
                 recipient: target.envelope.clone(),
+                kind: SkipKind::Duplicate,
                 reason: "already gets a message from this rule for this event".into(),
             });
             continue;
@@ -286,6 +303,7 @@ fn found<'a>(
     if user.is_none() {
         skipped.push(Skipped {
             recipient: who(),
+            kind: SkipKind::Unknown,
             reason: "no such user in the directory".into(),
         });
     }
@@ -301,6 +319,7 @@ fn group<'a>(
     if dir.group_by_name(name).is_none() {
         skipped.push(Skipped {
             recipient: format!("group {name}"),
+            kind: SkipKind::Unknown,
             reason: "no such group in the directory".into(),
         });
     }
@@ -324,6 +343,7 @@ fn user_target(user: &directory::User, skipped: &mut Vec<Skipped>) -> Option<Tar
             };
             skipped.push(Skipped {
                 recipient: format!("user {} (id {})", user.name, user.id),
+                kind: SkipKind::NoEmail,
                 reason,
             });
             None

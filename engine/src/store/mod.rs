@@ -191,6 +191,42 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(Into::into)
     }
 
+    /// Counts of one event's outbox rows by state (queued, sent, dead…).
+    pub fn event_outbox_counts(&self, seq: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state, count(*) FROM outbox WHERE event_seq = ?1 GROUP BY state ORDER BY state",
+        )?;
+        let rows = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// How many recipients of one event's successful rule runs were skipped
+    /// because they have no valid email.
+    pub fn no_email_count(&self, seq: i64) -> anyhow::Result<usize> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT skipped FROM rule_runs WHERE event_seq = ?1 AND skipped IS NOT NULL",
+        )?;
+        let lists = stmt.query_map([seq], |r| r.get::<_, String>(0))?;
+        let mut count = 0;
+        for list in lists {
+            let entries: Vec<serde_json::Value> = serde_json::from_str(&list?)?;
+            count += entries.iter().filter(|e| e["kind"] == "no-email").count();
+        }
+        Ok(count)
+    }
+
+    /// The first failure recorded for one event's rule runs, as "rule: reason".
+    pub fn first_failure(&self, seq: i64) -> anyhow::Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT rule || ': ' || reason FROM rule_runs WHERE event_seq = ?1 AND state = 'failed' ORDER BY rule LIMIT 1",
+                [seq],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
     /// A reader for the rules' key-value data, on its own connection.
     pub fn kv_reader(&self) -> anyhow::Result<Arc<dyn KvRead>> {
         Ok(Arc::new(SqliteKv {
@@ -297,7 +333,7 @@ fn skipped_json(skipped: &[crate::evaluate::Skipped]) -> Option<String> {
     }
     let list: Vec<_> = skipped
         .iter()
-        .map(|s| serde_json::json!({"recipient": s.recipient, "reason": s.reason}))
+        .map(|s| serde_json::json!({"recipient": s.recipient, "kind": s.kind, "reason": s.reason}))
         .collect();
     Some(serde_json::Value::Array(list).to_string())
 }
