@@ -1,7 +1,13 @@
 # Herald: the two commands a fresh machine needs.
 #   make demo   replay a recorded event stream into .eml files and print a summary
 #   make test   install the test tools, then run every test
-.PHONY: demo test wasm-target lint bench
+.PHONY: demo test test-deps wasm-target lint bench
+
+# Real SMTP peers for the tests and the SMTP benchmark, installed under target/tools.
+TOOLS := $(CURDIR)/target/tools
+export HERALD_AIOSMTPD_PYTHON := $(TOOLS)/venv/bin/python
+export HERALD_SMTP_SINK := $(TOOLS)/postfix/usr/sbin/smtp-sink
+export HERALD_SMTP_SOURCE := $(TOOLS)/postfix/usr/sbin/smtp-source
 
 CARGO ?= cargo
 
@@ -14,7 +20,17 @@ demo: wasm-target
 	@echo "mail written to var/demo/mail:"
 	@ls var/demo/mail
 
-test: lint
+# aiosmtpd from PyPI into a venv; smtp-sink/smtp-source from Debian's postfix package, unpacked (no daemon).
+test-deps:
+	@mkdir -p $(TOOLS)
+	@test -x $(HERALD_AIOSMTPD_PYTHON) && $(HERALD_AIOSMTPD_PYTHON) -c 'import aiosmtpd' 2>/dev/null || \
+		{ python3 -m venv $(TOOLS)/venv && $(TOOLS)/venv/bin/pip install --quiet aiosmtpd; }
+	@test -x $(HERALD_SMTP_SINK) || { \
+		apt-get update -qq && \
+		cd $(TOOLS) && rm -f postfix_*.deb && apt-get download postfix && \
+		dpkg -x postfix_*.deb $(TOOLS)/postfix; }
+
+test: lint test-deps
 	$(CARGO) test --workspace --lib --bins --tests
 	$(CARGO) test --workspace --doc
 
@@ -22,5 +38,6 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: wasm-target
+bench: wasm-target test-deps
 	$(CARGO) bench --bench invoke
+	$(CARGO) bench --bench smtp

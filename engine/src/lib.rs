@@ -13,4 +13,5 @@ pub mod event;
 pub mod ingest;
 pub mod mail;
 pub mod pipeline;
+pub mod retry;
 pub mod store;

@@ -4,9 +4,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use crate::directory;
 use crate::evaluate::{Evaluator, KvRead, RuleOutcome};
 use crate::event::Event;
-use crate::store::{Committed, Store};
+use crate::store::{Committed, HealthPolicy, Store};
+
+/// Failures in a row after which a rule is quarantined, unless configured.
+pub const DEFAULT_QUARANTINE_AFTER: u32 = 5;
 
 /// Pending events taken from the journal per round.
 const BATCH: usize = 64;
@@ -15,17 +19,27 @@ const BATCH: usize = 64;
 pub struct Evaluated {
     pub event: Event,
     pub outcomes: Vec<RuleOutcome>,
+    /// Subscribed rules that were not run because they are quarantined.
+    pub skipped_rules: Vec<String>,
     pub committed: Committed,
 }
 
 /// Evaluate every pending event and commit each in its own transaction.
+/// Quarantined rules are skipped; a rule that fails `quarantine_after` times
+/// in a row is quarantined and the admins are told once.
 /// `each` sees every event as it is committed (for progress and reports).
 pub fn evaluate_pending(
     store: &mut Store,
     evaluator: &Evaluator,
+    quarantine_after: u32,
     mut each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
     let kv: Arc<dyn KvRead> = store.kv_reader()?;
+    let admins = admin_addresses(evaluator);
+    let health = HealthPolicy {
+        quarantine_after,
+        notify: &admins,
+    };
     let mut done = 0;
     loop {
         let pending = store.pending(BATCH)?;
@@ -33,15 +47,49 @@ pub fn evaluate_pending(
             return Ok(done);
         }
         for item in pending {
-            let outcomes = evaluator.evaluate(&item.event, &kv);
-            let committed =
-                store.commit_evaluation(item.seq, &item.event, &outcomes, Utc::now())?;
-            each(&Evaluated {
-                event: item.event,
-                outcomes,
-                committed,
-            });
+            let evaluated = evaluate_one(store, evaluator, &kv, &health, item)?;
+            each(&evaluated);
             done += 1;
         }
     }
+}
+
+fn evaluate_one(
+    store: &mut Store,
+    evaluator: &Evaluator,
+    kv: &Arc<dyn KvRead>,
+    health: &HealthPolicy<'_>,
+    item: crate::store::Pending,
+) -> anyhow::Result<Evaluated> {
+    let quarantined = store.quarantined()?;
+    let (outcomes, skipped_rules) =
+        evaluator.evaluate_skipping(&item.event, kv, |rule| quarantined.contains(rule));
+    for rule in &skipped_rules {
+        tracing::warn!(
+            rule,
+            event = %item.event.id,
+            "rule is quarantined, so it was skipped; release it with `herald rules release {rule}`"
+        );
+        store.count_skipped(rule)?;
+    }
+    let committed =
+        store.commit_evaluation(item.seq, &item.event, &outcomes, health, Utc::now())?;
+    for q in &committed.quarantined {
+        tracing::error!(rule = %q.rule, failures = q.failures, reason = %q.reason, "rule quarantined; admins notified");
+    }
+    Ok(Evaluated {
+        event: item.event,
+        outcomes,
+        skipped_rules,
+        committed,
+    })
+}
+
+/// The admins' valid addresses: who hears of a quarantined rule.
+fn admin_addresses(evaluator: &Evaluator) -> Vec<String> {
+    let dir = evaluator.directory();
+    dir.admins()
+        .into_iter()
+        .filter_map(|user| directory::valid_email(user).map(|address| address.to_string()))
+        .collect()
 }

@@ -1,8 +1,11 @@
 //! End-to-end tests: the real `herald` binary, real files, real SQLite.
 
 mod email;
+mod faults;
 mod golden;
 mod hostile;
 mod input;
+mod outbox;
 mod skeleton;
+mod smtp;
 mod support;

@@ -26,13 +26,32 @@ pub fn run(ctx: &Context, _args: Args) -> Outcome {
     })
 }
 
-/// One line: how many were sent, how many failed, and where they went.
+/// How many were sent and where; for SMTP, how the failures split and the first one.
 pub fn print_summary(deliverer: &Deliverer, summary: &Summary) {
-    let Transport::File(file) = deliverer.transport();
+    match deliverer.transport() {
+        Transport::File(file) => println!(
+            "delivered {} message(s) to {}, {} failed (kept queued)",
+            summary.sent,
+            file.dir().display(),
+            summary.failed
+        ),
+        Transport::Smtp(smtp) => print_smtp(&smtp.endpoint(), summary),
+    }
+}
+
+fn print_smtp(endpoint: &str, summary: &Summary) {
     println!(
-        "delivered {} message(s) to {}, {} failed (kept queued)",
-        summary.sent,
-        file.dir().display(),
-        summary.failed
+        "delivered {} message(s) to {endpoint}, {} failed",
+        summary.sent, summary.failed
     );
+    if summary.failed == 0 {
+        return;
+    }
+    println!(
+        "  {} transient, {} ambiguous, {} config (kept queued, retried in 5 minutes); {} permanent (dead)",
+        summary.transient, summary.ambiguous, summary.config, summary.permanent
+    );
+    if let Some(first) = &summary.first_error {
+        println!("  first failure: {first}");
+    }
 }

@@ -196,7 +196,12 @@ fn queue(loaded: &Loaded, event: &Event) -> Result<(Store, i64), CliError> {
     let seq = match store.ingest(std::slice::from_ref(event), Utc::now())?[0] {
         Ingested::New(seq) | Ingested::Duplicate(seq) => seq,
     };
-    crate::pipeline::evaluate_pending(&mut store, &loaded.evaluator, |_| {})?;
+    crate::pipeline::evaluate_pending(
+        &mut store,
+        &loaded.evaluator,
+        loaded.quarantine_after(),
+        |_| {},
+    )?;
     Ok((store, seq))
 }
 

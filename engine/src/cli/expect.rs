@@ -44,6 +44,7 @@ impl Produced {
                     event_time: event.time,
                     mail: mail.clone(),
                     attempts: 0,
+                    queued_at: event.time,
                 };
                 let bytes = render::render(&row, from)?.formatted();
                 self.files.insert(file::file_name(&row.key), bytes);

@@ -4,8 +4,11 @@ mod config_cmd;
 mod deliver_cmd;
 mod email;
 mod expect;
+mod mail_cmd;
+mod outbox_cmd;
 mod replay;
 mod report;
+mod rules_cmd;
 mod send;
 
 use std::path::{Path, PathBuf};
@@ -45,11 +48,22 @@ enum Command {
     Send(send::Args),
     /// Email users, like `omero admin email`: queued durably, real results with --wait.
     Email(email::Args),
+    /// List, show, retry, cancel or purge queued mail.
+    #[command(subcommand)]
+    Outbox(outbox_cmd::Command),
+    /// The configured rules and their health; release a quarantined rule.
+    Rules {
+        #[command(subcommand)]
+        command: Option<rules_cmd::Command>,
+    },
     /// Deliver the queued messages that are due.
     Deliver(deliver_cmd::Args),
     /// Check or convert configuration.
     #[command(subcommand)]
     Config(config_cmd::Command),
+    /// Test mail delivery.
+    #[command(subcommand)]
+    Mail(mail_cmd::Command),
 }
 
 /// A failure with the exit code the contract gives it.
@@ -75,6 +89,9 @@ impl From<ConfigError> for CliError {
 
 type Outcome = Result<ExitCode, CliError>;
 
+/// sysexits' EX_TEMPFAIL: the store refused the write; retrying later is safe.
+const EXIT_TEMPFAIL: u8 = 75;
+
 /// Parse the arguments, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
     init_tracing();
@@ -85,10 +102,16 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-        Err(CliError::Runtime(err)) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(1)
-        }
+        Err(CliError::Runtime(err)) => match crate::store::temporary_failure(&err) {
+            Some(account) => {
+                eprintln!("error: {account}\n  nothing was stored; fix the store and retry");
+                ExitCode::from(EXIT_TEMPFAIL)
+            }
+            None => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -101,8 +124,11 @@ fn run(cli: Cli) -> Outcome {
         Command::Replay(args) => replay::run(&ctx, args),
         Command::Send(args) => send::run(&ctx, args),
         Command::Email(args) => email::run(&ctx, args),
+        Command::Outbox(cmd) => outbox_cmd::run(&ctx, cmd),
+        Command::Rules { command } => rules_cmd::run(&ctx, command),
         Command::Deliver(args) => deliver_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
+        Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
     }
 }
 
@@ -132,6 +158,13 @@ impl Context {
 struct Loaded {
     config: Config,
     evaluator: Evaluator,
+}
+
+impl Loaded {
+    /// Failures in a row after which a rule is quarantined.
+    fn quarantine_after(&self) -> u32 {
+        crate::pipeline::DEFAULT_QUARANTINE_AFTER
+    }
 }
 
 fn load(ctx: &Context) -> Result<Loaded, CliError> {

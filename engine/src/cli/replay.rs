@@ -132,12 +132,17 @@ fn replay_for_real(
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
     let mut print_err = None;
-    crate::pipeline::evaluate_pending(&mut store, &loaded.evaluator, |done| {
-        tally.add(&done.outcomes);
-        if let Err(err) = print(&mut out, &done.event, &done.outcomes, json, Detail::Brief) {
-            print_err.get_or_insert(err);
-        }
-    })?;
+    crate::pipeline::evaluate_pending(
+        &mut store,
+        &loaded.evaluator,
+        loaded.quarantine_after(),
+        |done| {
+            tally.add(&done.outcomes);
+            if let Err(err) = print(&mut out, &done.event, &done.outcomes, json, Detail::Brief) {
+                print_err.get_or_insert(err);
+            }
+        },
+    )?;
     if let Some(err) = print_err {
         return Err(err);
     }

@@ -56,10 +56,15 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
     }
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
-    crate::pipeline::evaluate_pending(&mut store, &loaded.evaluator, |done| {
-        tally.add(&done.outcomes);
-        let _ = report::human(&mut out, &done.event, &done.outcomes, Detail::Brief);
-    })?;
+    crate::pipeline::evaluate_pending(
+        &mut store,
+        &loaded.evaluator,
+        loaded.quarantine_after(),
+        |done| {
+            tally.add(&done.outcomes);
+            let _ = report::human(&mut out, &done.event, &done.outcomes, Detail::Brief);
+        },
+    )?;
     drop(out);
     println!("evaluated {}", tally.line());
     if args.deliver {

@@ -9,7 +9,35 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
         "state_dir" => {
             "write a directory path, relative to the config file's directory, e.g. ../var"
         }
-        "mail" => "write a map with some of: from, transport, file_dir",
+        "mail" => "write a map with some of: from, transport, file_dir, smtp",
+        "smtp" => {
+            "write a map with some of: host, port, hello_name, tls, username, password_file, \
+             password_env, ca_file, min_tls, connect_timeout, command_timeout, data_timeout, \
+             max_connections, dkim"
+        }
+        "host" => "write the SMTP server's host name or IP address, e.g. smtp.example.org",
+        "port" => "write a port from 1 to 65535: 25 (plain), 587 (starttls) or 465 (tls)",
+        "hello_name" | "domain" => "write a host name without spaces, e.g. omero.example.org",
+        "tls" => {
+            "write `none` (plain, OMERO's default), `starttls` (required STARTTLS, port 587) or \
+             `tls` (implicit TLS, SMTPS, port 465)"
+        }
+        "username" => "write the SMTP user name (omero.mail.username)",
+        "password_file" => {
+            "write the path of a file holding only the password, readable by Herald alone"
+        }
+        "password_env" => "write the name of an environment variable, e.g. HERALD_SMTP_PASSWORD",
+        "ca_file" | "key_file" => "write a PEM file path, relative to the config file's directory",
+        "min_tls" => "write 1.2 or 1.3",
+        "connect_timeout" | "command_timeout" | "data_timeout" => {
+            "write a duration with a unit, above 0 and at most 1h, e.g. 60s (OMERO's default)"
+        }
+        "max_connections" => "write a whole number from 1 to 100, e.g. 4",
+        "dkim" => {
+            "write a map with selector, domain, key_file and optionally algorithm (rsa|ed25519)"
+        }
+        "selector" => "write the DKIM selector, e.g. herald",
+        "algorithm" => "write `rsa` (PKCS#1 PEM key) or `ed25519` (base64 key)",
         "from" => "write an address like `OMERO <omero@example.org>`, or \"\" to disable sending",
         "transport" => "write `file` (writes .eml files into file_dir) or `smtp`",
         "file_dir" | "cache_dir" => {

@@ -4,8 +4,10 @@ mod checks;
 mod diagnostic;
 mod hints;
 mod limits;
+pub mod omero;
 mod raw;
 mod scalar;
+mod smtp;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -23,6 +25,7 @@ pub(crate) use diagnostic::at_line;
 pub use diagnostic::{Diagnostic, LoadError, Location};
 #[cfg(test)]
 pub(crate) use diagnostic::{at, expect_invalid};
+pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
 use checks::RuleChecks;
@@ -65,6 +68,40 @@ pub struct MailConfig {
     pub transport: TransportKind,
     /// Where the file transport writes `.eml` files; `{state_dir}/mail` by default.
     pub file_dir: PathBuf,
+    /// The SMTP server, used when `transport: smtp`.
+    pub smtp: SmtpConfig,
+}
+
+/// The `mail.smtp` section, mirroring `omero.mail.*` with OMERO's defaults. It holds where the
+/// password comes from, never the password itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SmtpConfig {
+    /// `omero.mail.host`: `localhost`.
+    pub host: String,
+    /// `omero.mail.port`: 25.
+    pub port: u16,
+    /// The EHLO name; the machine's host name when absent.
+    pub hello_name: Option<String>,
+    /// `none` (OMERO's default), `starttls` (required) or `tls` (implicit, SMTPS).
+    pub tls: TlsMode,
+    /// `omero.mail.username`; AUTH is used when set.
+    pub username: Option<String>,
+    /// Where the password is read from when sending.
+    pub password: Option<PasswordSource>,
+    /// An extra CA certificate (PEM) trusted besides the system's, for private relays.
+    pub ca_file: Option<PathBuf>,
+    /// The lowest TLS version accepted.
+    pub min_tls: MinTls,
+    /// `omero.mail.smtp.connectiontimeout`: TCP connect (and the TLS handshake for `tls`).
+    pub connect_timeout: Duration,
+    /// `omero.mail.smtp.timeout`: each command's reply (greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA).
+    pub command_timeout: Duration,
+    /// Sending the message body and reading the reply to the final `.`.
+    pub data_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: u32,
+    /// DKIM signing, when set.
+    pub dkim: Option<DkimSettings>,
 }
 
 /// The mail transport: `file` writes `.eml` files, `smtp` talks to a server.
@@ -205,6 +242,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let raw: RawConfig = parse_yaml(text, file, config_hint)?;
         let config = raw.resolve(file, state_dir);
+        smtp::check(Source { text, file }, &config.mail.smtp)?;
         RuleChecks(Source { text, file }).run(&config.rules)?;
         Ok(config)
     }

@@ -6,6 +6,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use super::limits::LimitsPatch;
+use super::smtp::RawSmtp;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
     Config, DirectoryConfig, Limits, MailConfig, ModuleRef, RuleConfig, SandboxConfig, Schedule,
@@ -32,6 +33,7 @@ struct RawMail {
     from: Option<Sender>,
     transport: Option<TransportKind>,
     file_dir: Option<PathValue>,
+    smtp: Option<RawSmtp>,
 }
 
 #[derive(Default, Deserialize)]
@@ -74,6 +76,7 @@ impl RawConfig {
             from: mail.from.map_or_else(default_sender, |s| s.0),
             transport: mail.transport.unwrap_or_default(),
             file_dir: in_state(mail.file_dir, "mail"),
+            smtp: mail.smtp.unwrap_or_default().resolve(base),
         };
         let store = StoreConfig {
             path: in_state(self.store.and_then(|s| s.path), "herald.db"),

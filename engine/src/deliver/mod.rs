@@ -2,34 +2,69 @@
 
 pub mod file;
 pub mod render;
+pub mod smtp;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use lettre::Message;
 use lettre::message::Mailbox;
+use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
 
-use crate::config::{Config, TransportKind};
+use crate::config::{Config, DkimAlgorithm, DkimSettings, TransportKind};
 use crate::store::{Attempt, OutboxRow, Store};
 pub use file::FileTransport;
+pub use smtp::{Class, Job, Report, SmtpTransport};
 
 /// Rows fetched from the store per round.
 const BATCH: usize = 256;
+/// When a row that was not delivered is tried again (the full retry policy is issue 5).
+const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Where messages go.
 pub enum Transport {
     File(FileTransport),
+    Smtp(SmtpTransport),
 }
 
-/// What one delivery run did.
+/// What one delivery run did. `failed` counts every row not sent; the other counts split it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub sent: usize,
     pub failed: usize,
+    /// Kept queued: 4xx, refused, reset, timeouts, TLS failures.
+    pub transient: usize,
+    /// Dead: 5xx.
+    pub permanent: usize,
+    /// Kept queued: the connection was lost after the final `.`.
+    pub ambiguous: usize,
+    /// Kept queued: the config and the server do not fit.
+    pub config: usize,
+    /// The first failure of the run, for the summary line.
+    pub first_error: Option<String>,
+}
+
+impl Summary {
+    fn count(&mut self, attempt: &Attempt) {
+        match attempt.outcome {
+            "sent" => self.sent += 1,
+            "permanent" => self.permanent += 1,
+            "ambiguous" => self.ambiguous += 1,
+            "config" => self.config += 1,
+            _ => self.transient += 1,
+        }
+        if attempt.outcome != "sent" {
+            self.failed += 1;
+            self.first_error
+                .get_or_insert_with(|| attempt.detail.clone());
+        }
+    }
 }
 
 /// Sends due outbox rows through one transport.
 pub struct Deliverer {
     transport: Transport,
     from: Mailbox,
+    dkim: Option<DkimConfig>,
 }
 
 impl Deliverer {
@@ -42,17 +77,26 @@ impl Deliverer {
                 config.file.display()
             );
         };
+        let smtp = &config.mail.smtp;
         let transport = match config.mail.transport {
             TransportKind::File => Transport::File(FileTransport::new(&config.mail.file_dir)),
-            TransportKind::Smtp => {
-                bail!("mail.transport: smtp is not available in this version; use `file`")
-            }
+            TransportKind::Smtp => Transport::Smtp(SmtpTransport::new(smtp)?),
         };
-        Ok(Deliverer { transport, from })
+        let dkim = smtp.dkim.as_ref().map(dkim_config).transpose()?;
+        Ok(Deliverer {
+            transport,
+            from,
+            dkim,
+        })
     }
 
     pub fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// The sender of every message.
+    pub fn from(&self) -> &Mailbox {
+        &self.from
     }
 
     /// Deliver every row that is due now, until none is left.
@@ -61,44 +105,148 @@ impl Deliverer {
         loop {
             let rows = store.due(now, BATCH)?;
             if rows.is_empty() {
-                return Ok(summary);
+                break;
             }
-            for row in rows {
-                let attempt = self.attempt(&row, Utc::now());
-                match attempt.new_state {
-                    "sent" => summary.sent += 1,
-                    _ => summary.failed += 1,
-                }
+            for attempt in self.attempts(&rows) {
+                summary.count(&attempt);
                 store.record_attempt(&attempt)?;
             }
         }
+        if let Transport::Smtp(smtp) = &self.transport {
+            smtp.close();
+        }
+        Ok(summary)
     }
 
-    fn attempt(&self, row: &OutboxRow, at: DateTime<Utc>) -> Attempt {
-        let sent = render::render(row, &self.from).and_then(|message| match &self.transport {
-            Transport::File(file) => file.send(&row.key, &message.formatted()),
-        });
-        match sent {
-            Ok(path) => Attempt {
-                outbox_id: row.id,
-                at,
-                outcome: "sent",
-                code: None,
-                detail: format!("written to {}", path.display()),
-                new_state: "sent",
-                next_attempt_at: None,
-            },
-            // A message that cannot be rendered or written is kept: it is
-            // retried on the next run rather than lost.
-            Err(err) => Attempt {
-                outbox_id: row.id,
-                at,
-                outcome: "transient",
-                code: None,
-                detail: format!("{err:#}"),
-                new_state: "queued",
-                next_attempt_at: Some(at + chrono::Duration::minutes(5)),
-            },
+    /// Render the message of a row (DKIM-signed when configured).
+    pub fn render(&self, row: &OutboxRow) -> anyhow::Result<Message> {
+        let mut message = render::render(row, &self.from)?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
+    }
+
+    fn attempts(&self, rows: &[OutboxRow]) -> Vec<Attempt> {
+        match &self.transport {
+            Transport::File(file) => rows
+                .iter()
+                .map(|row| self.file_attempt(file, row))
+                .collect(),
+            Transport::Smtp(smtp) => self.smtp_attempts(smtp, rows),
         }
     }
+
+    fn file_attempt(&self, file: &FileTransport, row: &OutboxRow) -> Attempt {
+        let at = Utc::now();
+        let written = self
+            .render(row)
+            .and_then(|message| file.send(&row.key, &message.formatted()));
+        match written {
+            Ok(path) => attempt(
+                row,
+                at,
+                Report::sent(0, format!("written to {}", path.display())),
+            ),
+            // A message that cannot be rendered or written is kept: it is
+            // retried on the next run rather than lost.
+            Err(err) => attempt(row, at, transient(format!("{err:#}"))),
+        }
+    }
+
+    /// Render every row, send the rendered ones together, and pair each row with its report.
+    fn smtp_attempts(&self, smtp: &SmtpTransport, rows: &[OutboxRow]) -> Vec<Attempt> {
+        let mut reports: Vec<Option<Report>> = vec![None; rows.len()];
+        let mut jobs = Vec::new();
+        let mut sent_index = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            match self.job(row) {
+                Ok(job) => {
+                    jobs.push(job);
+                    sent_index.push(index);
+                }
+                Err(err) => reports[index] = Some(transient(format!("{err:#}"))),
+            }
+        }
+        for (index, report) in sent_index.into_iter().zip(smtp.send_all(jobs)) {
+            reports[index] = Some(report);
+        }
+        let at = Utc::now();
+        rows.iter()
+            .zip(reports)
+            .map(|(row, report)| attempt(row, at, report.expect("every row has a report")))
+            .collect()
+    }
+
+    /// One envelope for one row: its single recipient.
+    pub fn job(&self, row: &OutboxRow) -> anyhow::Result<Job> {
+        let message = self.render(row)?;
+        let to = row
+            .key
+            .recipient
+            .parse()
+            .with_context(|| format!("recipient {:?} is not an address", row.key.recipient))?;
+        Ok(Job {
+            from: self.from.email.clone(),
+            to,
+            bytes: message.formatted(),
+        })
+    }
+}
+
+fn transient(text: String) -> Report {
+    Report {
+        class: Class::Transient,
+        code: None,
+        text,
+    }
+}
+
+/// The attempt a report makes: sent, dead (permanent), or queued for a retry.
+fn attempt(row: &OutboxRow, at: DateTime<Utc>, report: Report) -> Attempt {
+    let (new_state, next_attempt_at) = match report.class {
+        Class::Sent => ("sent", None),
+        Class::Permanent => ("dead", None),
+        _ => ("queued", Some(at + RETRY_AFTER)),
+    };
+    let code = report.code.filter(|&code| code != 0);
+    let detail = match (report.class, code) {
+        (Class::Sent, Some(code)) => format!("{code} {}", report.text),
+        _ => report.text,
+    };
+    Attempt {
+        outbox_id: row.id,
+        at,
+        outcome: report.class.as_str(),
+        code,
+        detail,
+        new_state,
+        next_attempt_at,
+    }
+}
+
+fn dkim_config(settings: &DkimSettings) -> anyhow::Result<DkimConfig> {
+    let key = std::fs::read_to_string(&settings.key_file).with_context(|| {
+        format!(
+            "cannot read mail.smtp.dkim.key_file {}",
+            settings.key_file.display()
+        )
+    })?;
+    let algorithm = match settings.algorithm {
+        DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
+        DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+    };
+    let key = DkimSigningKey::new(key.trim(), algorithm).map_err(|err| {
+        anyhow::anyhow!(
+            "mail.smtp.dkim.key_file {} is not a {:?} key ({err}); fix: rsa needs a PKCS#1 PEM \
+             (BEGIN RSA PRIVATE KEY), ed25519 the base64 private key",
+            settings.key_file.display(),
+            settings.algorithm
+        )
+    })?;
+    Ok(DkimConfig::default_config(
+        settings.selector.clone(),
+        settings.domain.clone(),
+        key,
+    ))
 }

@@ -98,12 +98,28 @@ impl Evaluator {
 
     /// Run every subscribed rule on `event`. A failing rule fails alone.
     pub fn evaluate(&self, event: &Event, kv: &Arc<dyn KvRead>) -> Vec<RuleOutcome> {
+        self.evaluate_skipping(event, kv, |_| false).0
+    }
+
+    /// Like [`Evaluator::evaluate`], but rules for which `skip` says yes (the
+    /// quarantined ones) are not run; their names come back second.
+    pub fn evaluate_skipping(
+        &self,
+        event: &Event,
+        kv: &Arc<dyn KvRead>,
+        skip: impl Fn(&str) -> bool,
+    ) -> (Vec<RuleOutcome>, Vec<String>) {
         let wit_event = convert::event(event);
-        self.rules
-            .iter()
-            .filter(|rule| rule.subscribed(event))
-            .map(|rule| self.run(rule, event, &wit_event, kv))
-            .collect()
+        let mut outcomes = Vec::new();
+        let mut skipped = Vec::new();
+        for rule in self.rules.iter().filter(|rule| rule.subscribed(event)) {
+            if skip(&rule.name) {
+                skipped.push(rule.name.clone());
+            } else {
+                outcomes.push(self.run(rule, event, &wit_event, kv));
+            }
+        }
+        (outcomes, skipped)
     }
 
     fn run(

@@ -1,6 +1,11 @@
 //! Store: the SQLite journal of events, the outbox, rule runs and the rules' key-value data.
 
+mod health;
+mod outbox;
 mod schema;
+
+pub use health::{Quarantined, RuleHealth};
+pub use outbox::{AttemptLog, Filter, Listed};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,11 +40,22 @@ pub struct Pending {
 }
 
 /// What committing one evaluation wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Committed {
     pub queued: usize,
     /// Rows that already existed (an evaluation repeated after a crash).
     pub already_queued: usize,
+    /// Rules this evaluation pushed into quarantine (their admins are told by mail).
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// How evaluation outcomes feed rule health.
+#[derive(Clone, Copy, Debug)]
+pub struct HealthPolicy<'a> {
+    /// Quarantine a rule after this many failures in a row (0: never).
+    pub quarantine_after: u32,
+    /// Who is told, once, when a rule is quarantined (the admins' addresses).
+    pub notify: &'a [String],
 }
 
 /// One queued message, with what delivery needs to render it.
@@ -50,6 +66,8 @@ pub struct OutboxRow {
     pub event_time: DateTime<Utc>,
     pub mail: Mail,
     pub attempts: i64,
+    /// When the row was queued: the message's age counts from here.
+    pub queued_at: DateTime<Utc>,
 }
 
 impl Store {
@@ -116,10 +134,27 @@ impl Store {
         seq: i64,
         event: &Event,
         outcomes: &[RuleOutcome],
+        health: &HealthPolicy<'_>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Committed> {
         let tx = self.conn.transaction()?;
-        let mut committed = Committed::default();
+        let mut committed = Committed {
+            quarantined: health::record_outcomes(&tx, outcomes, health.quarantine_after, now)?,
+            ..Committed::default()
+        };
+        for quarantined in &committed.quarantined {
+            for admin in health.notify {
+                let mail = quarantine_notice(quarantined, event, admin);
+                queue(
+                    &tx,
+                    seq,
+                    event,
+                    &format!("quarantine:{}", quarantined.rule),
+                    &mail,
+                    now,
+                )?;
+            }
+        }
         for outcome in outcomes {
             record_run(&tx, seq, outcome, now)?;
             if let Ok(resolved) = &outcome.result {
@@ -143,7 +178,7 @@ impl Store {
     /// Queued rows that are due, oldest first.
     pub fn due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<OutboxRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts
+            "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, o.created_at
              FROM outbox o JOIN events e ON e.seq = o.event_seq
              WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
              ORDER BY o.next_attempt_at, o.id LIMIT ?2",
@@ -166,7 +201,8 @@ impl Store {
             ],
         )?;
         tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3,
+            "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3, lease_until = NULL,
+                    ambiguous = ambiguous + (?6 = 'ambiguous'),
                     last_error = CASE WHEN ?2 = 'sent' THEN NULL ELSE ?4 END,
                     sent_at = CASE WHEN ?2 = 'sent' THEN ?5 ELSE sent_at END
              WHERE id = ?1",
@@ -175,7 +211,8 @@ impl Store {
                 attempt.new_state,
                 attempt.next_attempt_at.map(|t| t.timestamp_millis()),
                 attempt.detail,
-                attempt.at.to_rfc3339()
+                attempt.at.to_rfc3339(),
+                attempt.outcome
             ],
         )?;
         tx.commit()?;
@@ -369,6 +406,29 @@ fn queue(
     Ok(inserted == 1)
 }
 
+/// The one mail admins get when a rule is quarantined.
+fn quarantine_notice(q: &Quarantined, event: &Event, admin: &str) -> Mail {
+    Mail {
+        recipient: admin.to_lowercase(),
+        to: vec![admin.to_owned()],
+        cc: Vec::new(),
+        reply_to: Vec::new(),
+        subject: format!("[Herald] rule {} quarantined", q.rule),
+        text: format!(
+            "Herald stopped running the rule `{rule}` after {n} failures in a row.\n\n\
+             Last failure, on event {id} ({kind}):\n{reason}\n\n\
+             The rule is skipped until you release it:\n    herald rules release {rule}\n",
+            rule = q.rule,
+            n = q.failures,
+            id = event.id,
+            kind = event.kind,
+            reason = q.reason,
+        ),
+        html: None,
+        headers: vec![("Auto-Submitted".into(), "auto-generated".into())],
+    }
+}
+
 fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> anyhow::Result<()> {
     for write in writes {
         match &write.entry {
@@ -386,7 +446,17 @@ fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> anyhow::Res
 }
 
 /// The columns `due` selects, before decoding.
-type RawRow = (i64, String, String, String, String, String, String, i64);
+type RawRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+);
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     Ok((
@@ -398,11 +468,12 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
-    let (id, source, event_id, rule, recipient, time, mail, attempts) = raw;
+    let (id, source, event_id, rule, recipient, time, mail, attempts, queued_at) = raw;
     Ok(OutboxRow {
         id,
         key: MailKey {
@@ -415,6 +486,7 @@ fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
         mail: serde_json::from_str(&mail)
             .with_context(|| format!("outbox row {id} is unreadable"))?,
         attempts,
+        queued_at: DateTime::parse_from_rfc3339(&queued_at)?.with_timezone(&Utc),
     })
 }
 
@@ -447,3 +519,27 @@ impl KvRead for SqliteKv {
 
 #[cfg(test)]
 mod tests;
+
+/// When `err` is the store refusing writes (disk full, read-only, I/O error),
+/// a plain-language account of it: the caller may retry once that is fixed.
+pub fn temporary_failure(err: &anyhow::Error) -> Option<String> {
+    let code = err
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<rusqlite::Error>() {
+            Some(rusqlite::Error::SqliteFailure(e, _)) => Some(e.code),
+            _ => None,
+        })?;
+    let what = match code {
+        rusqlite::ErrorCode::DiskFull => "the disk holding the store is full",
+        rusqlite::ErrorCode::ReadOnly => "the store is read-only",
+        rusqlite::ErrorCode::SystemIoFailure => {
+            "the store could not be written (I/O error; is the disk full?)"
+        }
+        rusqlite::ErrorCode::CannotOpen => "the store cannot be opened",
+        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+            "the store is busy"
+        }
+        _ => return None,
+    };
+    Some(format!("{what}: {err:#}"))
+}

@@ -64,6 +64,17 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER,
         PRIMARY KEY (rule, key)
     );",
+    // 2: leases and ambiguous deliveries on the outbox; rule health for quarantine.
+    "ALTER TABLE outbox ADD COLUMN ambiguous INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_by_event ON outbox (event_seq);
+    CREATE TABLE rule_health (
+        rule TEXT PRIMARY KEY,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        last_failure_at TEXT,
+        last_reason TEXT,
+        quarantined_at TEXT,
+        skipped INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

@@ -40,6 +40,11 @@ fn outcome(recipients: &[&str], kv: Vec<KvWrite>) -> RuleOutcome {
     }
 }
 
+const NO_HEALTH: HealthPolicy<'static> = HealthPolicy {
+    quarantine_after: 0,
+    notify: &[],
+};
+
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("sub/herald.db")).unwrap();
@@ -69,25 +74,25 @@ fn evaluating_twice_cannot_queue_twice() {
     let pending = store.pending(10).unwrap().remove(0);
     let outcomes = [outcome(&["x@example.org", "y@example.org"], vec![])];
     let first = store
-        .commit_evaluation(pending.seq, &pending.event, &outcomes, Utc::now())
+        .commit_evaluation(
+            pending.seq,
+            &pending.event,
+            &outcomes,
+            &NO_HEALTH,
+            Utc::now(),
+        )
         .unwrap();
     let second = store
-        .commit_evaluation(pending.seq, &pending.event, &outcomes, Utc::now())
+        .commit_evaluation(
+            pending.seq,
+            &pending.event,
+            &outcomes,
+            &NO_HEALTH,
+            Utc::now(),
+        )
         .unwrap();
-    assert_eq!(
-        first,
-        Committed {
-            queued: 2,
-            already_queued: 0
-        }
-    );
-    assert_eq!(
-        second,
-        Committed {
-            queued: 0,
-            already_queued: 2
-        }
-    );
+    assert_eq!((first.queued, first.already_queued), (2, 0));
+    assert_eq!((second.queued, second.already_queued), (0, 2));
     assert!(store.pending(10).unwrap().is_empty());
     assert_eq!(store.due(Utc::now(), 10).unwrap().len(), 2);
 }
@@ -111,6 +116,7 @@ fn kv_writes_commit_with_the_evaluation() {
             pending.seq,
             &pending.event,
             &[outcome(&[], vec![write])],
+            &NO_HEALTH,
             Utc::now(),
         )
         .unwrap();

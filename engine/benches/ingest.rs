@@ -1,0 +1,79 @@
+//! Benchmark: durable ingest (fsync per commit) one event per transaction vs batched, and event-to-outbox latency.
+//!
+//! `cargo bench --bench ingest` prints events/s and p50/p99 latency, on a real SQLite file.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use herald::config::Config;
+use herald::directory::Directory;
+use herald::evaluate::Evaluator;
+use herald::event::{self, Event};
+use herald::pipeline;
+use herald::store::Store;
+
+const EVENTS: usize = 2000;
+const BATCH: usize = 100;
+const LATENCY_SAMPLES: usize = 300;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    println!("durable ingest into SQLite (WAL, synchronous=FULL), {EVENTS} events");
+    let single = ingest_rate(&dir.path().join("single.db"), "single", 1);
+    let batched = ingest_rate(&dir.path().join("batched.db"), "batched", BATCH);
+    println!("  one event per transaction      {single:>10.0} events/s");
+    println!(
+        "  {BATCH} events per transaction     {batched:>10.0} events/s  ({:.1}x)",
+        batched / single
+    );
+
+    let config = Config::load(&root.join("etc/herald.yaml"), Some(dir.path())).unwrap();
+    let directory = Arc::new(Directory::load(&config.directory.path).unwrap());
+    let evaluator = Evaluator::new(&config, directory).unwrap();
+    let mut store = Store::open(&dir.path().join("latency.db")).unwrap();
+    let mut latencies = event_to_outbox(&mut store, &evaluator);
+    latencies.sort();
+    let pct = |p: usize| latencies[latencies.len() * p / 100].as_secs_f64() * 1e3;
+    println!(
+        "event to outbox (journal commit + evaluate new-user + outbox commit), {LATENCY_SAMPLES} events"
+    );
+    println!("  p50 {:.2} ms   p99 {:.2} ms", pct(50), pct(99));
+}
+
+fn user_created(tag: &str, i: usize) -> Event {
+    let text = format!(
+        r#"{{"id":"{tag}-{i}","source":"omero://bench","type":"omero.user.created","time":"2026-11-23T09:00:00Z","data":{{"user":{{"id":{i},"name":"u{i}"}}}}}}"#
+    );
+    event::from_str(&text, Utc::now()).unwrap()
+}
+
+fn ingest_rate(path: &Path, tag: &str, batch: usize) -> f64 {
+    let mut store = Store::open(path).unwrap();
+    let events: Vec<Event> = (0..EVENTS).map(|i| user_created(tag, i)).collect();
+    let start = Instant::now();
+    for chunk in events.chunks(batch) {
+        store.ingest(chunk, Utc::now()).unwrap();
+    }
+    EVENTS as f64 / start.elapsed().as_secs_f64()
+}
+
+fn event_to_outbox(store: &mut Store, evaluator: &Evaluator) -> Vec<Duration> {
+    (0..LATENCY_SAMPLES)
+        .map(|i| {
+            let ev = user_created("latency", i);
+            let start = Instant::now();
+            store.ingest(&[ev], Utc::now()).unwrap();
+            pipeline::evaluate_pending(
+                store,
+                evaluator,
+                pipeline::DEFAULT_QUARANTINE_AFTER,
+                |_| {},
+            )
+            .unwrap();
+            start.elapsed()
+        })
+        .collect()
+}

@@ -1,0 +1,136 @@
+//! SMTP delivery throughput into Postfix's smtp-sink at 1 and 8 connections, beside smtp-source.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herald::config::SmtpConfig;
+use herald::deliver::{Class, Job, SmtpTransport};
+use lettre::Message;
+
+/// Messages per measurement.
+const COUNT: usize = 2000;
+
+fn main() {
+    let tools = tools_dir();
+    let sink = Sink::start(&tools);
+    println!("SMTP delivery into smtp-sink on 127.0.0.1, {COUNT} messages per run");
+    println!(
+        "{:>11}  {:>14}  {:>17}  {:>6}",
+        "connections", "herald msg/s", "smtp-source msg/s", "ratio"
+    );
+    for connections in [1, 8] {
+        let ours = herald_rate(sink.port, connections);
+        let theirs = smtp_source_rate(&tools, sink.port, connections);
+        println!(
+            "{connections:>11}  {ours:>14.0}  {theirs:>17.0}  {:>5.0}%",
+            100.0 * ours / theirs
+        );
+    }
+}
+
+fn tools_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/postfix");
+    let sink = std::env::var_os("HERALD_SMTP_SINK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("usr/sbin/smtp-sink"));
+    assert!(
+        sink.is_file(),
+        "smtp-sink not found at {}; run `make test-deps`",
+        sink.display()
+    );
+    sink.parent().unwrap().parent().unwrap().to_owned()
+}
+
+fn tool(usr: &Path, name: &str) -> Command {
+    let mut command = Command::new(usr.join("sbin").join(name));
+    command.env("LD_LIBRARY_PATH", usr.join("lib/postfix"));
+    command
+}
+
+struct Sink {
+    child: Child,
+    port: u16,
+}
+
+impl Sink {
+    fn start(usr: &Path) -> Sink {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = tool(usr, "smtp-sink");
+        if unsafe { libc::geteuid() } == 0 {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink { child, port }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Messages per second through the SMTP transport, rendering included.
+fn herald_rate(port: u16, connections: u32) -> f64 {
+    let config = SmtpConfig {
+        host: "127.0.0.1".to_owned(),
+        port,
+        max_connections: connections,
+        ..SmtpConfig::default()
+    };
+    let transport = SmtpTransport::new(&config).expect("SMTP transport");
+    let start = Instant::now();
+    let jobs = (0..COUNT).map(job).collect();
+    let reports = transport.send_all(jobs);
+    let took = start.elapsed();
+    let sent = reports.iter().filter(|r| r.class == Class::Sent).count();
+    assert_eq!(sent, COUNT, "not all sent: {:?}", reports.first());
+    COUNT as f64 / took.as_secs_f64()
+}
+
+fn job(n: usize) -> Job {
+    let message = Message::builder()
+        .from("omero@localhost".parse().unwrap())
+        .to(format!("user{n}@example.org").parse().unwrap())
+        .subject("[OMERO] INSERT Experimenter notification")
+        .message_id(Some(format!("<bench-{n}@localhost>")))
+        .body(format!(
+            "Modified objects:\nclass ome.model.meta.Experimenter:{n} - INSERT\n"
+        ))
+        .unwrap();
+    Job {
+        from: "omero@localhost".parse().unwrap(),
+        to: format!("user{n}@example.org").parse().unwrap(),
+        bytes: message.formatted(),
+    }
+}
+
+/// Messages per second of smtp-source with `sessions` parallel sessions reusing connections.
+fn smtp_source_rate(usr: &Path, port: u16, sessions: u32) -> f64 {
+    let start = Instant::now();
+    let status = tool(usr, "smtp-source")
+        .args(["-d", "-s", &sessions.to_string(), "-m", &COUNT.to_string()])
+        .args(["-f", "omero@localhost", "-t", "user@example.org"])
+        .arg(format!("127.0.0.1:{port}"))
+        .status()
+        .expect("run smtp-source");
+    assert!(status.success(), "smtp-source failed");
+    COUNT as f64 / start.elapsed().as_secs_f64()
+}

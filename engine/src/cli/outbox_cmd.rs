@@ -1,0 +1,219 @@
+//! `herald outbox`: list, show, retry, cancel and purge queued mail.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use comfy_table::{Table, presets::NOTHING};
+
+use super::{CliError, Context, Outcome};
+use crate::deliver::render;
+use crate::store::{Filter, Listed, Store};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List outbox rows, newest first.
+    List {
+        /// queued (never tried), deferred (retry pending), sent, dead or cancelled.
+        #[arg(long, value_parser = ["queued", "deferred", "sent", "dead", "cancelled"])]
+        state: Option<String>,
+        /// Only this rule's rows.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only rows queued since this time: RFC 3339, or an age such as `2h` or `7d`.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<DateTime<Utc>>,
+        /// At most this many rows (0: all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one row: the whole message and every attempt.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a dead or deferred row due now (or every dead row with --dead).
+    Retry {
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<i64>,
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Cancel a row that has not been sent.
+    Cancel { id: i64 },
+    /// Delete rows sent before a time (RFC 3339, or an age such as `30d`).
+    Purge {
+        #[arg(long, value_parser = parse_time)]
+        sent_before: DateTime<Utc>,
+    },
+}
+
+pub fn run(ctx: &Context, cmd: Command) -> Outcome {
+    let config = ctx.config()?;
+    let mut store = Store::open(&config.store.path)?;
+    match cmd {
+        Command::List {
+            state,
+            rule,
+            since,
+            limit,
+            json,
+        } => list(
+            &store,
+            &Filter {
+                state,
+                rule,
+                since,
+                limit,
+            },
+            json,
+        ),
+        Command::Show { id, json } => show(&store, &config, id, json),
+        Command::Retry { id, dead } => retry(&mut store, id, dead),
+        Command::Cancel { id } => one_row(store.cancel_row(id)?, id, "cancelled", "queued or dead"),
+        Command::Purge { sent_before } => {
+            println!("purged {} sent row(s)", store.purge_sent(sent_before)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// An RFC 3339 time, or an age (`90m`, `7d`) counted back from now.
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let age = humantime::parse_duration(text).map_err(|_| {
+        format!("`{text}` is neither an RFC 3339 time (2026-11-23T09:00:00Z) nor an age (7d, 2h)")
+    })?;
+    Ok(Utc::now() - chrono::Duration::from_std(age).map_err(|e| e.to_string())?)
+}
+
+fn list(store: &Store, filter: &Filter, json: bool) -> Outcome {
+    let rows = store.list_outbox(filter)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header([
+        "ID",
+        "STATE",
+        "TRIES",
+        "NEXT",
+        "RULE",
+        "EVENT",
+        "RECIPIENT",
+        "SUBJECT",
+        "LAST ERROR",
+    ]);
+    for row in &rows {
+        table.add_row(row_cells(row));
+    }
+    println!("{table}");
+    eprintln!("{} row(s)", rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn row_cells(row: &Listed) -> Vec<String> {
+    let next = match (row.state.as_str(), row.next_attempt_at) {
+        ("queued" | "deferred", Some(at)) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        _ => String::new(),
+    };
+    vec![
+        row.id.to_string(),
+        row.state.clone(),
+        row.attempts.to_string(),
+        next,
+        row.rule.clone(),
+        row.event_id.clone(),
+        row.recipient.clone(),
+        shorten(&row.subject, 40),
+        shorten(row.last_error.as_deref().unwrap_or(""), 50),
+    ]
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> Outcome {
+    let (Some(listed), Some(row)) = (store.listed(id)?, store.outbox_row(id)?) else {
+        return Err(CliError::Usage(format!(
+            "no outbox row {id}; `herald outbox list` shows them"
+        )));
+    };
+    let attempts = store.attempts(id)?;
+    let from = config
+        .mail
+        .from
+        .clone()
+        .unwrap_or_else(|| "omero@localhost".parse().expect("a valid mailbox"));
+    let message = render::render(&row, &from)?.formatted();
+    if json {
+        let value = serde_json::json!({
+            "row": listed, "attempts": attempts, "message": String::from_utf8_lossy(&message),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "row {id}: {} after {} attempt(s), rule {}, event {} ({})",
+        listed.state, listed.attempts, listed.rule, listed.event_id, listed.source
+    );
+    if listed.ambiguous > 0 {
+        println!(
+            "{} attempt(s) may have been delivered (dropped after the final `.`)",
+            listed.ambiguous
+        );
+    }
+    println!(
+        "\n{}",
+        String::from_utf8_lossy(&message).replace("\r\n", "\n")
+    );
+    println!("attempts:");
+    for a in &attempts {
+        let code = a.code.map(|c| format!(" {c}")).unwrap_or_default();
+        println!("  {}  {}{code}  {}", a.at, a.outcome, a.detail);
+    }
+    if attempts.is_empty() {
+        println!("  none yet");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retry(store: &mut Store, id: Option<i64>, dead: bool) -> Outcome {
+    if dead {
+        println!("{} dead row(s) queued again", store.retry_dead(Utc::now())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id = id.expect("clap requires an id without --dead");
+    one_row(
+        store.retry_row(id, Utc::now())?,
+        id,
+        "queued again",
+        "dead or deferred",
+    )
+}
+
+fn one_row(changed: bool, id: i64, done: &str, allowed: &str) -> Outcome {
+    if changed {
+        println!("row {id} {done}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(CliError::Usage(format!(
+        "row {id} was not changed: it does not exist or is not {allowed} (`herald outbox show {id}`)"
+    )))
+}

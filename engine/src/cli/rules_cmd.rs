@@ -1,0 +1,98 @@
+//! `herald rules`: the configured rules with their health, and releasing a quarantined one.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use comfy_table::{Table, presets::NOTHING};
+
+use super::{CliError, Context, Outcome};
+use crate::store::{RuleHealth, Store};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every configured rule with its state (the default).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a rule's quarantine: it runs again from the next event.
+    Release { rule: String },
+}
+
+pub fn run(ctx: &Context, cmd: Option<Command>) -> Outcome {
+    let config = ctx.config()?;
+    let mut store = Store::open(&config.store.path)?;
+    match cmd.unwrap_or(Command::List { json: false }) {
+        Command::List { json } => list(&config, &store, json),
+        Command::Release { rule } => release(&mut store, &rule),
+    }
+}
+
+fn list(config: &crate::config::Config, store: &Store, json: bool) -> Outcome {
+    let health = store.rule_health()?;
+    let rows: Vec<serde_json::Value> = config
+        .rules
+        .iter()
+        .map(|rule| {
+            let h = health.iter().find(|h| h.rule == rule.name).cloned().unwrap_or_default();
+            serde_json::json!({
+                "rule": rule.name, "module": rule.module.to_string(), "on": rule.on,
+                "state": state(rule.enabled, &h), "consecutive_failures": h.consecutive_failures,
+                "skipped": h.skipped, "last_failure_at": h.last_failure_at, "last_reason": h.last_reason,
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header([
+        "RULE",
+        "STATE",
+        "FAILURES",
+        "SKIPPED",
+        "ON",
+        "LAST FAILURE",
+    ]);
+    for row in &rows {
+        table.add_row([
+            text(&row["rule"]),
+            text(&row["state"]),
+            row["consecutive_failures"].to_string(),
+            row["skipped"].to_string(),
+            row["on"]
+                .as_array()
+                .map(|on| on.iter().map(text).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            text(&row["last_reason"]),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn state(enabled: bool, health: &RuleHealth) -> &'static str {
+    match (enabled, health.quarantined_at.is_some()) {
+        (false, _) => "disabled",
+        (true, true) => "quarantined",
+        (true, false) => "active",
+    }
+}
+
+fn text(value: &serde_json::Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+fn release(store: &mut Store, rule: &str) -> Outcome {
+    if store.release_rule(rule)? {
+        println!("rule {rule} released; it runs again from the next event");
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(CliError::Usage(format!(
+        "rule {rule} is not quarantined (`herald rules` lists them)"
+    )))
+}

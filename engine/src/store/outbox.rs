@@ -1,0 +1,211 @@
+//! The outbox seen by delivery workers and admins: leases, listing, retry, cancel, purge.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::{OutboxRow, Store, decode_row, raw_row};
+
+/// One outbox row as `herald outbox list` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Listed {
+    pub id: i64,
+    /// queued (never tried), deferred (tried, retry pending), sent, dead or cancelled.
+    pub state: String,
+    pub attempts: i64,
+    /// Deliveries that may have gone through (dropped after the final `.`).
+    pub ambiguous: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub rule: String,
+    pub source: String,
+    pub event_id: String,
+    pub recipient: String,
+    pub subject: String,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Which rows `list_outbox` returns.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// queued | deferred | sent | dead | cancelled
+    pub state: Option<String>,
+    pub rule: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+}
+
+/// One recorded delivery attempt.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AttemptLog {
+    pub at: String,
+    pub outcome: String,
+    pub code: Option<i64>,
+    pub detail: String,
+}
+
+const LISTED: &str = "SELECT o.id AS id,
+        CASE WHEN o.state = 'queued' AND o.attempts > 0 THEN 'deferred' ELSE o.state END AS state,
+        o.attempts AS attempts, o.ambiguous AS ambiguous, o.next_attempt_at AS next_attempt_at,
+        o.rule AS rule, e.source AS source, e.id AS event_id, o.recipient AS recipient,
+        json_extract(o.mail, '$.subject') AS subject, o.created_at AS created_at,
+        o.sent_at AS sent_at, o.last_error AS last_error
+    FROM outbox o JOIN events e ON e.seq = o.event_seq";
+
+impl Store {
+    /// Lease up to `limit` due rows for `lease`: no other worker gets them until
+    /// the lease expires (a worker that dies releases its rows that way).
+    pub fn claim_due(
+        &mut self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> anyhow::Result<Vec<OutboxRow>> {
+        let until = now + chrono::Duration::from_std(lease)?;
+        let tx = self.conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET lease_until = ?2 WHERE id IN (
+                    SELECT id FROM outbox
+                    WHERE state = 'queued' AND next_attempt_at <= ?1
+                      AND (lease_until IS NULL OR lease_until <= ?1)
+                    ORDER BY next_attempt_at, id LIMIT ?3)
+                 RETURNING id",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    now.timestamp_millis(),
+                    until.timestamp_millis(),
+                    limit as i64
+                ],
+                |r| r.get(0),
+            )?;
+            rows.collect::<Result<_, _>>()?
+        };
+        tx.commit()?;
+        ids.into_iter()
+            .filter_map(|id| self.outbox_row(id).transpose())
+            .collect()
+    }
+
+    /// One row with what delivery needs to render it.
+    pub fn outbox_row(&self, id: i64) -> anyhow::Result<Option<OutboxRow>> {
+        let raw = self
+            .conn
+            .query_row(
+                "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, o.created_at
+                 FROM outbox o JOIN events e ON e.seq = o.event_seq WHERE o.id = ?1",
+                [id],
+                raw_row,
+            )
+            .optional()?;
+        raw.map(decode_row).transpose()
+    }
+
+    /// Rows for `herald outbox list`, newest first.
+    pub fn list_outbox(&self, filter: &Filter) -> anyhow::Result<Vec<Listed>> {
+        let sql = format!(
+            "SELECT * FROM ({LISTED}) WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR rule = ?2)
+             AND (?3 IS NULL OR created_at >= ?3) ORDER BY id DESC LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let since = filter.since.map(|t| t.to_rfc3339());
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            filter.limit as i64
+        };
+        let rows = stmt.query_map(params![filter.state, filter.rule, since, limit], listed)?;
+        rows.collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// One row as `herald outbox show` prints it.
+    pub fn listed(&self, id: i64) -> anyhow::Result<Option<Listed>> {
+        let sql = format!("SELECT * FROM ({LISTED}) WHERE id = ?1");
+        self.conn
+            .query_row(&sql, [id], listed)
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// Every attempt made for one row, oldest first.
+    pub fn attempts(&self, id: i64) -> anyhow::Result<Vec<AttemptLog>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, outcome, code, detail FROM attempts WHERE outbox_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(AttemptLog {
+                at: r.get(0)?,
+                outcome: r.get(1)?,
+                code: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// Make a dead (or deferred) row due now. False when there is no such row
+    /// or it was sent or cancelled.
+    pub fn retry_row(&mut self, id: i64, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL
+             WHERE id = ?1 AND state IN ('dead', 'queued')",
+            params![id, now.timestamp_millis()],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Make every dead row due now; returns how many.
+    pub fn retry_dead(&mut self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let changed = self.conn.execute(
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL WHERE state = 'dead'",
+            [now.timestamp_millis()],
+        )?;
+        Ok(changed)
+    }
+
+    /// Cancel a row that is not sent yet. False when there is no such row or it was sent.
+    pub fn cancel_row(&mut self, id: i64) -> anyhow::Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE outbox SET state = 'cancelled', lease_until = NULL WHERE id = ?1 AND state IN ('queued', 'dead')",
+            [id],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Delete rows sent before `before`, with their attempts; returns how many.
+    pub fn purge_sent(&mut self, before: DateTime<Utc>) -> anyhow::Result<usize> {
+        let tx = self.conn.transaction()?;
+        let cutoff = before.to_rfc3339();
+        tx.execute(
+            "DELETE FROM attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state = 'sent' AND sent_at < ?1)",
+            [&cutoff],
+        )?;
+        let purged = tx.execute(
+            "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?1",
+            [&cutoff],
+        )?;
+        tx.commit()?;
+        Ok(purged)
+    }
+}
+fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
+    let next: Option<i64> = r.get(4)?;
+    Ok(Listed {
+        id: r.get(0)?,
+        state: r.get(1)?,
+        attempts: r.get(2)?,
+        ambiguous: r.get(3)?,
+        next_attempt_at: next.and_then(DateTime::from_timestamp_millis),
+        rule: r.get(5)?,
+        source: r.get(6)?,
+        event_id: r.get(7)?,
+        recipient: r.get(8)?,
+        subject: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+        created_at: r.get(10)?,
+        sent_at: r.get(11)?,
+        last_error: r.get(12)?,
+    })
+}

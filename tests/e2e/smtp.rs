@@ -1,0 +1,596 @@
+//! SMTP delivery against real servers on 127.0.0.1: aiosmtpd (Maildir, TLS, AUTH) and Postfix's smtp-sink.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::{Scratch, assert_exit, repo, stdout};
+
+const RECORDING: &str = "tests/recordings/skeleton.jsonl";
+const GOLDEN: &str = "tests/recordings/skeleton.expected";
+const INSTALL: &str = "run `make test-deps` (it installs aiosmtpd into target/tools/venv and \
+                       unpacks Debian's postfix package into target/tools/postfix)";
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The tool at `$var`, else at `target/tools/<fallback>`; a missing tool fails the test.
+fn tool(var: &str, fallback: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/tools").join(fallback));
+    assert!(
+        path.is_file(),
+        "{} not found (set {var} or {INSTALL})",
+        path.display()
+    );
+    path
+}
+
+/// Start `tests/smtp/server.py` with `args`; waits for its READY line.
+fn aiosmtpd(args: &[&str]) -> Server {
+    let python = tool("HERALD_AIOSMTPD_PYTHON", "venv/bin/python");
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let port = free_port();
+    let mut child = Command::new(&python)
+        .arg(repo().join("tests/smtp/server.py"))
+        .args(["--port", &port.to_string(), "--maildir"])
+        .arg(&maildir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} ({e}); {INSTALL}", python.display()));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let server = Server {
+        child,
+        port,
+        maildir,
+        _dir: dir,
+    };
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    assert_eq!(
+        line.trim(),
+        "READY",
+        "aiosmtpd did not start (is aiosmtpd installed? {INSTALL})"
+    );
+    server
+}
+
+/// `smtp-sink` from the postfix package, with LD_LIBRARY_PATH set beside it.
+fn postfix_tool(var: &str, name: &str) -> Command {
+    let path = tool(var, &format!("postfix/usr/sbin/{name}"));
+    let root = path.parent().unwrap().parent().unwrap();
+    let mut command = Command::new(&path);
+    command.env("LD_LIBRARY_PATH", root.join("lib/postfix"));
+    command
+}
+
+/// Start smtp-sink with fault options; waits until it accepts connections.
+fn smtp_sink(options: &[&str]) -> Server {
+    let port = free_port();
+    let mut command = postfix_tool("HERALD_SMTP_SINK", "smtp-sink");
+    if unsafe { libc::geteuid() } == 0 {
+        command.args(["-u", "nobody"]);
+    }
+    let child = command
+        .args(options)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("100")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start smtp-sink ({e}); {INSTALL}"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server {
+        child,
+        port,
+        maildir: dir.path().join("none"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "smtp-sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+/// A test CA and a leaf (CA:FALSE, SAN localhost and 127.0.0.1) signed by it, as PEM files.
+struct Certs {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn certs() -> Certs {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Herald test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(path("cert.pem"), leaf_cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), leaf_key.serialize_pem()).unwrap();
+    Certs {
+        ca: path("ca.pem"),
+        cert: path("cert.pem"),
+        key: path("key.pem"),
+        _dir: dir,
+    }
+}
+
+/// A scratch with the new-user rule and `mail.smtp` pointing at `port` plus `extra` keys.
+fn scratch(port: u16, extra: &str) -> Scratch {
+    let yaml = format!(
+        "mail:\n  from: omero@localhost\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    \
+         port: {port}\n    hello_name: herald.test\n{extra}\
+         directory:\n  path: directory.yaml\n\
+         rules:\n  - name: new-user\n    module: builtin:new-user\n    on: [omero.user.created]\n    \
+         config: {{mode: parity}}\n"
+    );
+    Scratch::with_config(&yaml)
+}
+
+/// Queue the recording's four messages (alice and bob, twice), then `herald deliver`.
+fn send_and_deliver(scratch: &Scratch) -> Output {
+    let out = scratch.herald_own(&["send", RECORDING]);
+    assert_exit(&out, 0);
+    scratch.herald_own(&["deliver"])
+}
+
+/// (recipient, state, outcome, code, detail) of every attempt, in order.
+fn attempts(scratch: &Scratch) -> Vec<(String, String, String, Option<i64>, String)> {
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT o.recipient, o.state, a.outcome, a.code, a.detail
+             FROM attempts a JOIN outbox o ON o.id = a.outbox_id ORDER BY a.rowid",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// The value of header `name` in a message (first occurrence).
+fn header(message: &str, name: &str) -> Option<String> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_owned())
+}
+
+fn body(message: &str) -> String {
+    message.split_once("\n\n").map_or("", |(_, b)| b).to_owned()
+}
+
+/// The messages in the Maildir's `new/`, with `\r\n` turned into `\n`.
+fn maildir(server: &Server) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(server.maildir.join("new")) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .map(|m| m.replace("\r\n", "\n"))
+        .collect()
+}
+
+/// The golden messages the file transport writes for the recording, by Message-ID.
+fn golden() -> Vec<String> {
+    let dir = repo().join(GOLDEN);
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .map(|m| m.replace("\r\n", "\n"))
+        .collect()
+}
+
+/// Each received message is exactly one golden message (Message-ID, To, Subject, body) and was
+/// its own envelope to its one recipient.
+fn assert_received_match_golden(received: &[String], want: usize) {
+    assert_eq!(
+        received.len(),
+        want,
+        "messages in the Maildir: {received:#?}"
+    );
+    let golden = golden();
+    for message in received {
+        let id = header(message, "Message-ID").expect("a Message-ID");
+        let expected = golden
+            .iter()
+            .find(|g| header(g, "Message-ID").as_deref() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("Message-ID {id} is not one of the golden messages"));
+        for name in ["To", "From", "Subject", "Date"] {
+            assert_eq!(header(message, name), header(expected, name), "{name}");
+        }
+        assert_eq!(
+            body(message).trim_end(),
+            body(expected).trim_end(),
+            "body of {id}"
+        );
+        assert_eq!(header(message, "X-RcptTo"), header(expected, "To"));
+    }
+}
+
+fn assert_elapsed_below(start: Instant, limit: Duration) {
+    let took = start.elapsed();
+    assert!(took < limit, "took {took:?}, bound {limit:?}");
+}
+
+#[test]
+fn plain_delivers_each_row_as_its_own_envelope_with_the_stable_message_id() {
+    let server = aiosmtpd(&[]);
+    let scratch = scratch(server.port, "");
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!(
+            "delivered 4 message(s) to smtp://127.0.0.1:{} (no TLS), 0 failed",
+            server.port
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_received_match_golden(&maildir(&server), 4);
+    let attempts = attempts(&scratch);
+    assert_eq!(attempts.len(), 4);
+    for (_, state, outcome, code, detail) in attempts {
+        assert_eq!(
+            (state.as_str(), outcome.as_str(), code),
+            ("sent", "sent", Some(250))
+        );
+        assert!(detail.starts_with("250"), "{detail}");
+    }
+}
+
+#[test]
+fn starttls_with_auth_delivers_over_tls_to_the_trusted_ca() {
+    let certs = certs();
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let server = aiosmtpd(&["--starttls", cert, key, "--auth", "herald:s3cret"]);
+    let extra = format!(
+        "    tls: starttls\n    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n    \
+         ca_file: {}\n",
+        certs.ca.display()
+    );
+    let scratch = scratch(server.port, &extra);
+    let out = send_with_password(&scratch, "s3cret");
+    assert_exit(&out, 0);
+    assert_received_match_golden(&maildir(&server), 4);
+    assert!(!stdout(&out).contains("s3cret"));
+}
+
+#[test]
+fn smtps_with_auth_delivers_over_implicit_tls() {
+    let certs = certs();
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let server = aiosmtpd(&["--smtps", cert, key, "--auth", "herald:s3cret"]);
+    let pw = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pw.path(), "s3cret\n").unwrap();
+    let extra = format!(
+        "    tls: tls\n    username: herald\n    password_file: {}\n    ca_file: {}\n    \
+         min_tls: 1.2\n",
+        pw.path().display(),
+        certs.ca.display()
+    );
+    let scratch = scratch(server.port, &extra);
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("(implicit TLS), 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_received_match_golden(&maildir(&server), 4);
+}
+
+fn send_with_password(scratch: &Scratch, password: &str) -> Output {
+    let out = scratch.herald_own(&["send", RECORDING]);
+    assert_exit(&out, 0);
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(repo())
+        .arg("--config")
+        .arg(scratch.path("herald.yaml"))
+        .arg("--state-dir")
+        .arg(scratch.path("var"))
+        .arg("deliver")
+        .env("HERALD_TEST_SMTP_PW", password)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn wrong_password_is_permanent_535_and_nothing_lands() {
+    let certs = certs();
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let server = aiosmtpd(&["--smtps", cert, key, "--auth", "herald:s3cret"]);
+    let extra = format!(
+        "    tls: tls\n    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n    \
+         ca_file: {}\n",
+        certs.ca.display()
+    );
+    let scratch = scratch(server.port, &extra);
+    let out = send_with_password(&scratch, "wrong");
+    assert_exit(&out, 1);
+    assert!(maildir(&server).is_empty());
+    let attempts = attempts(&scratch);
+    let (_, state, outcome, code, detail) = &attempts[0];
+    assert_eq!(
+        (state.as_str(), outcome.as_str(), *code),
+        ("dead", "permanent", Some(535)),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("AUTH") && detail.contains("refused the login"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("wrong"),
+        "the password must not be echoed: {detail}"
+    );
+    // The rows not attempted after the failed login stay queued.
+    let queued = attempts[1..].iter().filter(|a| a.1 == "queued").count();
+    assert_eq!(queued, 3, "{attempts:#?}");
+}
+
+#[test]
+fn starttls_required_but_not_offered_is_a_config_error_and_stays_queued() {
+    let server = aiosmtpd(&[]);
+    let scratch = scratch(server.port, "    tls: starttls\n");
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 1);
+    assert!(maildir(&server).is_empty());
+    for (_, state, outcome, code, detail) in attempts(&scratch) {
+        assert_eq!(
+            (state.as_str(), outcome.as_str(), code),
+            ("queued", "config", None)
+        );
+        assert!(detail.contains("does not offer STARTTLS"), "{detail}");
+    }
+    assert!(stdout(&out).contains("4 config"), "{}", stdout(&out));
+}
+
+#[test]
+fn untrusted_certificate_is_a_clear_retryable_error() {
+    let certs = certs();
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let server = aiosmtpd(&["--smtps", cert, key]);
+    // No ca_file: the test CA is not trusted.
+    let scratch = scratch(server.port, "    tls: tls\n");
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 1);
+    assert!(maildir(&server).is_empty());
+    let attempts = attempts(&scratch);
+    let (_, state, outcome, _, detail) = &attempts[0];
+    assert_eq!((state.as_str(), outcome.as_str()), ("queued", "transient"));
+    assert!(
+        detail.contains("certificate is not trusted") && detail.contains("ca_file"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_451_on_one_recipient_keeps_only_that_row_queued() {
+    let server = aiosmtpd(&["--reply", "alice@example.org=451 4.3.0 mailbox busy"]);
+    let scratch = scratch(server.port, "");
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 1);
+    let received = maildir(&server);
+    assert_received_match_golden(&received, 2);
+    assert!(
+        received
+            .iter()
+            .all(|m| header(m, "To").as_deref() == Some("bob@example.org"))
+    );
+    for (recipient, state, outcome, code, detail) in attempts(&scratch) {
+        if recipient == "alice@example.org" {
+            assert_eq!(
+                (state.as_str(), outcome.as_str(), code),
+                ("queued", "transient", Some(451))
+            );
+            assert!(
+                detail.contains("RCPT TO") && detail.contains("mailbox busy"),
+                "{detail}"
+            );
+        } else {
+            assert_eq!((state.as_str(), outcome.as_str()), ("sent", "sent"));
+        }
+    }
+}
+
+#[test]
+fn a_550_is_permanent_and_the_row_is_dead() {
+    let server = aiosmtpd(&["--reply", "alice@example.org=550 5.1.1 no such user"]);
+    let scratch = scratch(server.port, "");
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 1);
+    assert_received_match_golden(&maildir(&server), 2);
+    let dead: Vec<_> = attempts(&scratch)
+        .into_iter()
+        .filter(|a| a.0 == "alice@example.org")
+        .collect();
+    assert_eq!(dead.len(), 2);
+    for (_, state, outcome, code, detail) in dead {
+        assert_eq!(
+            (state.as_str(), outcome.as_str(), code),
+            ("dead", "permanent", Some(550))
+        );
+        assert!(detail.contains("no such user"), "{detail}");
+    }
+    assert!(
+        stdout(&out).contains("2 permanent (dead)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn sink_421_at_connect_is_transient() {
+    let server = smtp_sink(&["-Q", "CONNECT"]);
+    let scratch = scratch(server.port, "");
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 1);
+    let attempts = attempts(&scratch);
+    assert_eq!(attempts.len(), 4);
+    let (_, state, outcome, code, detail) = &attempts[0];
+    assert_eq!(
+        (state.as_str(), outcome.as_str(), *code),
+        ("queued", "transient", Some(421))
+    );
+    assert!(detail.contains("greeting"), "{detail}");
+    assert!(attempts.iter().all(|a| a.1 == "queued"));
+}
+
+#[test]
+fn sink_drop_after_the_final_dot_is_ambiguous() {
+    let server = smtp_sink(&["-q", "."]);
+    let scratch = scratch(server.port, "    max_connections: 1\n");
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 1);
+    let attempts = attempts(&scratch);
+    assert_eq!(attempts.len(), 4);
+    for (_, state, outcome, _, detail) in &attempts {
+        assert_eq!(
+            (state.as_str(), outcome.as_str()),
+            ("queued", "ambiguous"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("final `.`") && detail.contains("same Message-ID"),
+            "{detail}"
+        );
+    }
+    assert!(stdout(&out).contains("4 ambiguous"), "{}", stdout(&out));
+}
+
+#[test]
+fn sink_that_never_answers_times_out_within_the_bound() {
+    let server = smtp_sink(&["-W", "CONNECT:3600"]);
+    let scratch = scratch(
+        server.port,
+        "    command_timeout: 1s\n    connect_timeout: 1s\n",
+    );
+    let out = scratch.herald_own(&["send", RECORDING]);
+    assert_exit(&out, 0);
+    let start = Instant::now();
+    let out = scratch.herald_own(&["deliver"]);
+    // One timeout per connection opened at once (all in parallel), then the rest are not tried.
+    assert_elapsed_below(start, Duration::from_secs(5));
+    assert_exit(&out, 1);
+    let attempts = attempts(&scratch);
+    assert_eq!(attempts.len(), 4);
+    let (_, state, outcome, code, detail) = &attempts[0];
+    assert_eq!(
+        (state.as_str(), outcome.as_str(), *code),
+        ("queued", "transient", None)
+    );
+    assert!(detail.contains("did not answer within 1s"), "{detail}");
+}
+
+#[test]
+fn sink_final_dot_silence_is_ambiguous_after_data_timeout() {
+    let server = smtp_sink(&["-W", ".:3600"]);
+    let scratch = scratch(server.port, "    data_timeout: 1s\n");
+    let start = Instant::now();
+    let out = send_and_deliver(&scratch);
+    assert_elapsed_below(start, Duration::from_secs(8));
+    assert_exit(&out, 1);
+    for (_, state, outcome, _, detail) in attempts(&scratch) {
+        assert_eq!(
+            (state.as_str(), outcome.as_str()),
+            ("queued", "ambiguous"),
+            "{detail}"
+        );
+    }
+}
+
+#[test]
+fn slow_sink_within_the_timeouts_still_delivers() {
+    let server = smtp_sink(&["-W", "RCPT:1"]);
+    let scratch = scratch(
+        server.port,
+        "    command_timeout: 5s\n    max_connections: 4\n",
+    );
+    let start = Instant::now();
+    let out = send_and_deliver(&scratch);
+    assert_exit(&out, 0);
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    let attempts = attempts(&scratch);
+    assert_eq!(attempts.len(), 4);
+    assert!(attempts.iter().all(|a| a.1 == "sent" && a.3 == Some(250)));
+}
+
+#[test]
+fn mail_test_prints_the_reply_or_a_diagnosis() {
+    let server = aiosmtpd(&[]);
+    let scratch = scratch(server.port, "");
+    let out = scratch.herald_own(&["mail", "test", "--to", "dave@example.org"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("server replied: 250"),
+        "{}",
+        stdout(&out)
+    );
+    let received = maildir(&server);
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        header(&received[0], "To").as_deref(),
+        Some("dave@example.org")
+    );
+    assert!(header(&received[0], "Message-ID").is_some());
+    drop(server);
+
+    let closed = scratch_port_closed();
+    let out = closed.herald_own(&["mail", "test", "--to", "dave@example.org"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("connection refused"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn scratch_port_closed() -> Scratch {
+    scratch(free_port(), "    connect_timeout: 2s\n")
+}
