@@ -34,7 +34,7 @@ fn main() {
     let directory = Arc::new(Directory::load(&config.directory.path).unwrap());
     let evaluator = Evaluator::new(&config, directory).unwrap();
     let mut store = Store::open(&dir.path().join("latency.db")).unwrap();
-    let mut latencies = event_to_outbox(&mut store, &evaluator);
+    let mut latencies = event_to_outbox(&mut store, &evaluator, config.sandbox.quarantine_after);
     latencies.sort();
     let pct = |p: usize| latencies[latencies.len() * p / 100].as_secs_f64() * 1e3;
     println!(
@@ -60,19 +60,17 @@ fn ingest_rate(path: &Path, tag: &str, batch: usize) -> f64 {
     EVENTS as f64 / start.elapsed().as_secs_f64()
 }
 
-fn event_to_outbox(store: &mut Store, evaluator: &Evaluator) -> Vec<Duration> {
+fn event_to_outbox(
+    store: &mut Store,
+    evaluator: &Evaluator,
+    quarantine_after: u32,
+) -> Vec<Duration> {
     (0..LATENCY_SAMPLES)
         .map(|i| {
             let ev = user_created("latency", i);
             let start = Instant::now();
             store.ingest(&[ev], Utc::now()).unwrap();
-            pipeline::evaluate_pending(
-                store,
-                evaluator,
-                pipeline::DEFAULT_QUARANTINE_AFTER,
-                |_| {},
-            )
-            .unwrap();
+            pipeline::evaluate_pending(store, evaluator, quarantine_after, |_| {}).unwrap();
             start.elapsed()
         })
         .collect()

@@ -13,5 +13,4 @@ pub mod event;
 pub mod ingest;
 pub mod mail;
 pub mod pipeline;
-pub mod retry;
 pub mod store;

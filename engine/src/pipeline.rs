@@ -9,9 +9,6 @@ use crate::evaluate::{Evaluator, KvRead, RuleOutcome};
 use crate::event::Event;
 use crate::store::{Committed, HealthPolicy, Store};
 
-/// Failures in a row after which a rule is quarantined, unless configured.
-pub const DEFAULT_QUARANTINE_AFTER: u32 = 5;
-
 /// Pending events taken from the journal per round.
 const BATCH: usize = 64;
 

@@ -170,6 +170,6 @@ fn without_wait_the_broadcast_is_queued_durably_then_delivered() {
         1
     );
     assert!(scratch.mails().is_empty());
-    assert_exit(&scratch.herald(&["deliver"]), 0);
+    assert_exit(&scratch.herald(&["deliver", "--until-empty"]), 0);
     assert_eq!(scratch.mails().len(), 1);
 }

@@ -6,6 +6,7 @@ mod golden;
 mod hostile;
 mod input;
 mod outbox;
+mod retry;
 mod skeleton;
 mod smtp;
 mod support;

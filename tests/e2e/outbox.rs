@@ -40,7 +40,7 @@ fn list_cancel_deliver_show_and_purge() {
         .as_i64()
         .unwrap();
     assert_exit(&scratch.herald(&["outbox", "cancel", &bob.to_string()]), 0);
-    assert_exit(&scratch.herald(&["deliver"]), 0);
+    assert_exit(&scratch.herald(&["deliver", "--until-empty"]), 0);
     assert_eq!(scratch.mails().len(), 1, "a cancelled row is not delivered");
     assert_eq!(rows_json(&scratch, &["--state", "cancelled"]).len(), 1);
 

@@ -15,9 +15,9 @@ const INSTALL: &str = "run `make test-deps` (it installs aiosmtpd into target/to
                        unpacks Debian's postfix package into target/tools/postfix)";
 
 /// A server process, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     maildir: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -29,7 +29,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
@@ -48,11 +48,15 @@ fn tool(var: &str, fallback: &str) -> PathBuf {
 }
 
 /// Start `tests/smtp/server.py` with `args`; waits for its READY line.
-fn aiosmtpd(args: &[&str]) -> Server {
+pub(crate) fn aiosmtpd(args: &[&str]) -> Server {
+    aiosmtpd_on(free_port(), args)
+}
+
+/// Start `tests/smtp/server.py` on a given port (to replace a server in place).
+pub(crate) fn aiosmtpd_on(port: u16, args: &[&str]) -> Server {
     let python = tool("HERALD_AIOSMTPD_PYTHON", "venv/bin/python");
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
-    let port = free_port();
     let mut child = Command::new(&python)
         .arg(repo().join("tests/smtp/server.py"))
         .args(["--port", &port.to_string(), "--maildir"])
@@ -171,7 +175,7 @@ fn scratch(port: u16, extra: &str) -> Scratch {
 fn send_and_deliver(scratch: &Scratch) -> Output {
     let out = scratch.herald_own(&["send", RECORDING]);
     assert_exit(&out, 0);
-    scratch.herald_own(&["deliver"])
+    scratch.herald_own(&["deliver", "--until-empty"])
 }
 
 /// (recipient, state, outcome, code, detail) of every attempt, in order.
@@ -192,7 +196,7 @@ fn attempts(scratch: &Scratch) -> Vec<(String, String, String, Option<i64>, Stri
 }
 
 /// The value of header `name` in a message (first occurrence).
-fn header(message: &str, name: &str) -> Option<String> {
+pub(crate) fn header(message: &str, name: &str) -> Option<String> {
     let prefix = format!("{}:", name.to_ascii_lowercase());
     message
         .lines()
@@ -206,7 +210,7 @@ fn body(message: &str) -> String {
 }
 
 /// The messages in the Maildir's `new/`, with `\r\n` turned into `\n`.
-fn maildir(server: &Server) -> Vec<String> {
+pub(crate) fn maildir(server: &Server) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(server.maildir.join("new")) else {
         return Vec::new();
     };
@@ -334,7 +338,7 @@ fn send_with_password(scratch: &Scratch, password: &str) -> Output {
         .arg(scratch.path("herald.yaml"))
         .arg("--state-dir")
         .arg(scratch.path("var"))
-        .arg("deliver")
+        .args(["deliver", "--until-empty"])
         .env("HERALD_TEST_SMTP_PW", password)
         .output()
         .unwrap()
@@ -514,7 +518,7 @@ fn sink_that_never_answers_times_out_within_the_bound() {
     let out = scratch.herald_own(&["send", RECORDING]);
     assert_exit(&out, 0);
     let start = Instant::now();
-    let out = scratch.herald_own(&["deliver"]);
+    let out = scratch.herald_own(&["deliver", "--until-empty"]);
     // One timeout per connection opened at once (all in parallel), then the rest are not tried.
     assert_elapsed_below(start, Duration::from_secs(5));
     assert_exit(&out, 1);

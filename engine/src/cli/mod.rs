@@ -163,7 +163,7 @@ struct Loaded {
 impl Loaded {
     /// Failures in a row after which a rule is quarantined.
     fn quarantine_after(&self) -> u32 {
-        crate::pipeline::DEFAULT_QUARANTINE_AFTER
+        self.config.sandbox.quarantine_after
     }
 }
 

@@ -33,6 +33,17 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
             "write a duration with a unit, above 0 and at most 1h, e.g. 60s (OMERO's default)"
         }
         "max_connections" => "write a whole number from 1 to 100, e.g. 4",
+        "delivery" => {
+            "write a map with some of: min_backoff, max_backoff, max_lifetime, jitter_percent, \
+             lease, poll_interval"
+        }
+        "min_backoff" | "max_backoff" | "max_lifetime" | "lease" | "poll_interval" => {
+            "write a duration with a unit, above 0 and at most 60d, e.g. 5m, 4000s or 5d"
+        }
+        "jitter_percent" => "write a whole percentage from 0 to 100, e.g. 10",
+        "quarantine_after" => {
+            "write how many failures in a row quarantine a rule, e.g. 5 (0: never)"
+        }
         "dkim" => {
             "write a map with selector, domain, key_file and optionally algorithm (rsa|ed25519)"
         }
@@ -45,7 +56,7 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
         }
         "path" => "write a file path, relative to the config file's directory",
         "store" | "directory" => "write a map with the key `path`",
-        "sandbox" => "write a map with some of: cache_dir, limits",
+        "sandbox" => "write a map with some of: cache_dir, limits, quarantine_after",
         "limits" => {
             "write a map with some of: fuel, memory, wall_time, stack, max_messages, max_output, \
              max_recipients, max_log"

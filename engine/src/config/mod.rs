@@ -1,6 +1,7 @@
 //! The YAML configuration (`etc/herald.yaml`): the validated types and how a file is loaded.
 
 mod checks;
+mod delivery;
 mod diagnostic;
 mod hints;
 mod limits;
@@ -55,8 +56,27 @@ pub struct Config {
     pub directory: DirectoryConfig,
     /// The wasm sandbox.
     pub sandbox: SandboxConfig,
+    /// Retries, queue lifetime and the delivery workers' leases.
+    pub delivery: DeliveryConfig,
     /// The rules, in file order.
     pub rules: Vec<RuleConfig>,
+}
+
+/// The `delivery` section: when a failed message is tried again, and when it is given up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeliveryConfig {
+    /// The shortest wait before a retry (Postfix: 300 s).
+    pub min_backoff: Duration,
+    /// The longest wait before a retry (Postfix: 4000 s).
+    pub max_backoff: Duration,
+    /// After this long in the queue a message is a dead letter (Postfix: 5 days).
+    pub max_lifetime: Duration,
+    /// Up to this much of each wait is added at random, so an outage does not end in a flood.
+    pub jitter_percent: u8,
+    /// How long a worker holds the rows it took; a worker that dies releases them this way.
+    pub lease: Duration,
+    /// How often `herald deliver` looks for due rows when it runs until stopped.
+    pub poll_interval: Duration,
 }
 
 /// The `mail` section.
@@ -136,6 +156,8 @@ pub struct SandboxConfig {
     pub cache_dir: PathBuf,
     /// The default limits of every rule invocation.
     pub limits: Limits,
+    /// Quarantine a rule after this many failed invocations in a row (0: never).
+    pub quarantine_after: u32,
 }
 
 /// The limits of one rule invocation.

@@ -5,6 +5,7 @@ use std::path::Path;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
+use super::delivery::RawDelivery;
 use super::limits::LimitsPatch;
 use super::smtp::RawSmtp;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
@@ -12,6 +13,9 @@ use super::{
     Config, DirectoryConfig, Limits, MailConfig, ModuleRef, RuleConfig, SandboxConfig, Schedule,
     StoreConfig, TransportKind,
 };
+
+/// Failures in a row after which a rule is quarantined, unless configured.
+const DEFAULT_QUARANTINE_AFTER: u32 = 5;
 
 /// The sender used when `mail.from` is absent: OMERO's default.
 const DEFAULT_FROM: &str = "omero@localhost";
@@ -24,6 +28,7 @@ pub(super) struct RawConfig {
     store: Option<RawPathSection>,
     directory: Option<RawPathSection>,
     sandbox: Option<RawSandbox>,
+    delivery: Option<RawDelivery>,
     rules: Option<Vec<RawRule>>,
 }
 
@@ -47,6 +52,7 @@ struct RawPathSection {
 struct RawSandbox {
     cache_dir: Option<PathValue>,
     limits: Option<LimitsPatch>,
+    quarantine_after: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +98,7 @@ impl RawConfig {
         let sandbox = SandboxConfig {
             cache_dir: in_state(sandbox.cache_dir, "cache"),
             limits: sandbox.limits.unwrap_or_default().over(Limits::default()),
+            quarantine_after: sandbox.quarantine_after.unwrap_or(DEFAULT_QUARANTINE_AFTER),
         };
         let rules = self
             .rules
@@ -106,6 +113,7 @@ impl RawConfig {
             store,
             directory,
             sandbox,
+            delivery: self.delivery.unwrap_or_default().resolve(),
             rules,
         }
     }

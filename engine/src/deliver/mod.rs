@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod render;
+pub mod retry;
 pub mod smtp;
 
 use anyhow::{Context, bail};
@@ -15,10 +16,8 @@ use crate::store::{Attempt, OutboxRow, Store};
 pub use file::FileTransport;
 pub use smtp::{Class, Job, Report, SmtpTransport};
 
-/// Rows fetched from the store per round.
+/// Rows leased from the store per round.
 const BATCH: usize = 256;
-/// When a row that was not delivered is tried again (the full retry policy is issue 5).
-const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Where messages go.
 pub enum Transport {
@@ -65,6 +64,8 @@ pub struct Deliverer {
     transport: Transport,
     from: Mailbox,
     dkim: Option<DkimConfig>,
+    policy: retry::Policy,
+    lease: std::time::Duration,
 }
 
 impl Deliverer {
@@ -87,6 +88,8 @@ impl Deliverer {
             transport,
             from,
             dkim,
+            policy: retry::Policy::from(&config.delivery),
+            lease: config.delivery.lease,
         })
     }
 
@@ -99,11 +102,14 @@ impl Deliverer {
         &self.from
     }
 
-    /// Deliver every row that is due now, until none is left.
+    /// Deliver every row that is due now, until none is left. Rows are leased
+    /// first, so a second worker (or a restart after a crash) never sends a row
+    /// that this one holds, and a row this worker dies holding comes back when
+    /// its lease runs out.
     pub fn deliver_due(&self, store: &mut Store, now: DateTime<Utc>) -> anyhow::Result<Summary> {
         let mut summary = Summary::default();
         loop {
-            let rows = store.due(now, BATCH)?;
+            let rows = store.claim_due(now, self.lease, BATCH)?;
             if rows.is_empty() {
                 break;
             }
@@ -143,14 +149,14 @@ impl Deliverer {
             .render(row)
             .and_then(|message| file.send(&row.key, &message.formatted()));
         match written {
-            Ok(path) => attempt(
+            Ok(path) => self.attempt(
                 row,
                 at,
                 Report::sent(0, format!("written to {}", path.display())),
             ),
             // A message that cannot be rendered or written is kept: it is
-            // retried on the next run rather than lost.
-            Err(err) => attempt(row, at, transient(format!("{err:#}"))),
+            // retried later rather than lost.
+            Err(err) => self.attempt(row, at, transient(format!("{err:#}"))),
         }
     }
 
@@ -174,8 +180,34 @@ impl Deliverer {
         let at = Utc::now();
         rows.iter()
             .zip(reports)
-            .map(|(row, report)| attempt(row, at, report.expect("every row has a report")))
+            .map(|(row, report)| self.attempt(row, at, report.expect("every row has a report")))
             .collect()
+    }
+
+    /// The attempt a report makes: sent, dead (permanent, or too old), or
+    /// queued again after the retry policy's backoff.
+    fn attempt(&self, row: &OutboxRow, at: DateTime<Utc>, report: Report) -> Attempt {
+        let seed = (row.id as u64)
+            .wrapping_mul(31)
+            .wrapping_add(row.attempts as u64);
+        let decision = self.policy.decide(report.class, row.queued_at, at, seed);
+        let code = report.code.filter(|&code| code != 0);
+        let mut detail = match (report.class, code) {
+            (Class::Sent, Some(code)) => format!("{code} {}", report.text),
+            _ => report.text,
+        };
+        if let Some(note) = decision.note {
+            detail = format!("{detail}; {note}");
+        }
+        Attempt {
+            outbox_id: row.id,
+            at,
+            outcome: report.class.as_str(),
+            code,
+            detail,
+            new_state: decision.state,
+            next_attempt_at: decision.next_attempt_at,
+        }
     }
 
     /// One envelope for one row: its single recipient.
@@ -199,29 +231,6 @@ fn transient(text: String) -> Report {
         class: Class::Transient,
         code: None,
         text,
-    }
-}
-
-/// The attempt a report makes: sent, dead (permanent), or queued for a retry.
-fn attempt(row: &OutboxRow, at: DateTime<Utc>, report: Report) -> Attempt {
-    let (new_state, next_attempt_at) = match report.class {
-        Class::Sent => ("sent", None),
-        Class::Permanent => ("dead", None),
-        _ => ("queued", Some(at + RETRY_AFTER)),
-    };
-    let code = report.code.filter(|&code| code != 0);
-    let detail = match (report.class, code) {
-        (Class::Sent, Some(code)) => format!("{code} {}", report.text),
-        _ => report.text,
-    };
-    Attempt {
-        outbox_id: row.id,
-        at,
-        outcome: report.class.as_str(),
-        code,
-        detail,
-        new_state,
-        next_attempt_at,
     }
 }
 

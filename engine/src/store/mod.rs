@@ -175,18 +175,6 @@ impl Store {
         Ok(committed)
     }
 
-    /// Queued rows that are due, oldest first.
-    pub fn due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<OutboxRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, o.created_at
-             FROM outbox o JOIN events e ON e.seq = o.event_seq
-             WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
-             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], raw_row)?;
-        rows.map(|r| decode_row(r?)).collect()
-    }
-
     /// Record a delivery attempt and, when it succeeded, mark the row sent.
     pub fn record_attempt(&mut self, attempt: &Attempt) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;

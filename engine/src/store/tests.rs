@@ -94,7 +94,18 @@ fn evaluating_twice_cannot_queue_twice() {
     assert_eq!((first.queued, first.already_queued), (2, 0));
     assert_eq!((second.queued, second.already_queued), (0, 2));
     assert!(store.pending(10).unwrap().is_empty());
-    assert_eq!(store.due(Utc::now(), 10).unwrap().len(), 2);
+    let lease = Duration::from_secs(60);
+    assert_eq!(store.claim_due(Utc::now(), lease, 10).unwrap().len(), 2);
+    assert!(
+        store.claim_due(Utc::now(), lease, 10).unwrap().is_empty(),
+        "leased rows are not handed out twice"
+    );
+    let later = Utc::now() + chrono::Duration::seconds(61);
+    assert_eq!(
+        store.claim_due(later, lease, 10).unwrap().len(),
+        2,
+        "an expired lease makes the row due again"
+    );
 }
 
 #[test]

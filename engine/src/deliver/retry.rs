@@ -11,20 +11,8 @@ use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-/// How a failed attempt is classified by the transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// 4xx, refused, reset, TLS handshake failure: try again later.
-    Transient,
-    /// 5xx: the server will never take it.
-    Permanent,
-    /// The connection dropped after the final `.`: it may have been delivered.
-    /// Retried with the same Message-ID, and counted.
-    Ambiguous,
-    /// The configuration is wrong (STARTTLS not offered, no common AUTH): retried
-    /// at the longest interval, so a fixed config picks the message up.
-    Config,
-}
+use super::Class;
+use crate::config::DeliveryConfig;
 
 /// The knobs of the policy.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,6 +35,17 @@ impl Default for Policy {
     }
 }
 
+impl From<&DeliveryConfig> for Policy {
+    fn from(d: &DeliveryConfig) -> Self {
+        Policy {
+            min_backoff: d.min_backoff,
+            max_backoff: d.max_backoff,
+            max_lifetime: d.max_lifetime,
+            jitter: f64::from(d.jitter_percent) / 100.0,
+        }
+    }
+}
+
 /// What happens to a row after a failed attempt.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Next {
@@ -54,7 +53,39 @@ pub enum Next {
     Dead(String),
 }
 
+/// A row's state after an attempt: `sent`, `dead` or `queued` (with when).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub state: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why a row became dead when the attempt itself does not say (the lifetime ran out).
+    pub note: Option<String>,
+}
+
 impl Policy {
+    /// The row's state after an attempt of class `class`.
+    pub fn decide(
+        &self,
+        class: Class,
+        queued_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        seed: u64,
+    ) -> Decision {
+        let decision = |state, next_attempt_at, note| Decision {
+            state,
+            next_attempt_at,
+            note,
+        };
+        match class {
+            Class::Sent => decision("sent", None, None),
+            Class::Permanent => decision("dead", None, None),
+            _ => match self.after_failure(class, queued_at, now, seed) {
+                Next::RetryAt(at) => decision("queued", Some(at), None),
+                Next::Dead(why) => decision("dead", None, Some(why)),
+            },
+        }
+    }
+
     /// Decide the row's fate. `seed` makes the jitter reproducible (row id and attempt).
     pub fn after_failure(
         &self,
