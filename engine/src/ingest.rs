@@ -56,6 +56,7 @@ pub fn journal(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Journaled> {
     let results = store.ingest(events, now)?;
+    crate::crashpoint::reached("after-journal");
     let duplicates = results
         .iter()
         .filter(|r| matches!(r, Ingested::Duplicate(_)))

@@ -6,6 +6,7 @@
 pub mod builtin;
 pub mod cli;
 pub mod config;
+pub mod crashpoint;
 pub mod deliver;
 pub mod directory;
 pub mod evaluate;

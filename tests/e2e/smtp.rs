@@ -97,8 +97,12 @@ fn postfix_tool(var: &str, name: &str) -> Command {
 }
 
 /// Start smtp-sink with fault options; waits until it accepts connections.
-fn smtp_sink(options: &[&str]) -> Server {
-    let port = free_port();
+pub(crate) fn smtp_sink(options: &[&str]) -> Server {
+    smtp_sink_on(free_port(), options)
+}
+
+/// Start smtp-sink on a given port (to replace a sink in place).
+pub(crate) fn smtp_sink_on(port: u16, options: &[&str]) -> Server {
     let mut command = postfix_tool("HERALD_SMTP_SINK", "smtp-sink");
     if unsafe { libc::geteuid() } == 0 {
         command.args(["-u", "nobody"]);

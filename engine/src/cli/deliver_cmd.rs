@@ -4,26 +4,29 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use super::{CliError, Context, Outcome};
+use super::{CliError, Context, Loaded, Outcome, load};
 use crate::deliver::{Deliverer, Summary, Transport};
 use crate::store::Store;
 
-/// Runs the delivery workers: until stopped, or once with --until-empty.
+/// Runs the pipeline's workers: journaled events still pending (say, after a
+/// crash) are evaluated, then due mail is delivered; until stopped, or once
+/// with --until-empty.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Deliver what is due now, then exit (1 if any delivery failed).
+    /// Work through what is pending and due now, then exit (1 if any delivery failed).
     #[arg(long)]
     until_empty: bool,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Outcome {
-    let config = ctx.config()?;
+    let loaded = load(ctx)?;
     let deliverer =
-        Deliverer::from_config(&config).map_err(|e| CliError::Usage(format!("{e:#}")))?;
-    let mut store = Store::open(&config.store.path)?;
+        Deliverer::from_config(&loaded.config).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let mut store = Store::open(&loaded.config.store.path)?;
     if !args.until_empty {
-        return forever(&deliverer, &mut store, config.delivery.poll_interval);
+        return forever(&loaded, &deliverer, &mut store);
     }
+    evaluate_pending(&loaded, &mut store)?;
     let summary = deliverer.deliver_due(&mut store, Utc::now())?;
     print_summary(&deliverer, &summary);
     Ok(if summary.failed > 0 {
@@ -37,18 +40,34 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
 /// stopped. Stopping it at any moment is safe: rows it held come back when
 /// their lease runs out, and a message it was sending is retried with the
 /// same Message-ID.
-fn forever(deliverer: &Deliverer, store: &mut Store, poll: std::time::Duration) -> Outcome {
+fn forever(loaded: &Loaded, deliverer: &Deliverer, store: &mut Store) -> Outcome {
+    let poll = loaded.config.delivery.poll_interval;
     eprintln!(
-        "delivering until stopped; looking for due mail every {}",
+        "delivering until stopped; looking for pending events and due mail every {}",
         humantime::format_duration(poll)
     );
     loop {
+        evaluate_pending(loaded, store)?;
         let summary = deliverer.deliver_due(store, Utc::now())?;
         if summary.sent + summary.failed > 0 {
             print_summary(deliverer, &summary);
         }
         std::thread::sleep(poll);
     }
+}
+
+/// Evaluate journaled events that no process finished evaluating.
+fn evaluate_pending(loaded: &Loaded, store: &mut Store) -> anyhow::Result<()> {
+    let done = crate::pipeline::evaluate_pending(
+        store,
+        &loaded.evaluator,
+        loaded.quarantine_after(),
+        |_| {},
+    )?;
+    if done > 0 {
+        eprintln!("evaluated {done} pending event(s)");
+    }
+    Ok(())
 }
 
 /// How many were sent and where; for SMTP, how the failures split and the first one.

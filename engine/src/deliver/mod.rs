@@ -114,6 +114,7 @@ impl Deliverer {
                 break;
             }
             for attempt in self.attempts(&rows) {
+                crate::crashpoint::reached("before-delivery-record");
                 summary.count(&attempt);
                 store.record_attempt(&attempt)?;
             }

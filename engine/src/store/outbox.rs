@@ -57,6 +57,11 @@ const LISTED: &str = "SELECT o.id AS id,
 impl Store {
     /// Lease up to `limit` due rows for `lease`: no other worker gets them until
     /// the lease expires (a worker that dies releases its rows that way).
+    ///
+    /// A row whose earlier lease expired without an outcome was held by a
+    /// worker that died while sending it: the message may have gone out, so
+    /// the row is counted as ambiguous and an `interrupted` attempt is logged
+    /// before it is sent again with the same Message-ID.
     pub fn claim_due(
         &mut self,
         now: DateTime<Utc>,
@@ -65,28 +70,31 @@ impl Store {
     ) -> anyhow::Result<Vec<OutboxRow>> {
         let until = now + chrono::Duration::from_std(lease)?;
         let tx = self.conn.transaction()?;
-        let ids: Vec<i64> = {
+        let picked: Vec<(i64, bool)> = {
             let mut stmt = tx.prepare_cached(
-                "UPDATE outbox SET lease_until = ?2 WHERE id IN (
-                    SELECT id FROM outbox
-                    WHERE state = 'queued' AND next_attempt_at <= ?1
-                      AND (lease_until IS NULL OR lease_until <= ?1)
-                    ORDER BY next_attempt_at, id LIMIT ?3)
-                 RETURNING id",
+                "SELECT id, lease_until IS NOT NULL FROM outbox
+                 WHERE state = 'queued' AND next_attempt_at <= ?1
+                   AND (lease_until IS NULL OR lease_until <= ?1)
+                 ORDER BY next_attempt_at, id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(
-                params![
-                    now.timestamp_millis(),
-                    until.timestamp_millis(),
-                    limit as i64
-                ],
-                |r| r.get(0),
-            )?;
+            let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
             rows.collect::<Result<_, _>>()?
         };
+        for &(id, interrupted) in &picked {
+            tx.execute(
+                "UPDATE outbox SET lease_until = ?2, ambiguous = ambiguous + ?3 WHERE id = ?1",
+                params![id, until.timestamp_millis(), interrupted],
+            )?;
+            if interrupted {
+                log_interrupted(&tx, id, now)?;
+            }
+        }
         tx.commit()?;
-        ids.into_iter()
-            .filter_map(|id| self.outbox_row(id).transpose())
+        picked
+            .into_iter()
+            .filter_map(|(id, _)| self.outbox_row(id).transpose())
             .collect()
     }
 
@@ -191,6 +199,24 @@ impl Store {
         Ok(purged)
     }
 }
+/// The attempt a dead worker could not record.
+fn log_interrupted(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, 'interrupted', NULL, ?3)",
+        params![
+            id,
+            now.to_rfc3339(),
+            "the worker holding this row stopped (or outlived delivery.lease) while sending it; \
+             the message may have been delivered, so it is sent again with the same Message-ID"
+        ],
+    )?;
+    Ok(())
+}
+
 fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
     let next: Option<i64> = r.get(4)?;
     Ok(Listed {
