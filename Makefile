@@ -40,4 +40,5 @@ lint: wasm-target
 
 bench: wasm-target test-deps
 	$(CARGO) bench --bench invoke
+	$(CARGO) bench --bench ingest
 	$(CARGO) bench --bench smtp
