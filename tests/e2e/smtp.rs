@@ -349,7 +349,7 @@ fn send_with_password(scratch: &Scratch, password: &str) -> Output {
 }
 
 #[test]
-fn wrong_password_is_permanent_535_and_nothing_lands() {
+fn wrong_password_is_permanent_535_nothing_lands_and_no_message_is_killed() {
     let certs = certs();
     let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
     let server = aiosmtpd(&["--smtps", cert, key, "--auth", "herald:s3cret"]);
@@ -364,15 +364,17 @@ fn wrong_password_is_permanent_535_and_nothing_lands() {
     assert!(maildir(&server).is_empty());
     let attempts = attempts(&scratch);
     let (_, state, outcome, code, detail) = &attempts[0];
+    // 535 is a permanent reply, but about the login, not the message: the row is kept.
     assert_eq!(
         (state.as_str(), outcome.as_str(), *code),
-        ("dead", "permanent", Some(535)),
+        ("queued", "permanent", Some(535)),
         "{detail}"
     );
     assert!(
         detail.contains("AUTH") && detail.contains("refused the login"),
         "{detail}"
     );
+    assert!(detail.contains("the message is kept"), "{detail}");
     assert!(
         !detail.contains("wrong"),
         "the password must not be echoed: {detail}"

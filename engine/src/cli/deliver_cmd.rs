@@ -47,13 +47,22 @@ fn forever(loaded: &Loaded, deliverer: &Deliverer, store: &mut Store) -> Outcome
         humantime::format_duration(poll)
     );
     loop {
-        evaluate_pending(loaded, store)?;
-        let summary = deliverer.deliver_due(store, Utc::now())?;
-        if summary.sent + summary.failed > 0 {
-            print_summary(deliverer, &summary);
+        match round(loaded, deliverer, store) {
+            Ok(summary) if summary.sent + summary.failed > 0 => print_summary(deliverer, &summary),
+            Ok(_) => {}
+            // A busy, full or read-only store is waited out, not fatal to the worker.
+            Err(err) => match crate::store::temporary_failure(&err) {
+                Some(account) => tracing::warn!("{account}; trying again"),
+                None => return Err(err.into()),
+            },
         }
         std::thread::sleep(poll);
     }
+}
+
+fn round(loaded: &Loaded, deliverer: &Deliverer, store: &mut Store) -> anyhow::Result<Summary> {
+    evaluate_pending(loaded, store)?;
+    deliverer.deliver_due(store, Utc::now())
 }
 
 /// Evaluate journaled events that no process finished evaluating.

@@ -60,9 +60,31 @@ pub fn run(ctx: &Context, mut args: Args) -> Outcome {
         eprintln!("{message}");
         return Ok(ExitCode::from(code));
     }
+    let mut store = Store::open(&loaded.config.store.path)?;
+    if let Some(rule) = quarantined_broadcast(&loaded, &store)? {
+        let message = format!(
+            "the rule {rule} is quarantined; release it with `herald rules release {rule}`"
+        );
+        let Refusal(code, text) = failed("no-rule", &message);
+        eprintln!("{text}");
+        return Ok(ExitCode::from(code));
+    }
     let event = broadcast_event(&args, body);
-    let (store, seq) = queue(&loaded, &event)?;
+    let seq = queue(&loaded, &mut store, &event)?;
     report(&loaded, store, seq, args.wait, invalid_extra)
+}
+
+/// A broadcast rule that would be skipped: the broadcast would reach nobody.
+fn quarantined_broadcast(loaded: &Loaded, store: &Store) -> anyhow::Result<Option<String>> {
+    let quarantined = store.quarantined()?;
+    let broadcast_rules = loaded
+        .evaluator
+        .rules()
+        .iter()
+        .filter(|r| r.on.iter().any(|t| t == types::BROADCAST));
+    Ok(broadcast_rules
+        .map(|r| r.name.clone())
+        .find(|name| quarantined.contains(name)))
 }
 
 fn body_text(words: &[String]) -> Result<String, CliError> {
@@ -191,18 +213,12 @@ fn broadcast_event(args: &Args, body: String) -> Event {
 }
 
 /// Journal the broadcast and evaluate it into the outbox before returning.
-fn queue(loaded: &Loaded, event: &Event) -> Result<(Store, i64), CliError> {
-    let mut store = Store::open(&loaded.config.store.path)?;
+fn queue(loaded: &Loaded, store: &mut Store, event: &Event) -> Result<i64, CliError> {
     let seq = match store.ingest(std::slice::from_ref(event), Utc::now())?[0] {
         Ingested::New(seq) | Ingested::Duplicate(seq) => seq,
     };
-    crate::pipeline::evaluate_pending(
-        &mut store,
-        &loaded.evaluator,
-        loaded.quarantine_after(),
-        |_| {},
-    )?;
-    Ok((store, seq))
+    crate::pipeline::evaluate_pending(store, &loaded.evaluator, loaded.quarantine_after(), |_| {})?;
+    Ok(seq)
 }
 
 /// The counts OMERO prints, from what the rule and the delivery really did.

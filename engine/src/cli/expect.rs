@@ -45,6 +45,7 @@ impl Produced {
                     mail: mail.clone(),
                     attempts: 0,
                     queued_at: event.time,
+                    lease: None,
                 };
                 let bytes = render::render(&row, from)?.formatted();
                 self.files.insert(file::file_name(&row.key), bytes);

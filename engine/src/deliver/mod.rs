@@ -16,8 +16,8 @@ use crate::store::{Attempt, OutboxRow, Store};
 pub use file::FileTransport;
 pub use smtp::{Class, Job, Report, SmtpTransport};
 
-/// Rows leased from the store per round.
-const BATCH: usize = 256;
+/// Rows the file transport leases per round.
+const FILE_BATCH: usize = 32;
 
 /// Where messages go.
 pub enum Transport {
@@ -109,7 +109,11 @@ impl Deliverer {
     pub fn deliver_due(&self, store: &mut Store, now: DateTime<Utc>) -> anyhow::Result<Summary> {
         let mut summary = Summary::default();
         loop {
-            let rows = store.claim_due(now, self.lease, BATCH)?;
+            // Lease from the real clock each round, so a long run never hands out
+            // leases that have already expired; small rounds keep the window in
+            // which a crash can leave sent-but-unrecorded rows small.
+            let round = Utc::now().max(now);
+            let rows = store.claim_due(round, self.lease, self.batch())?;
             if rows.is_empty() {
                 break;
             }
@@ -123,6 +127,14 @@ impl Deliverer {
             smtp.close();
         }
         Ok(summary)
+    }
+
+    /// Rows per round: enough to keep every SMTP connection busy, no more.
+    fn batch(&self) -> usize {
+        match &self.transport {
+            Transport::File(_) => FILE_BATCH,
+            Transport::Smtp(smtp) => 2 * smtp.max_connections(),
+        }
     }
 
     /// Render the message of a row (DKIM-signed when configured).
@@ -191,7 +203,18 @@ impl Deliverer {
         let seed = (row.id as u64)
             .wrapping_mul(31)
             .wrapping_add(row.attempts as u64);
-        let decision = self.policy.decide(report.class, row.queued_at, at, seed);
+        // A 5xx before MAIL FROM (a refused login, a blocklisted greeting) says
+        // nothing about this message: keep it, retried like a config error.
+        let class = match report.class {
+            Class::Permanent if report.before_message => Class::Config,
+            class => class,
+        };
+        let mut decision = self.policy.decide(class, row.queued_at, at, seed);
+        if class != report.class {
+            decision
+                .note
+                .get_or_insert_with(|| "the message is kept: fix the server or the config".into());
+        }
         let code = report.code.filter(|&code| code != 0);
         let mut detail = match (report.class, code) {
             (Class::Sent, Some(code)) => format!("{code} {}", report.text),
@@ -202,6 +225,7 @@ impl Deliverer {
         }
         Attempt {
             outbox_id: row.id,
+            lease: row.lease,
             at,
             outcome: report.class.as_str(),
             code,
@@ -232,6 +256,7 @@ fn transient(text: String) -> Report {
         class: Class::Transient,
         code: None,
         text,
+        before_message: false,
     }
 }
 

@@ -204,14 +204,16 @@ impl host::Host for HostState {
                 value.len()
             );
         }
-        self.kv.set(key, value, ttl_seconds);
-        Ok(())
+        self.kv
+            .set(key, value, ttl_seconds)
+            .map_err(|e| wasmtime::format_err!("{e}"))
     }
 
     fn kv_delete(&mut self, key: String) -> Result<()> {
         check_kv_key(&key)?;
-        self.kv.delete(key);
-        Ok(())
+        self.kv
+            .delete(key)
+            .map_err(|e| wasmtime::format_err!("{e}"))
     }
 }
 

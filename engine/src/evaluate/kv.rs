@@ -23,12 +23,19 @@ pub struct KvWrite {
     pub entry: Option<KvEntry>,
 }
 
+/// Keys one invocation may write.
+const MAX_PENDING_KEYS: usize = 1000;
+/// Bytes (keys and values) one invocation may write.
+const MAX_PENDING_BYTES: usize = 1 << 20;
+
 /// An invocation's view: its own pending writes over the committed values.
 pub struct KvOverlay {
     rule: String,
     backend: Arc<dyn KvRead>,
     now_unix_ms: i64,
-    pending: Vec<KvWrite>,
+    /// Last write per key; `None` deletes.
+    pending: HashMap<String, Option<KvEntry>>,
+    pending_bytes: usize,
 }
 
 impl KvOverlay {
@@ -37,51 +44,67 @@ impl KvOverlay {
             rule: rule.to_owned(),
             backend,
             now_unix_ms,
-            pending: Vec::new(),
+            pending: HashMap::new(),
+            pending_bytes: 0,
         }
     }
 
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let entry = match self.pending.iter().rev().find(|w| w.key == key) {
-            Some(write) => write.entry.clone(),
+        let entry = match self.pending.get(key) {
+            Some(pending) => pending.clone(),
             None => self.backend.get(&self.rule, key),
         }?;
         let live = entry.expires_unix_ms.is_none_or(|at| at > self.now_unix_ms);
         live.then_some(entry.value)
     }
 
-    pub fn set(&mut self, key: String, value: Vec<u8>, ttl_seconds: Option<u64>) {
+    /// Buffer a write; refused past the per-invocation caps.
+    pub fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_seconds: Option<u64>,
+    ) -> Result<(), String> {
         let expires_unix_ms = ttl_seconds.map(|ttl| {
             let ttl_ms = i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
             self.now_unix_ms.saturating_add(ttl_ms)
         });
-        self.pending.push(KvWrite {
+        self.write(
             key,
-            entry: Some(KvEntry {
+            Some(KvEntry {
                 value,
                 expires_unix_ms,
             }),
-        });
+        )
     }
 
-    pub fn delete(&mut self, key: String) {
-        self.pending.push(KvWrite { key, entry: None });
+    pub fn delete(&mut self, key: String) -> Result<(), String> {
+        self.write(key, None)
     }
 
-    /// The writes to commit, last write per key winning.
-    pub fn into_writes(self) -> Vec<KvWrite> {
-        let mut last: HashMap<String, usize> = HashMap::new();
-        for (i, write) in self.pending.iter().enumerate() {
-            last.insert(write.key.clone(), i);
+    fn write(&mut self, key: String, entry: Option<KvEntry>) -> Result<(), String> {
+        let size = key.len() + entry.as_ref().map_or(0, |e| e.value.len());
+        self.pending_bytes += size;
+        if self.pending_bytes > MAX_PENDING_BYTES
+            || (self.pending.len() >= MAX_PENDING_KEYS && !self.pending.contains_key(&key))
+        {
+            return Err(format!(
+                "kv writes of one invocation are capped at {MAX_PENDING_KEYS} keys and {MAX_PENDING_BYTES} bytes"
+            ));
         }
-        let mut writes: Vec<(usize, KvWrite)> = self
+        self.pending.insert(key, entry);
+        Ok(())
+    }
+
+    /// The writes to commit, one per key, in key order.
+    pub fn into_writes(self) -> Vec<KvWrite> {
+        let mut writes: Vec<KvWrite> = self
             .pending
             .into_iter()
-            .enumerate()
-            .filter(|(i, w)| last[&w.key] == *i)
+            .map(|(key, entry)| KvWrite { key, entry })
             .collect();
-        writes.sort_by_key(|(i, _)| *i);
-        writes.into_iter().map(|(_, w)| w).collect()
+        writes.sort_by(|a, b| a.key.cmp(&b.key));
+        writes
     }
 }
 
@@ -131,10 +154,10 @@ mod tests {
         );
         let mut kv = KvOverlay::new("r", backend.clone(), 1_000);
         assert_eq!(kv.get("a"), Some(b"old".to_vec()));
-        kv.set("a".into(), b"new".to_vec(), Some(0));
+        kv.set("a".into(), b"new".to_vec(), Some(0)).unwrap();
         assert_eq!(kv.get("a"), None, "a ttl of 0 expires at once");
-        kv.set("a".into(), b"newer".to_vec(), Some(60));
-        kv.delete("b".into());
+        kv.set("a".into(), b"newer".to_vec(), Some(60)).unwrap();
+        kv.delete("b".into()).unwrap();
         let writes = kv.into_writes();
         assert_eq!(writes.len(), 2);
         assert_eq!(
@@ -142,5 +165,16 @@ mod tests {
             Some(61_000)
         );
         assert_eq!(KvOverlay::new("other", backend, 0).get("a"), None);
+    }
+
+    #[test]
+    fn writes_past_the_cap_are_refused() {
+        let mut kv = KvOverlay::new("r", Arc::new(MemoryKv::default()), 0);
+        let big = vec![0u8; 64 * 1024];
+        let results: Vec<_> = (0..20)
+            .map(|i| kv.set(format!("k{i}"), big.clone(), None))
+            .collect();
+        assert!(results[..15].iter().all(Result::is_ok));
+        assert!(results[16..].iter().all(Result::is_err), "1 MiB is the cap");
     }
 }

@@ -88,7 +88,7 @@ impl Sandbox {
             return Component::new(engine, wasm).map_err(anyhow::Error::from);
         };
         let path = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
-        if path.exists() {
+        if path.exists() && trusted_cache_file(&path) {
             // SAFETY: only files this host wrote are in the cache, keyed by
             // the wasm's hash and the engine's compatibility hash.
             match unsafe { Component::deserialize_file(engine, &path) } {
@@ -121,10 +121,29 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     hex::encode(&hash.finalize()[..16])
 }
 
+/// Only a file that this user owns and nobody else can write is loaded:
+/// deserializing compiled code runs it as Herald.
+fn trusted_cache_file(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let trusted =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == uid && m.mode() & 0o022 == 0);
+    let ok = trusted(path) && path.parent().is_some_and(trusted);
+    if !ok {
+        tracing::warn!(path = %path.display(), "ignoring a compiled-rule cache file that is not ours alone");
+    }
+    ok
+}
+
 /// Best effort: a cache that cannot be written only costs a recompile.
 fn write_cache(dir: &Path, path: &Path, compiled: &[u8]) {
+    use std::os::unix::fs::DirBuilderExt;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let written = std::fs::create_dir_all(dir)
+    let written = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .and_then(|()| std::fs::write(&tmp, compiled))
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(err) = written {

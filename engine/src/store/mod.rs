@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::evaluate::{KvRead, KvWrite, RuleOutcome, kv::KvEntry};
 use crate::event::{self, Event};
@@ -47,6 +47,8 @@ pub struct Committed {
     pub already_queued: usize,
     /// Rules this evaluation pushed into quarantine (their admins are told by mail).
     pub quarantined: Vec<Quarantined>,
+    /// Another process committed this event first; nothing was written.
+    pub already_evaluated: bool,
 }
 
 /// How evaluation outcomes feed rule health.
@@ -68,6 +70,8 @@ pub struct OutboxRow {
     pub attempts: i64,
     /// When the row was queued: the message's age counts from here.
     pub queued_at: DateTime<Utc>,
+    /// The lease this worker holds (Unix ms), the token that lets it record the outcome.
+    pub lease: Option<i64>,
 }
 
 impl Store {
@@ -96,7 +100,9 @@ impl Store {
         events: &[Event],
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<Ingested>> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(events.len());
         for ev in events {
             results.push(ingest_one(&tx, ev, now)?);
@@ -137,7 +143,20 @@ impl Store {
         health: &HealthPolicy<'_>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Committed> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have evaluated this event meanwhile: its commit stands.
+        let claimed = tx.execute(
+            "UPDATE events SET state = 'done', evaluated_at = ?2 WHERE seq = ?1 AND state = 'pending'",
+            params![seq, now.to_rfc3339()],
+        )?;
+        if claimed == 0 {
+            return Ok(Committed {
+                already_evaluated: true,
+                ..Committed::default()
+            });
+        }
         let mut committed = Committed {
             quarantined: health::record_outcomes(&tx, outcomes, health.quarantine_after, now)?,
             ..Committed::default()
@@ -167,44 +186,47 @@ impl Store {
                 apply_kv(&tx, &outcome.rule, &outcome.kv_writes)?;
             }
         }
-        tx.execute(
-            "UPDATE events SET state = 'done', evaluated_at = ?2 WHERE seq = ?1",
-            params![seq, now.to_rfc3339()],
-        )?;
         tx.commit().context("cannot commit the evaluation")?;
         Ok(committed)
     }
 
     /// Record a delivery attempt and, when it succeeded, mark the row sent.
-    pub fn record_attempt(&mut self, attempt: &Attempt) -> anyhow::Result<()> {
-        let tx = self.conn.transaction()?;
+    /// The row changes only while this worker's lease holds: a worker that
+    /// outlived its lease (or a row cancelled meanwhile) leaves the row as it
+    /// is, and only the attempt is logged. Returns whether the row changed.
+    pub fn record_attempt(&mut self, attempt: &Attempt) -> anyhow::Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                attempt.outbox_id,
-                attempt.at.to_rfc3339(),
-                attempt.outcome,
-                attempt.code,
-                attempt.detail
-            ],
+            params![attempt.outbox_id, attempt.at.to_rfc3339(), attempt.outcome, attempt.code, attempt.detail],
         )?;
-        tx.execute(
+        let changed = tx.execute(
             "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3, lease_until = NULL,
                     ambiguous = ambiguous + (?6 = 'ambiguous'),
                     last_error = CASE WHEN ?2 = 'sent' THEN NULL ELSE ?4 END,
                     sent_at = CASE WHEN ?2 = 'sent' THEN ?5 ELSE sent_at END
-             WHERE id = ?1",
+             WHERE id = ?1 AND state = 'queued' AND lease_until IS ?7",
             params![
                 attempt.outbox_id,
                 attempt.new_state,
                 attempt.next_attempt_at.map(|t| t.timestamp_millis()),
                 attempt.detail,
                 attempt.at.to_rfc3339(),
-                attempt.outcome
+                attempt.outcome,
+                attempt.lease
             ],
         )?;
         tx.commit()?;
-        Ok(())
+        if changed == 0 {
+            tracing::warn!(
+                row = attempt.outbox_id,
+                outcome = attempt.outcome,
+                "the row's lease was lost (it outlived delivery.lease, or was cancelled or retried meanwhile); only the attempt was logged"
+            );
+        }
+        Ok(changed == 1)
     }
 
     /// Counts of outbox rows by state.
@@ -263,6 +285,8 @@ impl Store {
 /// One delivery attempt and the row's next state.
 pub struct Attempt {
     pub outbox_id: i64,
+    /// The lease the row was claimed with; the outcome is applied only while it still holds.
+    pub lease: Option<i64>,
     pub at: DateTime<Utc>,
     /// sent | transient | permanent | ambiguous | config
     pub outcome: &'static str,
@@ -444,6 +468,7 @@ type RawRow = (
     String,
     i64,
     String,
+    Option<i64>,
 );
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
@@ -457,11 +482,12 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
         r.get(6)?,
         r.get(7)?,
         r.get(8)?,
+        r.get(9)?,
     ))
 }
 
 fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
-    let (id, source, event_id, rule, recipient, time, mail, attempts, queued_at) = raw;
+    let (id, source, event_id, rule, recipient, time, mail, attempts, queued_at, lease) = raw;
     Ok(OutboxRow {
         id,
         key: MailKey {
@@ -475,6 +501,7 @@ fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
             .with_context(|| format!("outbox row {id} is unreadable"))?,
         attempts,
         queued_at: DateTime::parse_from_rfc3339(&queued_at)?.with_timezone(&Utc),
+        lease,
     })
 }
 

@@ -69,7 +69,9 @@ impl Store {
         limit: usize,
     ) -> anyhow::Result<Vec<OutboxRow>> {
         let until = now + chrono::Duration::from_std(lease)?;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let picked: Vec<(i64, bool)> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT id, lease_until IS NOT NULL FROM outbox
@@ -103,7 +105,7 @@ impl Store {
         let raw = self
             .conn
             .query_row(
-                "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, o.created_at
+                "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, o.created_at, o.lease_until
                  FROM outbox o JOIN events e ON e.seq = o.event_seq WHERE o.id = ?1",
                 [id],
                 raw_row,
@@ -159,7 +161,7 @@ impl Store {
     pub fn retry_row(&mut self, id: i64, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let changed = self.conn.execute(
             "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL
-             WHERE id = ?1 AND state IN ('dead', 'queued')",
+             WHERE id = ?1 AND state IN ('dead', 'queued') AND (lease_until IS NULL OR lease_until <= ?2)",
             params![id, now.timestamp_millis()],
         )?;
         Ok(changed == 1)
@@ -177,15 +179,18 @@ impl Store {
     /// Cancel a row that is not sent yet. False when there is no such row or it was sent.
     pub fn cancel_row(&mut self, id: i64) -> anyhow::Result<bool> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'cancelled', lease_until = NULL WHERE id = ?1 AND state IN ('queued', 'dead')",
-            [id],
+            "UPDATE outbox SET state = 'cancelled', lease_until = NULL
+             WHERE id = ?1 AND state IN ('queued', 'dead') AND (lease_until IS NULL OR lease_until <= ?2)",
+            params![id, Utc::now().timestamp_millis()],
         )?;
         Ok(changed == 1)
     }
 
     /// Delete rows sent before `before`, with their attempts; returns how many.
     pub fn purge_sent(&mut self, before: DateTime<Utc>) -> anyhow::Result<usize> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let cutoff = before.to_rfc3339();
         tx.execute(
             "DELETE FROM attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state = 'sent' AND sent_at < ?1)",

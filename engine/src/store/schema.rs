@@ -79,8 +79,11 @@ const MIGRATIONS: &[&str] = &[
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.
 pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    // IMMEDIATE: two processes opening a fresh store migrate one after the other,
+    // and the second sees the version the first wrote.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let current: usize =
-        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+        tx.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         anyhow::bail!(
             "the store is at schema version {current}, newer than this Herald knows ({}); \
@@ -89,10 +92,9 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
         );
     }
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (version + 1) as i64)?;
-        tx.commit()?;
     }
+    tx.commit()?;
     Ok(())
 }

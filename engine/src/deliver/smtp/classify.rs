@@ -104,6 +104,9 @@ pub struct Report {
     pub code: Option<u16>,
     /// The server's reply for `Sent`; otherwise the step, the reason and what to do.
     pub text: String,
+    /// The failure came before MAIL FROM (connect, TLS, greeting, AUTH): it is about the
+    /// server or the config, not this message, so even a 5xx must not make it a dead letter.
+    pub before_message: bool,
 }
 
 impl Report {
@@ -111,6 +114,7 @@ impl Report {
     pub fn sent(code: u16, reply: String) -> Report {
         Report {
             class: Class::Sent,
+            before_message: false,
             code: Some(code),
             text: reply,
         }
@@ -130,6 +134,10 @@ pub fn classify(failure: &Failure) -> Report {
         class,
         code,
         text: format!("{phase}: {reason}"),
+        before_message: matches!(
+            phase,
+            Phase::Connect | Phase::TlsHandshake | Phase::Greeting | Phase::StartTls | Phase::Auth
+        ),
     }
 }
 
@@ -168,6 +176,14 @@ fn smtp_error(phase: Phase, err: &SmtpError) -> (Class, Option<u16>, String) {
         };
         return (class, Some(code), reason);
     }
+    if phase == Phase::FinalDot {
+        let reason = format!(
+            "the connection was lost after the final `.` ({}); the server may have the message, \
+             so it is retried with the same Message-ID",
+            chain(err)
+        );
+        return (Class::Ambiguous, None, reason);
+    }
     if let Some(tls) = find_rustls(err) {
         return (Class::Transient, None, tls_reason(tls));
     }
@@ -177,14 +193,6 @@ fn smtp_error(phase: Phase, err: &SmtpError) -> (Class, Option<u16>, String) {
             None,
             format!("TLS failed: {}", chain(err)),
         );
-    }
-    if phase == Phase::FinalDot {
-        let reason = format!(
-            "the connection was lost after the final `.` ({}); the server may have the message, \
-             so it is retried with the same Message-ID",
-            chain(err)
-        );
-        return (Class::Ambiguous, None, reason);
     }
     let reason = format!(
         "the connection failed ({}); will retry on a new connection",

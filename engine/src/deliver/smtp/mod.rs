@@ -70,6 +70,11 @@ impl SmtpTransport {
     }
 
     /// `smtp://host:port (tls mode)` for messages.
+    /// How many sessions run at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     pub fn endpoint(&self) -> String {
         let s = &self.settings;
         let mode = match s.mode {
@@ -218,6 +223,7 @@ fn not_attempted(first: Report) -> Report {
     Report {
         class,
         code: None,
+        before_message: true,
         text: format!(
             "not attempted: opening a connection already failed in this run: {}",
             first.text
@@ -296,6 +302,7 @@ mod tests {
             class: Class::Permanent,
             code: Some(535),
             text: "AUTH: refused".into(),
+            before_message: true,
         };
         let report = not_attempted(first);
         assert_eq!((report.class, report.code), (Class::Transient, None));
