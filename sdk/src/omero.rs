@@ -52,6 +52,32 @@ pub enum Mode {
     Enriched,
 }
 
+/// The knobs every OMERO-sender rule shares, as `config:` in `herald.yaml`.
+///
+/// Unknown keys are errors, so a typo fails loudly with the key named.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SenderSettings {
+    /// `parity` (default) sends OMERO's mail exactly; `enriched` adds names,
+    /// text, the time, links and an HTML part.
+    pub mode: Mode,
+    /// Prepended to the subject; default [`SUBJECT_PREFIX`].
+    pub subject_prefix: String,
+    /// Enriched mode only: a link template whose `{placeholders}` each rule
+    /// documents. Default: no link.
+    pub web_url: Option<String>,
+}
+
+impl Default for SenderSettings {
+    fn default() -> Self {
+        SenderSettings {
+            mode: Mode::Parity,
+            subject_prefix: default_subject_prefix(),
+            web_url: None,
+        }
+    }
+}
+
 /// [`SUBJECT_PREFIX`] as an owned string, for `#[serde(default)]` settings.
 pub fn default_subject_prefix() -> String {
     SUBJECT_PREFIX.to_owned()

@@ -13,33 +13,10 @@ use herald_sdk::omero::{self, Mode, Summary, class};
 use herald_sdk::{
     CommentAdded, Event, Message, ObjectRef, Payload, Recipient, Rule, User, config, export_rule,
 };
-use serde::Deserialize;
 
-/// The rule's `config` keys.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Settings {
-    /// `parity` (default) reproduces OMERO's mail exactly (never the comment
-    /// text); `enriched` adds who commented, the text, the image names, the
-    /// time, links and an HTML part.
-    mode: Mode,
-    /// Prepended to the subject; default `[OMERO] `.
-    subject_prefix: String,
-    /// Enriched mode only: a link template per image; `{id}` is the image
-    /// id, `{type}` is `image` and `{comment_id}` the comment's id, e.g.
-    /// `https://omero.example.org/webclient/?show=image-{id}`. Default: no link.
-    web_url: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            mode: Mode::Parity,
-            subject_prefix: omero::default_subject_prefix(),
-            web_url: None,
-        }
-    }
-}
+/// The rule's `config` keys: `mode`, `subject_prefix`, `web_url`.
+/// `web_url` placeholders: `{id}` (the image id), `{type}` (`image`) and `{comment_id}`.
+type Settings = omero::SenderSettings;
 
 pub struct NewComment;
 

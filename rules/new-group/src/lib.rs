@@ -2,34 +2,13 @@
 
 use herald_sdk::omero::{self, Mode, Summary, class};
 use herald_sdk::{Event, GroupCreated, Message, Payload, Recipient, Rule, config, export_rule};
-use serde::Deserialize;
 
 /// OMERO's root user, the only recipient.
 const ROOT: i64 = 0;
 
-/// The rule's `config` keys.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Settings {
-    /// `parity` (default) reproduces OMERO's mail exactly; `enriched` adds
-    /// the group's name, the time, a link and an HTML part.
-    mode: Mode,
-    /// Prepended to the subject; default `[OMERO] `.
-    subject_prefix: String,
-    /// Enriched mode only: a link template; `{id}` is the group's id and
-    /// `{name}` its name (percent-encoded). Default: no link.
-    web_url: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            mode: Mode::Parity,
-            subject_prefix: omero::default_subject_prefix(),
-            web_url: None,
-        }
-    }
-}
+/// The rule's `config` keys: `mode`, `subject_prefix`, `web_url`.
+/// `web_url` placeholders: `{id}` and `{name}` of the new group.
+type Settings = omero::SenderSettings;
 
 pub struct NewGroup;
 

@@ -2,31 +2,10 @@
 
 use herald_sdk::omero::{self, Mode, Summary, class};
 use herald_sdk::{Event, Message, Payload, Recipient, Rule, UserCreated, config, export_rule};
-use serde::Deserialize;
 
-/// The rule's `config` keys.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Settings {
-    /// `parity` (default) reproduces OMERO's mail exactly; `enriched` adds
-    /// the user's names, email, groups, the time, a link and an HTML part.
-    mode: Mode,
-    /// Prepended to the subject; OMERO's is `[OMERO] ` (the default).
-    subject_prefix: String,
-    /// Enriched mode only: a link template; `{id}` is the user's id and
-    /// `{name}` the omeName (percent-encoded). Default: no link.
-    web_url: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            mode: Mode::Parity,
-            subject_prefix: omero::default_subject_prefix(),
-            web_url: None,
-        }
-    }
-}
+/// The rule's `config` keys: `mode`, `subject_prefix`, `web_url`.
+/// `web_url` placeholders: `{id}` and `{name}` of the new user.
+type Settings = omero::SenderSettings;
 
 pub struct NewUser;
 

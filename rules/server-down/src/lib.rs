@@ -2,31 +2,10 @@
 
 use herald_sdk::omero::{self, Mode, Summary};
 use herald_sdk::{Event, Message, Payload, Recipient, Rule, ServerDown, config, export_rule};
-use serde::Deserialize;
 
-/// The rule's `config` keys.
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Settings {
-    /// `parity` (default) sends OMERO's mail exactly; `enriched` adds the
-    /// server, the reason, the time, a link and an HTML part.
-    mode: Mode,
-    /// Prepended to the subject; default `[OMERO] ` (OMERO's).
-    subject_prefix: String,
-    /// Enriched mode only: a link template; `{server}` is the server's name.
-    /// Default: no link.
-    web_url: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            mode: Mode::Parity,
-            subject_prefix: omero::default_subject_prefix(),
-            web_url: None,
-        }
-    }
-}
+/// The rule's `config` keys: `mode`, `subject_prefix`, `web_url`.
+/// `web_url` placeholders: `{server}`, the server's name.
+type Settings = omero::SenderSettings;
 
 pub struct ServerDownRule;
 
