@@ -4,9 +4,8 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use comfy_table::{Table, presets::NOTHING};
 
-use super::{CliError, Context, Outcome};
+use super::{CliError, Context, Outcome, report};
 use crate::deliver::render;
 use crate::store::{Filter, Listed, Store};
 
@@ -95,14 +94,10 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 fn list(store: &Store, filter: &Filter, json: bool) -> Outcome {
     let rows = store.list_outbox(filter)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
-        );
+        report::print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = Table::new();
-    table.load_style(NOTHING).set_header([
+    let header = [
         "ID",
         "STATE",
         "TRIES",
@@ -112,11 +107,8 @@ fn list(store: &Store, filter: &Filter, json: bool) -> Outcome {
         "RECIPIENT",
         "SUBJECT",
         "LAST ERROR",
-    ]);
-    for row in &rows {
-        table.add_row(row_cells(row));
-    }
-    println!("{table}");
+    ];
+    println!("{}", report::table(&header, rows.iter().map(row_cells)));
     eprintln!("{} row(s)", rows.len());
     Ok(ExitCode::SUCCESS)
 }
@@ -163,10 +155,7 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
         let value = serde_json::json!({
             "row": listed, "attempts": attempts, "message": String::from_utf8_lossy(&message),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).map_err(anyhow::Error::from)?
-        );
+        report::print_json(&value)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -145,3 +145,21 @@ fn rule_json(outcome: &RuleOutcome) -> serde_json::Value {
     value["fuel"] = json!(outcome.fuel_used);
     value
 }
+
+/// Print `value` as pretty JSON, for `--json`.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A plain table: a header row and aligned columns, no borders.
+pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    table
+}

@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use comfy_table::{Table, presets::NOTHING};
 
-use super::{CliError, Context, Outcome};
+use super::{CliError, Context, Outcome, report};
 use crate::store::{RuleHealth, Store};
 
 #[derive(Subcommand, Debug)]
@@ -43,36 +42,27 @@ fn list(config: &crate::config::Config, store: &Store, json: bool) -> Outcome {
         })
         .collect();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
-        );
+        report::print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = Table::new();
-    table.load_style(NOTHING).set_header([
-        "RULE",
-        "STATE",
-        "FAILURES",
-        "SKIPPED",
-        "ON",
-        "LAST FAILURE",
-    ]);
-    for row in &rows {
-        table.add_row([
-            text(&row["rule"]),
-            text(&row["state"]),
-            row["consecutive_failures"].to_string(),
-            row["skipped"].to_string(),
-            row["on"]
-                .as_array()
-                .map(|on| on.iter().map(text).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default(),
-            text(&row["last_reason"]),
-        ]);
-    }
+    let header = ["RULE", "STATE", "FAILURES", "SKIPPED", "ON", "LAST FAILURE"];
+    let table = report::table(&header, rows.iter().map(row_cells));
     println!("{table}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn row_cells(row: &serde_json::Value) -> Vec<String> {
+    let on = row["on"]
+        .as_array()
+        .map(|on| on.iter().map(text).collect::<Vec<_>>().join(", "));
+    vec![
+        text(&row["rule"]),
+        text(&row["state"]),
+        row["consecutive_failures"].to_string(),
+        row["skipped"].to_string(),
+        on.unwrap_or_default(),
+        text(&row["last_reason"]),
+    ]
 }
 
 fn state(enabled: bool, health: &RuleHealth) -> &'static str {
