@@ -68,7 +68,7 @@ pub struct OutboxRow {
     pub event_time: DateTime<Utc>,
     pub mail: Mail,
     pub attempts: i64,
-    /// When the row was queued: the message's age counts from here.
+    /// When the row was queued, or last retried by hand: the message's age counts from here.
     pub queued_at: DateTime<Utc>,
     /// The lease this worker holds (Unix ms), the token that lets it record the outcome.
     pub lease: Option<i64>,

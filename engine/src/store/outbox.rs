@@ -105,7 +105,7 @@ impl Store {
         let raw = self
             .conn
             .query_row(
-                "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, o.created_at, o.lease_until
+                "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, max(o.created_at, coalesce(o.retried_at, '')), o.lease_until
                  FROM outbox o JOIN events e ON e.seq = o.event_seq WHERE o.id = ?1",
                 [id],
                 raw_row,
@@ -160,9 +160,9 @@ impl Store {
     /// or it was sent or cancelled.
     pub fn retry_row(&mut self, id: i64, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL, retried_at = ?3
              WHERE id = ?1 AND state IN ('dead', 'queued') AND (lease_until IS NULL OR lease_until <= ?2)",
-            params![id, now.timestamp_millis()],
+            params![id, now.timestamp_millis(), now.to_rfc3339()],
         )?;
         Ok(changed == 1)
     }
@@ -170,8 +170,9 @@ impl Store {
     /// Make every dead row due now; returns how many.
     pub fn retry_dead(&mut self, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL WHERE state = 'dead'",
-            [now.timestamp_millis()],
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL, retried_at = ?2
+             WHERE state = 'dead'",
+            params![now.timestamp_millis(), now.to_rfc3339()],
         )?;
         Ok(changed)
     }

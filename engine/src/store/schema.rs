@@ -75,6 +75,8 @@ const MIGRATIONS: &[&str] = &[
         quarantined_at TEXT,
         skipped INTEGER NOT NULL DEFAULT 0
     );",
+    // 3: a manual retry restarts the message's age (and so its lifetime).
+    "ALTER TABLE outbox ADD COLUMN retried_at TEXT;",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

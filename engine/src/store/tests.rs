@@ -151,3 +151,48 @@ fn a_newer_schema_is_refused() {
         "{err:#}"
     );
 }
+
+#[test]
+fn a_manual_retry_restarts_the_age() {
+    let (_dir, mut store) = open();
+    store.ingest(&[event("a")], Utc::now()).unwrap();
+    let pending = store.pending(10).unwrap().remove(0);
+    let outcomes = [outcome(&["x@example.org"], vec![])];
+    store
+        .commit_evaluation(
+            pending.seq,
+            &pending.event,
+            &outcomes,
+            &NO_HEALTH,
+            Utc::now(),
+        )
+        .unwrap();
+    let row = store
+        .claim_due(Utc::now(), Duration::from_secs(60), 1)
+        .unwrap()
+        .remove(0);
+    let queued = row.queued_at;
+    store
+        .record_attempt(&Attempt {
+            outbox_id: row.id,
+            lease: row.lease,
+            at: Utc::now(),
+            outcome: "permanent",
+            code: Some(550),
+            detail: "no".into(),
+            new_state: "dead",
+            next_attempt_at: None,
+        })
+        .unwrap();
+    let later = Utc::now() + chrono::Duration::days(6);
+    assert_eq!(store.retry_dead(later).unwrap(), 1);
+    let again = store
+        .claim_due(later, Duration::from_secs(60), 1)
+        .unwrap()
+        .remove(0);
+    assert!(
+        again.queued_at > queued + chrono::Duration::days(5),
+        "{:?}",
+        again.queued_at
+    );
+}
