@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 /// Each entry upgrades the schema from version `index` to `index + 1`.
 /// Never edit an entry that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: journal, rule runs, outbox, attempts, kv.
     "CREATE TABLE events (
         seq INTEGER PRIMARY KEY,

@@ -196,3 +196,32 @@ fn a_manual_retry_restarts_the_age() {
         again.queued_at
     );
 }
+
+#[test]
+fn an_older_store_is_upgraded_in_place_keeping_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A store as the first release left it: schema version 1, one event.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO events (source, id, type, time, envelope, received_at)
+             VALUES ('s', 'old-1', 'omero.server.up', '2026-01-01T00:00:00Z',
+                     '{\"id\":\"old-1\",\"source\":\"s\",\"type\":\"omero.server.up\",\"data\":{\"server\":\"x\"}}',
+                     '2026-01-01T00:00:00+00:00')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let version: i64 = store
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version as usize, schema::MIGRATIONS.len());
+    let pending = store.pending(10).unwrap();
+    assert_eq!(pending.len(), 1, "the old event survives the upgrade");
+    assert_eq!(pending[0].event.id, "old-1");
+}
