@@ -69,12 +69,12 @@ impl SmtpTransport {
         })
     }
 
-    /// `smtp://host:port (tls mode)` for messages.
     /// How many sessions run at once.
     pub fn max_connections(&self) -> usize {
         self.max_connections
     }
 
+    /// `smtp://host:port (tls mode)` for messages.
     pub fn endpoint(&self) -> String {
         let s = &self.settings;
         let mode = match s.mode {
