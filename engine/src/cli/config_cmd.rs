@@ -33,6 +33,7 @@ fn check(ctx: &Context) -> Outcome {
     let config = ctx.config()?;
     let directory = load_directory(&config.directory.path)?;
     super::warn_if_no_admin_email(&directory, &config.directory.path);
+    super::warn_about_schedules(&config);
     let evaluator = Evaluator::new(&config, Arc::new(directory))
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;
     println!("{}: ok", config.file.display());
