@@ -12,6 +12,8 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "rule";
 const PREFIX: &str = "herald-rule-";
+/// Bytes of shadow stack (in linear memory) each embedded rule gets.
+const GUEST_STACK: u32 = 64 * 1024;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -121,6 +123,12 @@ fn build_rules<'a>(root: &Path, target_dir: &Path, packages: impl Iterator<Item 
     ] {
         cmd.env_remove(var);
     }
+    // A 64 KiB shadow stack (the default is 1 MiB) keeps a rule's data, stack and
+    // first heap pages close together, so a fresh instance touches fewer pages.
+    cmd.env(
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        format!("-C link-arg=-zstack-size={GUEST_STACK}"),
+    );
     let output = cmd.output().expect("run cargo to build the rules");
     if !output.status.success() {
         panic!(

@@ -24,7 +24,7 @@ impl Rule for Hostile {
         match settings.misdeed.as_str() {
             "loop" => spin(),
             "memory" => hoard(),
-            "recursion" => Ok(vec![mail(&format!("depth {}", descend(black_box(0))))]),
+            "recursion" => Ok(vec![mail(&format!("depth {}", descend(0, 1)))]),
             "panic" => panic!("hostile rule panicked on purpose"),
             "flood" => Ok(flood(100_000)),
             "header-injection" => Ok(vec![mail("Hello\r\nBcc: victim@example.org")]),
@@ -59,13 +59,21 @@ fn hoard() -> Result<Vec<Message>, String> {
     }
 }
 
-/// Recursion that lives on the wasm stack (locals only, no shadow-stack
-/// arrays), so the engine's stack limit is what stops it.
-fn descend(depth: u64) -> u64 {
-    if black_box(depth) == u64::MAX {
-        return 0;
+/// Never equal to a depth in practice; read volatile so the recursion cannot be folded away.
+static NEVER: u64 = u64::MAX;
+
+/// Recursion that lives on the wasm stack only: no local has its address
+/// taken, so nothing goes to the shadow stack in linear memory, and the
+/// engine's stack limit is what stops it.
+#[inline(never)]
+fn descend(depth: u64, mix: u64) -> u64 {
+    // SAFETY: a volatile read of an immutable static.
+    if depth == unsafe { std::ptr::read_volatile(&NEVER) } {
+        return mix;
     }
-    descend(black_box(depth + 1)).wrapping_add(1)
+    descend(depth + 1, mix.rotate_left(3) ^ depth)
+        .wrapping_mul(mix | 1)
+        .wrapping_sub(depth)
 }
 
 fn flood(n: usize) -> Vec<Message> {
