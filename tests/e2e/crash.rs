@@ -232,11 +232,12 @@ fn kill_during_evaluation() {
     assert_nothing_lost(&scratch, &sink, 5, Some(0));
 }
 
-#[test]
-fn kill_during_smtp_before_the_final_dot() {
-    let mut sink = Sink::start(Some("data:5"));
+/// Send 3 events through a sink that stalls at `delay`, SIGKILL herald while it waits,
+/// then recover against the same sink without the stall.
+fn kill_while_the_server_stalls(delay: &str, tag: &str) -> (Sink, Scratch) {
+    let mut sink = Sink::start(Some(delay));
     let scratch = scratch(sink.port);
-    let file = events(&scratch, "data", 3);
+    let file = events(&scratch, tag, 3);
     let child = herald(&scratch, None, &["send", &file, "--deliver"])
         .spawn()
         .unwrap();
@@ -246,24 +247,19 @@ fn kill_during_smtp_before_the_final_dot() {
     );
     sink.restart(None);
     recover(&scratch);
+    (sink, scratch)
+}
+
+#[test]
+fn kill_during_smtp_before_the_final_dot() {
+    let (sink, scratch) = kill_while_the_server_stalls("data:5", "data");
     assert_nothing_lost(&scratch, &sink, 3, Some(0));
     assert!(scratch.count("SELECT count(*) FROM attempts WHERE outcome = 'interrupted'") > 0);
 }
 
 #[test]
 fn kill_during_smtp_after_the_final_dot() {
-    let mut sink = Sink::start(Some(".:5"));
-    let scratch = scratch(sink.port);
-    let file = events(&scratch, "dot", 3);
-    let child = herald(&scratch, None, &["send", &file, "--deliver"])
-        .spawn()
-        .unwrap();
-    assert!(
-        kill_after(child, Duration::from_millis(2500)),
-        "herald finished before the kill"
-    );
-    sink.restart(None);
-    recover(&scratch);
+    let (sink, scratch) = kill_while_the_server_stalls(".:5", "dot");
     assert_nothing_lost(&scratch, &sink, 3, None);
 }
 

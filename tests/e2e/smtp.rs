@@ -292,17 +292,23 @@ fn plain_delivers_each_row_as_its_own_envelope_with_the_stable_message_id() {
     }
 }
 
-#[test]
-fn starttls_with_auth_delivers_over_tls_to_the_trusted_ca() {
+/// aiosmtpd with TLS (`--starttls` or `--smtps`) and AUTH herald:s3cret, and a scratch
+/// whose `mail.smtp` uses `tls`, the test CA and the password from HERALD_TEST_SMTP_PW.
+fn tls_with_auth(server_tls: &str, tls: &str) -> (Certs, Server, Scratch) {
     let certs = certs();
     let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
-    let server = aiosmtpd(&["--starttls", cert, key, "--auth", "herald:s3cret"]);
+    let server = aiosmtpd(&[server_tls, cert, key, "--auth", "herald:s3cret"]);
     let extra = format!(
-        "    tls: starttls\n    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n    \
-         ca_file: {}\n",
+        "    tls: {tls}\n    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n    ca_file: {}\n",
         certs.ca.display()
     );
     let scratch = scratch(server.port, &extra);
+    (certs, server, scratch)
+}
+
+#[test]
+fn starttls_with_auth_delivers_over_tls_to_the_trusted_ca() {
+    let (_certs, server, scratch) = tls_with_auth("--starttls", "starttls");
     let out = send_with_password(&scratch, "s3cret");
     assert_exit(&out, 0);
     assert_received_match_golden(&maildir(&server), 4);
@@ -350,15 +356,7 @@ fn send_with_password(scratch: &Scratch, password: &str) -> Output {
 
 #[test]
 fn wrong_password_is_permanent_535_nothing_lands_and_no_message_is_killed() {
-    let certs = certs();
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
-    let server = aiosmtpd(&["--smtps", cert, key, "--auth", "herald:s3cret"]);
-    let extra = format!(
-        "    tls: tls\n    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n    \
-         ca_file: {}\n",
-        certs.ca.display()
-    );
-    let scratch = scratch(server.port, &extra);
+    let (_certs, server, scratch) = tls_with_auth("--smtps", "tls");
     let out = send_with_password(&scratch, "wrong");
     assert_exit(&out, 1);
     assert!(maildir(&server).is_empty());
