@@ -177,6 +177,39 @@ fn load(ctx: &Context) -> Result<Loaded, CliError> {
     Ok(Loaded { config, evaluator })
 }
 
+/// Evaluate every pending journal event, printing each one's outcomes as it commits.
+fn evaluate_reporting(
+    store: &mut crate::store::Store,
+    loaded: &Loaded,
+    json: bool,
+) -> Result<report::Tally, CliError> {
+    let mut tally = report::Tally::default();
+    let mut out = std::io::stdout().lock();
+    let mut print_err = None;
+    crate::pipeline::evaluate_pending(
+        store,
+        &loaded.evaluator,
+        loaded.quarantine_after(),
+        |done| {
+            tally.add(&done.outcomes);
+            let printed = report::print(
+                &mut out,
+                &done.event,
+                &done.outcomes,
+                json,
+                report::Detail::Brief,
+            );
+            if let Err(err) = printed {
+                print_err.get_or_insert(err);
+            }
+        },
+    )?;
+    match print_err {
+        Some(err) => Err(CliError::Runtime(err.into())),
+        None => Ok(tally),
+    }
+}
+
 fn load_directory(path: &Path) -> Result<Directory, CliError> {
     Directory::load(path).map_err(|err| CliError::Usage(err.to_string()))
 }

@@ -145,11 +145,7 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
         )));
     };
     let attempts = store.attempts(id)?;
-    let from = config
-        .mail
-        .from
-        .clone()
-        .unwrap_or_else(|| "omero@localhost".parse().expect("a valid mailbox"));
+    let from = config.display_sender();
     let message = render::render(&row, &from)?.formatted();
     if json {
         let value = serde_json::json!({

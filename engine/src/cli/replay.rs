@@ -1,6 +1,5 @@
 //! `herald replay`: run recorded events through the rules, as a dry run or for real.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -85,19 +84,13 @@ fn check_expected(dir: &Path, produced: &Produced, bless: bool) -> Result<bool, 
     Ok(false)
 }
 
-/// The sender used to render mail for --expect when the config disables sending.
-fn render_from(loaded: &super::Loaded) -> lettre::message::Mailbox {
-    let fallback = || "omero@localhost".parse().expect("a valid mailbox");
-    loaded.config.mail.from.clone().unwrap_or_else(fallback)
-}
-
 fn dry_run(
     loaded: &super::Loaded,
     events: &[crate::event::Event],
     json: bool,
     produced: &mut Produced,
 ) -> Result<Tally, CliError> {
-    let from = render_from(loaded);
+    let from = loaded.config.display_sender();
     let memory = Arc::new(MemoryKv::default());
     let kv: Arc<dyn KvRead> = memory.clone();
     let mut tally = Tally::default();
@@ -109,7 +102,8 @@ fn dry_run(
         }
         tally.add(&outcomes);
         produced.add(event, &outcomes, &from)?;
-        print(&mut out, event, &outcomes, json, Detail::Full)?;
+        report::print(&mut out, event, &outcomes, json, Detail::Full)
+            .map_err(|e| CliError::Runtime(e.into()))?;
     }
     Ok(tally)
 }
@@ -129,39 +123,8 @@ fn replay_for_real(
             journaled.duplicates
         );
     }
-    let mut tally = Tally::default();
-    let mut out = std::io::stdout().lock();
-    let mut print_err = None;
-    crate::pipeline::evaluate_pending(
-        &mut store,
-        &loaded.evaluator,
-        loaded.quarantine_after(),
-        |done| {
-            tally.add(&done.outcomes);
-            if let Err(err) = print(&mut out, &done.event, &done.outcomes, json, Detail::Brief) {
-                print_err.get_or_insert(err);
-            }
-        },
-    )?;
-    if let Some(err) = print_err {
-        return Err(err);
-    }
+    let tally = super::evaluate_reporting(&mut store, loaded, json)?;
     let summary = deliverer.deliver_due(&mut store, Utc::now())?;
     super::deliver_cmd::print_summary(&deliverer, &summary);
     Ok(tally)
-}
-
-fn print(
-    out: &mut impl Write,
-    event: &crate::event::Event,
-    outcomes: &[crate::evaluate::RuleOutcome],
-    json: bool,
-    detail: Detail,
-) -> Result<(), CliError> {
-    let written = if json {
-        writeln!(out, "{}", report::json(event, outcomes))
-    } else {
-        report::human(out, event, outcomes, detail)
-    };
-    written.map_err(|e| CliError::Runtime(e.into()))
 }

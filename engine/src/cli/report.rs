@@ -146,6 +146,21 @@ fn rule_json(outcome: &RuleOutcome) -> serde_json::Value {
     value
 }
 
+/// Print one event's outcomes as a JSON line or for a person.
+pub fn print(
+    out: &mut impl Write,
+    event: &Event,
+    outcomes: &[RuleOutcome],
+    json: bool,
+    detail: Detail,
+) -> std::io::Result<()> {
+    if json {
+        writeln!(out, "{}", self::json(event, outcomes))
+    } else {
+        human(out, event, outcomes, detail)
+    }
+}
+
 /// Print `value` as pretty JSON, for `--json`.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

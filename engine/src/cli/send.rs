@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use super::report::{self, Detail, Tally};
 use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
 use crate::event::Event;
@@ -54,18 +53,7 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
     if args.no_evaluate {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut tally = Tally::default();
-    let mut out = std::io::stdout().lock();
-    crate::pipeline::evaluate_pending(
-        &mut store,
-        &loaded.evaluator,
-        loaded.quarantine_after(),
-        |done| {
-            tally.add(&done.outcomes);
-            let _ = report::human(&mut out, &done.event, &done.outcomes, Detail::Brief);
-        },
-    )?;
-    drop(out);
+    let tally = super::evaluate_reporting(&mut store, &loaded, false)?;
     println!("evaluated {}", tally.line());
     if args.deliver {
         let deliverer = Deliverer::from_config(&loaded.config)

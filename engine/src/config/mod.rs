@@ -273,4 +273,14 @@ impl Config {
     pub fn rule(&self, name: &str) -> Option<&RuleConfig> {
         self.rules.iter().find(|rule| rule.name == name)
     }
+
+    /// The From: used to render mail for display (`replay --expect`, `outbox show`):
+    /// `mail.from`, or OMERO's default when an empty `from` disables sending.
+    pub fn display_sender(&self) -> Mailbox {
+        self.mail
+            .from
+            .clone()
+            .or_else(raw::default_sender)
+            .expect("the default sender is a valid mailbox")
+    }
 }
