@@ -5,15 +5,18 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use super::{CliError, Context, Loaded, Outcome, load};
-use crate::deliver::{Deliverer, Summary, Transport};
+use crate::deliver::{Configured, Deliverer, Summary, shutdown};
 use crate::store::Store;
 
 /// Runs the pipeline's workers: journaled events still pending (say, after a
 /// crash) are evaluated, then due mail is delivered; until stopped, or once
-/// with --until-empty.
+/// with --until-empty. SIGTERM or SIGINT stops it cleanly: no new rows are
+/// taken, sessions in flight finish (within a grace period), their outcomes are
+/// recorded, and it exits 0.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Work through what is pending and due now, then exit (1 if any delivery failed).
+    /// Work through what is pending and due now (waiting for rows other live workers hold),
+    /// then exit (1 if any delivery failed).
     #[arg(long)]
     until_empty: bool,
 }
@@ -23,12 +26,14 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
     let deliverer =
         Deliverer::from_config(&loaded.config).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let mut store = Store::open(&loaded.config.store.path)?;
+    shutdown::install();
     if !args.until_empty {
         return forever(&loaded, &deliverer, &mut store);
     }
     evaluate_pending(&loaded, &mut store)?;
-    let summary = deliverer.deliver_due(&mut store, Utc::now())?;
+    let summary = deliverer.deliver_until_empty(&mut store, Utc::now())?;
     print_summary(&deliverer, &summary);
+    say_if_stopped(&deliverer);
     Ok(if summary.failed > 0 {
         ExitCode::from(1)
     } else {
@@ -36,17 +41,17 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
     })
 }
 
-/// Deliver what is due, then look again every `poll`, until the process is
-/// stopped. Stopping it at any moment is safe: rows it held come back when
-/// their lease runs out, and a message it was sending is retried with the
-/// same Message-ID.
+/// Deliver what is due, then look again every `poll`, until SIGTERM or SIGINT.
+/// Even a SIGKILL is safe: the rows it held are taken over by the next worker
+/// on this host at once (elsewhere, when their lease runs out), and a message
+/// it was sending is retried with the same Message-ID.
 fn forever(loaded: &Loaded, deliverer: &Deliverer, store: &mut Store) -> Outcome {
     let poll = loaded.config.delivery.poll_interval;
     eprintln!(
         "delivering until stopped; looking for pending events and due mail every {}",
         humantime::format_duration(poll)
     );
-    loop {
+    while !deliverer.stopping() {
         match round(loaded, deliverer, store) {
             Ok(summary) if summary.sent + summary.failed > 0 => print_summary(deliverer, &summary),
             Ok(_) => {}
@@ -56,7 +61,15 @@ fn forever(loaded: &Loaded, deliverer: &Deliverer, store: &mut Store) -> Outcome
                 None => return Err(err.into()),
             },
         }
-        std::thread::sleep(poll);
+        shutdown::sleep(shutdown::global(), poll);
+    }
+    say_if_stopped(deliverer);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn say_if_stopped(deliverer: &Deliverer) {
+    if deliverer.stopping() {
+        eprintln!("stopped by a signal: sessions in flight were finished and recorded");
     }
 }
 
@@ -82,13 +95,13 @@ fn evaluate_pending(loaded: &Loaded, store: &mut Store) -> anyhow::Result<()> {
 /// How many were sent and where; for SMTP, how the failures split and the first one.
 pub fn print_summary(deliverer: &Deliverer, summary: &Summary) {
     match deliverer.transport() {
-        Transport::File(file) => println!(
+        Configured::File(file) => println!(
             "delivered {} message(s) to {}, {} failed (kept queued)",
             summary.sent,
             file.dir().display(),
             summary.failed
         ),
-        Transport::Smtp(smtp) => print_smtp(&smtp.endpoint(), summary),
+        Configured::Smtp(smtp) => print_smtp(&smtp.endpoint(), summary),
     }
 }
 

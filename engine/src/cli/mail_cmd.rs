@@ -8,7 +8,7 @@ use lettre::Message;
 use lettre::message::Mailbox;
 
 use super::{CliError, Context, Outcome};
-use crate::deliver::{Class, Deliverer, Job, Report, Transport};
+use crate::deliver::{Class, Configured, Deliverer, Job, Report};
 use crate::mail::MailKey;
 
 #[derive(Subcommand, Debug)]
@@ -41,7 +41,7 @@ fn test(ctx: &Context, args: &TestArgs) -> Outcome {
         Deliverer::from_config(&config).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let message = test_message(deliverer.from(), &to)?;
     match deliverer.transport() {
-        Transport::File(file) => {
+        Configured::File(file) => {
             let key = MailKey {
                 source: "herald".to_owned(),
                 event_id: format!("mail-test-{}", unix_millis()),
@@ -55,7 +55,7 @@ fn test(ctx: &Context, args: &TestArgs) -> Outcome {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Transport::Smtp(smtp) => {
+        Configured::Smtp(smtp) => {
             let job = Job {
                 from: deliverer.from().email.clone(),
                 to: to.email.clone(),
@@ -92,12 +92,17 @@ fn print_report(endpoint: &str, to: &Mailbox, report: &Report) -> ExitCode {
     }
     let code = report.code.map_or_else(String::new, |c| format!(" ({c})"));
     println!("not sent to {} via {endpoint}", to.email);
-    println!("{}{code}: {}", verdict(report.class), report.text);
+    println!("{}{code}: {}", verdict(report), report.text);
     ExitCode::from(1)
 }
 
-fn verdict(class: Class) -> &'static str {
-    match class {
+/// What the failure would do to a queued message, as delivery decides it.
+fn verdict(report: &Report) -> &'static str {
+    if report.class == Class::Permanent && report.before_message {
+        return "refused before any message was sent (greeting or login), so a queued message \
+                would be kept and retried after delivery.max_backoff, never given up; fix mail.smtp";
+    }
+    match report.class {
         Class::Sent => "sent",
         Class::Transient => "temporary failure, a queued message would be retried",
         Class::Permanent => "refused for good, a queued message would be given up (dead)",

@@ -7,15 +7,15 @@ use clap::Subcommand;
 
 use super::{CliError, Context, Outcome, report};
 use crate::deliver::render;
-use crate::store::{Filter, Listed, Store};
+use crate::store::{Filter, ListState, Listed, Owner, Store};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List outbox rows, newest first.
     List {
         /// queued (never tried), deferred (retry pending), sent, dead or cancelled.
-        #[arg(long, value_parser = ["queued", "deferred", "sent", "dead", "cancelled"])]
-        state: Option<String>,
+        #[arg(long, value_parser = |name: &str| name.parse::<ListState>())]
+        state: Option<ListState>,
         /// Only this rule's rows.
         #[arg(long)]
         rule: Option<String>,
@@ -106,6 +106,7 @@ fn list(store: &Store, filter: &Filter, json: bool) -> Outcome {
         "EVENT",
         "RECIPIENT",
         "SUBJECT",
+        "LEASE",
         "LAST ERROR",
     ];
     println!("{}", report::table(&header, rows.iter().map(row_cells)));
@@ -118,7 +119,7 @@ fn row_cells(row: &Listed) -> Vec<String> {
         ("queued" | "deferred", Some(at)) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
         _ => String::new(),
     };
-    vec![
+    let cells = [
         row.id.to_string(),
         row.state.clone(),
         row.attempts.to_string(),
@@ -127,8 +128,47 @@ fn row_cells(row: &Listed) -> Vec<String> {
         row.event_id.clone(),
         row.recipient.clone(),
         shorten(&row.subject, 40),
+        lease(row).unwrap_or_default(),
         shorten(row.last_error.as_deref().unwrap_or(""), 50),
-    ]
+    ];
+    cells.iter().map(|cell| printable(cell)).collect()
+}
+
+/// `until HH:MM:SS by host:pid:start` while a worker holds the row, saying when that
+/// worker is gone (its lease is taken over by the next `deliver` on this host).
+fn lease(row: &Listed) -> Option<String> {
+    let until = row.leased_until.filter(|&until| until > Utc::now())?;
+    let owner = row.lease_owner.as_deref().unwrap_or("unknown");
+    let dead = Owner::parse(owner).is_some_and(|o| o.provably_dead());
+    let gone = if dead { " (gone)" } else { "" };
+    Some(format!(
+        "until {} by {owner}{gone}",
+        until.format("%H:%M:%S")
+    ))
+}
+
+/// Text from event data as the terminal should see it: control characters escaped
+/// (`\n`, `\u{1b}`), so no stored value can move the cursor or change colours.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Like `printable`, but keeps line breaks and tabs (for a whole message).
+fn printable_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            line.split('\t')
+                .map(printable)
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -156,8 +196,15 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
     }
     println!(
         "row {id}: {} after {} attempt(s), rule {}, event {} ({})",
-        listed.state, listed.attempts, listed.rule, listed.event_id, listed.source
+        listed.state,
+        listed.attempts,
+        printable(&listed.rule),
+        printable(&listed.event_id),
+        printable(&listed.source)
     );
+    if let Some(lease) = lease(&listed) {
+        println!("leased {}", printable(&lease));
+    }
     if listed.ambiguous > 0 {
         println!(
             "{} attempt(s) may have been delivered (dropped after the final `.`)",
@@ -166,12 +213,12 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
     }
     println!(
         "\n{}",
-        String::from_utf8_lossy(&message).replace("\r\n", "\n")
+        printable_lines(&String::from_utf8_lossy(&message).replace("\r\n", "\n"))
     );
     println!("attempts:");
     for a in &attempts {
         let code = a.code.map(|c| format!(" {c}")).unwrap_or_default();
-        println!("  {}  {}{code}  {}", a.at, a.outcome, a.detail);
+        println!("  {}  {}{code}  {}", a.at, a.outcome, printable(&a.detail));
     }
     if attempts.is_empty() {
         println!("  none yet");

@@ -1,74 +1,116 @@
 //! Deliver: take due outbox rows, render them, hand them to the transport, record the outcome.
 
 pub mod file;
+mod recorder;
 pub mod render;
 pub mod retry;
+pub mod shutdown;
 pub mod smtp;
+pub mod transport;
+mod workers;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use tokio::sync::mpsc;
 
 use crate::config::{Config, DkimAlgorithm, DkimSettings, TransportKind};
-use crate::store::{Attempt, OutboxRow, Store};
+use crate::store::{Attempt, OutboxRow, Outcome, RowState, Store};
 pub use file::FileTransport;
 pub use smtp::{Class, Job, Report, SmtpTransport};
+pub use transport::{Configured, Session, Transport};
 
-/// Rows the file transport leases per round.
-const FILE_BATCH: usize = 32;
+/// How often `deliver_until_empty` looks again while another live worker holds rows.
+const LEASED_POLL: Duration = Duration::from_millis(100);
 
-/// Where messages go.
-pub enum Transport {
-    File(FileTransport),
-    Smtp(SmtpTransport),
-}
-
-/// What one delivery run did. `failed` counts every row not sent; the other counts split it.
+/// What one delivery run did, by what happened to each row. `failed` counts every row
+/// not sent; the other counts split it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub sent: usize,
     pub failed: usize,
     /// Kept queued: 4xx, refused, reset, timeouts, TLS failures.
     pub transient: usize,
-    /// Dead: 5xx.
+    /// Dead: a 5xx about the message, or too old to try again.
     pub permanent: usize,
     /// Kept queued: the connection was lost after the final `.`.
     pub ambiguous: usize,
-    /// Kept queued: the config and the server do not fit.
+    /// Kept queued: the config and the server do not fit (including a refused login).
     pub config: usize,
     /// The first failure of the run, for the summary line.
     pub first_error: Option<String>,
 }
 
 impl Summary {
-    fn count(&mut self, attempt: &Attempt) {
-        match attempt.outcome {
-            "sent" => self.sent += 1,
-            "permanent" => self.permanent += 1,
-            "ambiguous" => self.ambiguous += 1,
-            "config" => self.config += 1,
-            _ => self.transient += 1,
+    /// Count one recorded attempt by what it did to its row.
+    pub fn count(&mut self, attempt: &Attempt) {
+        match (attempt.new_state, attempt.outcome) {
+            (RowState::Sent, _) => self.sent += 1,
+            (RowState::Dead | RowState::Cancelled, _) => self.permanent += 1,
+            (RowState::Queued, Outcome::Ambiguous) => self.ambiguous += 1,
+            // A 5xx that kept the row (a refused login) is about the config, not the message.
+            (RowState::Queued, Outcome::Config | Outcome::Permanent) => self.config += 1,
+            (RowState::Queued, _) => self.transient += 1,
         }
-        if attempt.outcome != "sent" {
+        if attempt.new_state != RowState::Sent {
             self.failed += 1;
             self.first_error
                 .get_or_insert_with(|| attempt.detail.clone());
         }
     }
+
+    /// Add another run's counts to these.
+    pub fn add(&mut self, other: Summary) {
+        self.sent += other.sent;
+        self.failed += other.failed;
+        self.transient += other.transient;
+        self.permanent += other.permanent;
+        self.ambiguous += other.ambiguous;
+        self.config += other.config;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
 }
 
-/// Sends due outbox rows through one transport.
-pub struct Deliverer {
-    transport: Transport,
+impl From<Class> for Outcome {
+    fn from(class: Class) -> Outcome {
+        match class {
+            Class::Sent => Outcome::Sent,
+            Class::Transient => Outcome::Transient,
+            Class::Permanent => Outcome::Permanent,
+            Class::Ambiguous => Outcome::Ambiguous,
+            Class::Config => Outcome::Config,
+        }
+    }
+}
+
+/// What the sessions of a run share: the transport and how a message is made and judged.
+pub struct Shared<T> {
+    transport: T,
     from: Mailbox,
     dkim: Option<DkimConfig>,
     policy: retry::Policy,
-    lease: std::time::Duration,
+    /// Set by SIGTERM/SIGINT (or a test): take no new rows.
+    stop: &'static AtomicBool,
+    /// How long sessions in flight may finish after a stop.
+    grace: Duration,
 }
 
-impl Deliverer {
+/// Sends due outbox rows through one transport.
+pub struct Deliverer<T: Transport = Configured> {
+    shared: Arc<Shared<T>>,
+    runtime: tokio::runtime::Runtime,
+    lease: Duration,
+}
+
+impl Deliverer<Configured> {
     /// The configured transport, or why nothing can be sent.
     pub fn from_config(config: &Config) -> anyhow::Result<Deliverer> {
         let Some(from) = config.mail.from.clone() else {
@@ -80,65 +122,125 @@ impl Deliverer {
         };
         let smtp = &config.mail.smtp;
         let transport = match config.mail.transport {
-            TransportKind::File => Transport::File(FileTransport::new(&config.mail.file_dir)),
-            TransportKind::Smtp => Transport::Smtp(SmtpTransport::new(smtp)?),
+            TransportKind::File => {
+                Configured::File(Arc::new(FileTransport::new(&config.mail.file_dir)))
+            }
+            TransportKind::Smtp => Configured::Smtp(SmtpTransport::new(smtp)?),
         };
         let dkim = smtp.dkim.as_ref().map(dkim_config).transpose()?;
-        Ok(Deliverer {
+        let mut deliverer = Deliverer::new(
             transport,
             from,
-            dkim,
-            policy: retry::Policy::from(&config.delivery),
-            lease: config.delivery.lease,
+            retry::Policy::from(&config.delivery),
+            config.delivery.lease,
+        )?;
+        deliverer.shared_mut().dkim = dkim;
+        Ok(deliverer)
+    }
+}
+
+impl<T: Transport> Deliverer<T> {
+    /// A deliverer for any transport, stopped by SIGTERM/SIGINT once `shutdown::install` ran.
+    pub fn new(
+        transport: T,
+        from: Mailbox,
+        policy: retry::Policy,
+        lease: Duration,
+    ) -> anyhow::Result<Deliverer<T>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the delivery runtime")?;
+        Ok(Deliverer {
+            shared: Arc::new(Shared {
+                transport,
+                from,
+                dkim: None,
+                policy,
+                stop: shutdown::global(),
+                grace: shutdown::GRACE,
+            }),
+            runtime,
+            lease,
         })
     }
 
-    pub fn transport(&self) -> &Transport {
-        &self.transport
+    /// Stop on `flag` instead of the signal flag, with this grace period (for tests).
+    pub fn with_stop(mut self, flag: &'static AtomicBool, grace: Duration) -> Deliverer<T> {
+        let shared = self.shared_mut();
+        shared.stop = flag;
+        shared.grace = grace;
+        self
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared<T> {
+        Arc::get_mut(&mut self.shared).expect("no run holds the shared state between runs")
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.shared.transport
     }
 
     /// The sender of every message.
     pub fn from(&self) -> &Mailbox {
-        &self.from
+        &self.shared.from
     }
 
-    /// Deliver every row that is due now, until none is left. Rows are leased
-    /// first, so a second worker (or a restart after a crash) never sends a row
-    /// that this one holds, and a row this worker dies holding comes back when
-    /// its lease runs out.
+    /// Whether a stop (SIGTERM/SIGINT) was asked for.
+    pub fn stopping(&self) -> bool {
+        shutdown::requested(self.shared.stop)
+    }
+
+    /// Deliver every row that is due now, until none is left or a stop is asked for.
+    ///
+    /// Sessions run on tokio tasks; a recorder thread owns the store, commits each
+    /// outcome as its reply arrives (grouped with whatever else is waiting) and only
+    /// then leases the session its next row. Rows are leased to this process, so a
+    /// second worker never sends a row this one holds; if this process dies, its
+    /// leases are reclaimed by the next claim on this host (or run out elsewhere).
     pub fn deliver_due(&self, store: &mut Store, now: DateTime<Utc>) -> anyhow::Result<Summary> {
-        let mut summary = Summary::default();
-        loop {
-            // Lease from the real clock each round, so a long run never hands out
-            // leases that have already expired; small rounds keep the window in
-            // which a crash can leave sent-but-unrecorded rows small.
-            let round = Utc::now().max(now);
-            let rows = store.claim_due(round, self.lease, self.batch())?;
-            if rows.is_empty() {
-                break;
-            }
-            for attempt in self.attempts(&rows) {
-                crate::crashpoint::reached("before-delivery-record");
-                summary.count(&attempt);
-                store.record_attempt(&attempt)?;
-            }
-        }
-        if let Transport::Smtp(smtp) = &self.transport {
-            smtp.close();
-        }
-        Ok(summary)
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let lease = self.lease;
+        std::thread::scope(|scope| {
+            let recorder = scope.spawn(move || recorder::run(store, inbox, lease, now));
+            self.runtime
+                .block_on(workers::run(self.shared.clone(), requests));
+            let (summary, stored) = recorder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            stored.map(|()| summary)
+        })
     }
 
-    /// Rows per round: enough to keep every SMTP connection busy, no more.
-    fn batch(&self) -> usize {
-        match &self.transport {
-            Transport::File(_) => FILE_BATCH,
-            Transport::Smtp(smtp) => 2 * smtp.max_connections(),
+    /// Deliver what is due, and keep looking while another live worker holds rows (their
+    /// outcome may make them due again, or they are sent); return once none is held or a
+    /// stop is asked for. Rows of workers that died on this host are taken over at once.
+    pub fn deliver_until_empty(
+        &self,
+        store: &mut Store,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Summary> {
+        let mut total = self.deliver_due(store, now)?;
+        while !self.stopping() && store.leased_count(Utc::now())? > 0 {
+            shutdown::sleep(self.shared.stop, LEASED_POLL);
+            total.add(self.deliver_due(store, Utc::now())?);
         }
+        Ok(total)
     }
 
     /// Render the message of a row (DKIM-signed when configured).
     pub fn render(&self, row: &OutboxRow) -> anyhow::Result<Message> {
+        self.shared.render(row)
+    }
+
+    /// One envelope for one row: its single recipient.
+    pub fn job(&self, row: &OutboxRow) -> anyhow::Result<Job> {
+        self.shared.job(row)
+    }
+}
+
+impl<T> Shared<T> {
+    fn render(&self, row: &OutboxRow) -> anyhow::Result<Message> {
         let mut message = render::render(row, &self.from)?;
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
@@ -146,55 +248,18 @@ impl Deliverer {
         Ok(message)
     }
 
-    fn attempts(&self, rows: &[OutboxRow]) -> Vec<Attempt> {
-        match &self.transport {
-            Transport::File(file) => rows
-                .iter()
-                .map(|row| self.file_attempt(file, row))
-                .collect(),
-            Transport::Smtp(smtp) => self.smtp_attempts(smtp, rows),
-        }
-    }
-
-    fn file_attempt(&self, file: &FileTransport, row: &OutboxRow) -> Attempt {
-        let at = Utc::now();
-        let written = self
-            .render(row)
-            .and_then(|message| file.send(&row.key, &message.formatted()));
-        match written {
-            Ok(path) => self.attempt(
-                row,
-                at,
-                Report::sent(0, format!("written to {}", path.display())),
-            ),
-            // A message that cannot be rendered or written is kept: it is
-            // retried later rather than lost.
-            Err(err) => self.attempt(row, at, transient(format!("{err:#}"))),
-        }
-    }
-
-    /// Render every row, send the rendered ones together, and pair each row with its report.
-    fn smtp_attempts(&self, smtp: &SmtpTransport, rows: &[OutboxRow]) -> Vec<Attempt> {
-        let mut reports: Vec<Option<Report>> = vec![None; rows.len()];
-        let mut jobs = Vec::new();
-        let mut sent_index = Vec::new();
-        for (index, row) in rows.iter().enumerate() {
-            match self.job(row) {
-                Ok(job) => {
-                    jobs.push(job);
-                    sent_index.push(index);
-                }
-                Err(err) => reports[index] = Some(transient(format!("{err:#}"))),
-            }
-        }
-        for (index, report) in sent_index.into_iter().zip(smtp.send_all(jobs)) {
-            reports[index] = Some(report);
-        }
-        let at = Utc::now();
-        rows.iter()
-            .zip(reports)
-            .map(|(row, report)| self.attempt(row, at, report.expect("every row has a report")))
-            .collect()
+    fn job(&self, row: &OutboxRow) -> anyhow::Result<Job> {
+        let message = self.render(row)?;
+        let to = row
+            .key
+            .recipient
+            .parse()
+            .with_context(|| format!("recipient {:?} is not an address", row.key.recipient))?;
+        Ok(Job {
+            from: self.from.email.clone(),
+            to,
+            bytes: message.formatted(),
+        })
     }
 
     /// The attempt a report makes: sent, dead (permanent, or too old), or
@@ -227,36 +292,12 @@ impl Deliverer {
             outbox_id: row.id,
             lease: row.lease,
             at,
-            outcome: report.class.as_str(),
+            outcome: report.class.into(),
             code,
             detail,
             new_state: decision.state,
             next_attempt_at: decision.next_attempt_at,
         }
-    }
-
-    /// One envelope for one row: its single recipient.
-    pub fn job(&self, row: &OutboxRow) -> anyhow::Result<Job> {
-        let message = self.render(row)?;
-        let to = row
-            .key
-            .recipient
-            .parse()
-            .with_context(|| format!("recipient {:?} is not an address", row.key.recipient))?;
-        Ok(Job {
-            from: self.from.email.clone(),
-            to,
-            bytes: message.formatted(),
-        })
-    }
-}
-
-fn transient(text: String) -> Report {
-    Report {
-        class: Class::Transient,
-        code: None,
-        text,
-        before_message: false,
     }
 }
 
@@ -285,3 +326,6 @@ fn dkim_config(settings: &DkimSettings) -> anyhow::Result<DkimConfig> {
         key,
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,6 +13,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::Class;
 use crate::config::DeliveryConfig;
+use crate::store::RowState;
 
 /// The knobs of the policy.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,10 +54,10 @@ pub enum Next {
     Dead(String),
 }
 
-/// A row's state after an attempt: `sent`, `dead` or `queued` (with when).
+/// A row's state after an attempt: sent, dead or queued (with when).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
-    pub state: &'static str,
+    pub state: RowState,
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why a row became dead when the attempt itself does not say (the lifetime ran out).
     pub note: Option<String>,
@@ -77,11 +78,11 @@ impl Policy {
             note,
         };
         match class {
-            Class::Sent => decision("sent", None, None),
-            Class::Permanent => decision("dead", None, None),
+            Class::Sent => decision(RowState::Sent, None, None),
+            Class::Permanent => decision(RowState::Dead, None, None),
             _ => match self.after_failure(class, queued_at, now, seed) {
-                Next::RetryAt(at) => decision("queued", Some(at), None),
-                Next::Dead(why) => decision("dead", None, Some(why)),
+                Next::RetryAt(at) => decision(RowState::Queued, Some(at), None),
+                Next::Dead(why) => decision(RowState::Dead, None, Some(why)),
             },
         }
     }

@@ -2,10 +2,12 @@
 
 mod health;
 mod outbox;
+pub mod owner;
 mod schema;
 
 pub use health::{Quarantined, RuleHealth};
-pub use outbox::{AttemptLog, Filter, Listed};
+pub use outbox::{AttemptLog, Filter, ListState, Listed};
+pub use owner::Owner;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -198,35 +200,9 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![attempt.outbox_id, attempt.at.to_rfc3339(), attempt.outcome, attempt.code, attempt.detail],
-        )?;
-        let changed = tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3, lease_until = NULL,
-                    ambiguous = ambiguous + (?6 = 'ambiguous'),
-                    last_error = CASE WHEN ?2 = 'sent' THEN NULL ELSE ?4 END,
-                    sent_at = CASE WHEN ?2 = 'sent' THEN ?5 ELSE sent_at END
-             WHERE id = ?1 AND state = 'queued' AND lease_until IS ?7",
-            params![
-                attempt.outbox_id,
-                attempt.new_state,
-                attempt.next_attempt_at.map(|t| t.timestamp_millis()),
-                attempt.detail,
-                attempt.at.to_rfc3339(),
-                attempt.outcome,
-                attempt.lease
-            ],
-        )?;
+        let changed = outbox::record(&tx, attempt)?;
         tx.commit()?;
-        if changed == 0 {
-            tracing::warn!(
-                row = attempt.outbox_id,
-                outcome = attempt.outcome,
-                "the row's lease was lost (it outlived delivery.lease, or was cancelled or retried meanwhile); only the attempt was logged"
-            );
-        }
-        Ok(changed == 1)
+        Ok(changed)
     }
 
     /// Counts of outbox rows by state.
@@ -283,18 +259,67 @@ impl Store {
 }
 
 /// One delivery attempt and the row's next state.
+#[derive(Clone, Debug)]
 pub struct Attempt {
     pub outbox_id: i64,
     /// The lease the row was claimed with; the outcome is applied only while it still holds.
     pub lease: Option<i64>,
     pub at: DateTime<Utc>,
-    /// sent | transient | permanent | ambiguous | config
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub code: Option<u16>,
     pub detail: String,
-    /// queued | sent | dead
-    pub new_state: &'static str,
+    pub new_state: RowState,
     pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// What one attempt came to, as `attempts.outcome` records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server accepted the message (or the file was written).
+    Sent,
+    /// Try again later: 4xx, refused, reset, timeouts, TLS failures.
+    Transient,
+    /// The server refused for good (5xx).
+    Permanent,
+    /// The connection was lost after the final `.`: the message may have been delivered.
+    Ambiguous,
+    /// The server and the config do not fit.
+    Config,
+    /// The worker holding the row stopped while sending it (logged when the row is claimed again).
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Transient => "transient",
+            Outcome::Permanent => "permanent",
+            Outcome::Ambiguous => "ambiguous",
+            Outcome::Config => "config",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The state of an outbox row, as the `outbox.state` column holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowState {
+    Queued,
+    Sent,
+    Dead,
+    Cancelled,
+}
+
+impl RowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Queued => "queued",
+            RowState::Sent => "sent",
+            RowState::Dead => "dead",
+            RowState::Cancelled => "cancelled",
+        }
+    }
 }
 
 fn connect(path: &Path) -> anyhow::Result<Connection> {

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{OutboxRow, Store, decode_row, raw_row};
+use super::{Attempt, OutboxRow, Outcome, RowState, Store, decode_row, raw_row};
+use crate::store::owner::Owner;
 
 /// One outbox row as `herald outbox list` shows it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -25,13 +26,63 @@ pub struct Listed {
     pub created_at: String,
     pub sent_at: Option<String>,
     pub last_error: Option<String>,
+    /// While a worker holds the row: until when, and which process (`host:pid:start`).
+    pub leased_until: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+}
+
+/// The states `herald outbox list` tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListState {
+    /// Never tried.
+    Queued,
+    /// Tried, a retry pending.
+    Deferred,
+    Sent,
+    Dead,
+    Cancelled,
+}
+
+impl ListState {
+    pub const NAMES: [&'static str; 5] = ["queued", "deferred", "sent", "dead", "cancelled"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListState::Queued => "queued",
+            ListState::Deferred => "deferred",
+            ListState::Sent => "sent",
+            ListState::Dead => "dead",
+            ListState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for ListState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        [
+            ListState::Queued,
+            ListState::Deferred,
+            ListState::Sent,
+            ListState::Dead,
+            ListState::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not a state; use one of {}",
+                Self::NAMES.join(", ")
+            )
+        })
+    }
 }
 
 /// Which rows `list_outbox` returns.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
-    /// queued | deferred | sent | dead | cancelled
-    pub state: Option<String>,
+    pub state: Option<ListState>,
     pub rule: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub limit: usize,
@@ -51,14 +102,16 @@ const LISTED: &str = "SELECT o.id AS id,
         o.attempts AS attempts, o.ambiguous AS ambiguous, o.next_attempt_at AS next_attempt_at,
         o.rule AS rule, e.source AS source, e.id AS event_id, o.recipient AS recipient,
         json_extract(o.mail, '$.subject') AS subject, o.created_at AS created_at,
-        o.sent_at AS sent_at, o.last_error AS last_error
+        o.sent_at AS sent_at, o.last_error AS last_error,
+        CASE WHEN o.state = 'queued' THEN o.lease_until END AS lease_until,
+        CASE WHEN o.state = 'queued' THEN o.lease_owner END AS lease_owner
     FROM outbox o JOIN events e ON e.seq = o.event_seq";
 
 impl Store {
     /// Lease up to `limit` due rows for `lease`: no other worker gets them until
-    /// the lease expires (a worker that dies releases its rows that way).
+    /// the lease expires or its owner is seen to be dead.
     ///
-    /// A row whose earlier lease expired without an outcome was held by a
+    /// A row whose earlier lease ended without an outcome was held by a
     /// worker that died while sending it: the message may have gone out, so
     /// the row is counted as ambiguous and an `interrupted` attempt is logged
     /// before it is sent again with the same Message-ID.
@@ -68,36 +121,44 @@ impl Store {
         lease: Duration,
         limit: usize,
     ) -> anyhow::Result<Vec<OutboxRow>> {
-        let until = now + chrono::Duration::from_std(lease)?;
+        self.record_and_claim(&[], limit, now, lease)
+    }
+
+    /// Record finished attempts and lease up to `claims` due rows, in one transaction
+    /// (one fsync): the delivery recorder's group commit.
+    pub fn record_and_claim(
+        &mut self,
+        attempts: &[Attempt],
+        claims: usize,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Vec<OutboxRow>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let picked: Vec<(i64, bool)> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, lease_until IS NOT NULL FROM outbox
-                 WHERE state = 'queued' AND next_attempt_at <= ?1
-                   AND (lease_until IS NULL OR lease_until <= ?1)
-                 ORDER BY next_attempt_at, id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for &(id, interrupted) in &picked {
-            tx.execute(
-                "UPDATE outbox SET lease_until = ?2, ambiguous = ambiguous + ?3 WHERE id = ?1",
-                params![id, until.timestamp_millis(), interrupted],
-            )?;
-            if interrupted {
-                log_interrupted(&tx, id, now)?;
-            }
+        for attempt in attempts {
+            record(&tx, attempt)?;
         }
+        let picked = match claims {
+            0 => Vec::new(),
+            _ => claim(&tx, now, lease, claims)?,
+        };
         tx.commit()?;
         picked
             .into_iter()
-            .filter_map(|(id, _)| self.outbox_row(id).transpose())
+            .filter_map(|id| self.outbox_row(id).transpose())
             .collect()
+    }
+
+    /// Queued rows that a live worker holds now: `deliver --until-empty` waits for them.
+    pub fn leased_count(&self, now: DateTime<Utc>) -> anyhow::Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE state = 'queued' AND lease_until > ?1",
+                [now.timestamp_millis()],
+                |r| r.get(0),
+            )
+            .map_err(Into::into)
     }
 
     /// One row with what delivery needs to render it.
@@ -127,7 +188,8 @@ impl Store {
         } else {
             filter.limit as i64
         };
-        let rows = stmt.query_map(params![filter.state, filter.rule, since, limit], listed)?;
+        let state = filter.state.map(ListState::as_str);
+        let rows = stmt.query_map(params![state, filter.rule, since, limit], listed)?;
         rows.collect::<Result<_, _>>().map_err(Into::into)
     }
 
@@ -160,7 +222,7 @@ impl Store {
     /// or it was sent or cancelled.
     pub fn retry_row(&mut self, id: i64, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL, retried_at = ?3
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL, lease_owner = NULL, retried_at = ?3
              WHERE id = ?1 AND state IN ('dead', 'queued') AND (lease_until IS NULL OR lease_until <= ?2)",
             params![id, now.timestamp_millis(), now.to_rfc3339()],
         )?;
@@ -170,7 +232,7 @@ impl Store {
     /// Make every dead row due now; returns how many.
     pub fn retry_dead(&mut self, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL, retried_at = ?2
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL, lease_owner = NULL, retried_at = ?2
              WHERE state = 'dead'",
             params![now.timestamp_millis(), now.to_rfc3339()],
         )?;
@@ -180,7 +242,7 @@ impl Store {
     /// Cancel a row that is not sent yet. False when there is no such row or it was sent.
     pub fn cancel_row(&mut self, id: i64) -> anyhow::Result<bool> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'cancelled', lease_until = NULL
+            "UPDATE outbox SET state = 'cancelled', lease_until = NULL, lease_owner = NULL
              WHERE id = ?1 AND state IN ('queued', 'dead') AND (lease_until IS NULL OR lease_until <= ?2)",
             params![id, Utc::now().timestamp_millis()],
         )?;
@@ -205,12 +267,107 @@ impl Store {
         Ok(purged)
     }
 }
-/// The attempt a dead worker could not record.
-fn log_interrupted(
-    tx: &rusqlite::Transaction<'_>,
-    id: i64,
+/// Apply one attempt to its row (only while the lease it was claimed with holds) and log it.
+pub(super) fn record(tx: &Transaction<'_>, attempt: &Attempt) -> anyhow::Result<bool> {
+    tx.execute(
+        "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            attempt.outbox_id,
+            attempt.at.to_rfc3339(),
+            attempt.outcome.as_str(),
+            attempt.code,
+            attempt.detail
+        ],
+    )?;
+    let sent = attempt.new_state == RowState::Sent;
+    let changed = tx.execute(
+        "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3,
+                lease_until = NULL, lease_owner = NULL, ambiguous = ambiguous + ?6,
+                last_error = CASE WHEN ?8 THEN NULL ELSE ?4 END,
+                sent_at = CASE WHEN ?8 THEN ?5 ELSE sent_at END
+         WHERE id = ?1 AND state = 'queued' AND lease_until IS ?7",
+        params![
+            attempt.outbox_id,
+            attempt.new_state.as_str(),
+            attempt.next_attempt_at.map(|t| t.timestamp_millis()),
+            attempt.detail,
+            attempt.at.to_rfc3339(),
+            attempt.outcome == Outcome::Ambiguous,
+            attempt.lease,
+            sent
+        ],
+    )?;
+    if changed == 0 {
+        tracing::warn!(
+            row = attempt.outbox_id,
+            outcome = attempt.outcome.as_str(),
+            "the row's lease was lost (it outlived delivery.lease, or was cancelled or retried meanwhile); only the attempt was logged"
+        );
+    }
+    Ok(changed == 1)
+}
+
+/// Lease up to `limit` due rows to this process, after ending the leases of dead owners.
+fn claim(
+    tx: &Transaction<'_>,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+    lease: Duration,
+    limit: usize,
+) -> anyhow::Result<Vec<i64>> {
+    reclaim_from_the_dead(tx, now)?;
+    let until = now + chrono::Duration::from_std(lease)?;
+    let picked: Vec<(i64, bool)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, lease_until IS NOT NULL FROM outbox
+             WHERE state = 'queued' AND next_attempt_at <= ?1
+               AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY next_attempt_at, id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let owner = Owner::this().to_string();
+    for &(id, interrupted) in &picked {
+        tx.execute(
+            "UPDATE outbox SET lease_until = ?2, lease_owner = ?4, ambiguous = ambiguous + ?3 WHERE id = ?1",
+            params![id, until.timestamp_millis(), interrupted, owner],
+        )?;
+        if interrupted {
+            log_interrupted(tx, id, now)?;
+        }
+    }
+    Ok(picked.into_iter().map(|(id, _)| id).collect())
+}
+
+/// End at once the leases held by processes on this host that are gone: their rows
+/// need not wait for `delivery.lease` to run out.
+fn reclaim_from_the_dead(tx: &Transaction<'_>, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let owners: Vec<String> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT DISTINCT lease_owner FROM outbox
+             WHERE state = 'queued' AND lease_until > ?1 AND lease_owner IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([now.timestamp_millis()], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for text in owners {
+        let dead = Owner::parse(&text).is_some_and(|owner| owner.provably_dead());
+        if !dead {
+            continue;
+        }
+        let rows = tx.execute(
+            "UPDATE outbox SET lease_until = ?2 WHERE state = 'queued' AND lease_owner = ?1 AND lease_until > ?2",
+            params![text, now.timestamp_millis()],
+        )?;
+        tracing::warn!(owner = %text, rows, "the process holding these rows is gone; their leases end now");
+    }
+    Ok(())
+}
+
+/// The attempt a dead worker could not record.
+fn log_interrupted(tx: &Transaction<'_>, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
     tx.execute(
         "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, 'interrupted', NULL, ?3)",
         params![
@@ -239,5 +396,9 @@ fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
         created_at: r.get(10)?,
         sent_at: r.get(11)?,
         last_error: r.get(12)?,
+        leased_until: r
+            .get::<_, Option<i64>>(13)?
+            .and_then(DateTime::from_timestamp_millis),
+        lease_owner: r.get(14)?,
     })
 }

@@ -77,6 +77,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );",
     // 3: a manual retry restarts the message's age (and so its lifetime).
     "ALTER TABLE outbox ADD COLUMN retried_at TEXT;",
+    // 4: who holds a lease (`host:pid:start`), so a dead holder's rows are reclaimed at once.
+    "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

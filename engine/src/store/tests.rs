@@ -113,6 +113,43 @@ fn evaluating_twice_cannot_queue_twice() {
 }
 
 #[test]
+fn rows_queued_before_are_ignored_when_an_event_is_evaluated_again() {
+    let (_dir, mut store) = open();
+    store.ingest(&[event("a")], Utc::now()).unwrap();
+    let pending = store.pending(10).unwrap().remove(0);
+    let outcomes = [outcome(&["x@example.org", "y@example.org"], vec![])];
+    let commit = |store: &mut Store| {
+        store
+            .commit_evaluation(
+                pending.seq,
+                &pending.event,
+                &outcomes,
+                &NO_HEALTH,
+                Utc::now(),
+            )
+            .unwrap()
+    };
+    assert_eq!(commit(&mut store).queued, 2);
+    // The event is pending again while its rows exist (a journal restored from a backup
+    // taken between the two writes): the rows already queued are kept, not doubled.
+    store
+        .conn
+        .execute(
+            "UPDATE events SET state = 'pending' WHERE seq = ?1",
+            [pending.seq],
+        )
+        .unwrap();
+    let again = commit(&mut store);
+    assert!(!again.already_evaluated);
+    assert_eq!((again.queued, again.already_queued), (0, 2));
+    let rows: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
+}
+
+#[test]
 fn kv_writes_commit_with_the_evaluation() {
     let (_dir, mut store) = open();
     store.ingest(&[event("a")], Utc::now()).unwrap();
@@ -177,10 +214,10 @@ fn a_manual_retry_restarts_the_age() {
             outbox_id: row.id,
             lease: row.lease,
             at: Utc::now(),
-            outcome: "permanent",
+            outcome: crate::store::Outcome::Permanent,
             code: Some(550),
             detail: "no".into(),
-            new_state: "dead",
+            new_state: crate::store::RowState::Dead,
             next_attempt_at: None,
         })
         .unwrap();

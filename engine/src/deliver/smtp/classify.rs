@@ -110,6 +110,16 @@ pub struct Report {
 }
 
 impl Report {
+    /// A failure with no SMTP code, about this message (not before it).
+    pub fn failed(class: Class, text: String) -> Report {
+        Report {
+            class,
+            code: None,
+            text,
+            before_message: false,
+        }
+    }
+
     /// The report of an accepted message.
     pub fn sent(code: u16, reply: String) -> Report {
         Report {

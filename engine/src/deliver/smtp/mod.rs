@@ -1,11 +1,11 @@
-//! The SMTP transport: bounded concurrent sessions on a private tokio runtime, each result classified.
+//! The SMTP transport: sessions with a deadline on every phase, each result classified.
 
+mod capped;
 pub mod classify;
 mod session;
 mod tls;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use lettre::transport::smtp::authentication::Credentials;
@@ -14,26 +14,28 @@ use lettre::transport::smtp::extension::ClientId;
 pub use classify::{Class, Report};
 pub use session::{Job, Settings};
 
+use super::transport::{Session as _, Transport};
 use crate::config::{PasswordSource, SmtpConfig, TlsMode};
+use crate::mail::MailKey;
 use classify::classify;
 use session::Session;
 use tls::Tls;
 
-/// Sends messages to one SMTP server, at most `max_connections` at once.
+/// Sends messages to one SMTP server, at most `max_connections` sessions at once.
+#[derive(Clone)]
 pub struct SmtpTransport {
-    runtime: tokio::runtime::Runtime,
     settings: Arc<Settings>,
-    /// Sessions that finished their last message cleanly, kept for the next batch.
-    idle: Arc<Mutex<Vec<Session>>>,
     max_connections: usize,
 }
 
-type Queue = Arc<Mutex<VecDeque<(usize, Job)>>>;
-/// The first failure to open a session in a batch; later messages needing a session are not tried.
-type Down = Arc<Mutex<Option<Report>>>;
+/// One open session and the settings its phases are timed by.
+pub struct SmtpSession {
+    session: Session,
+    settings: Arc<Settings>,
+}
 
 impl SmtpTransport {
-    /// Read the password, load the trust roots, and start the runtime.
+    /// Read the password and load the trust roots.
     pub fn new(config: &SmtpConfig) -> anyhow::Result<SmtpTransport> {
         let tls = match config.tls {
             TlsMode::None => None,
@@ -57,15 +59,9 @@ impl SmtpTransport {
             command_timeout: config.command_timeout,
             data_timeout: config.data_timeout,
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the SMTP runtime")?;
         Ok(SmtpTransport {
-            runtime,
             settings: Arc::new(settings),
-            idle: Arc::default(),
-            max_connections: config.max_connections as usize,
+            max_connections: config.max_connections.max(1) as usize,
         })
     }
 
@@ -85,149 +81,109 @@ impl SmtpTransport {
         format!("smtp://{}:{} ({mode})", s.host, s.port)
     }
 
-    /// Send every job, one envelope each; the reports come back in the jobs' order.
-    ///
-    /// Without an idle session, one session is opened first: if the server is down or refuses
-    /// the login, one message carries the failure and the others are not tried.
+    /// Send every job outside the outbox (`mail test`, benchmarks), one envelope each, on
+    /// up to `max_connections` sessions; the reports come back in the jobs' order.
     pub fn send_all(&self, jobs: Vec<Job>) -> Vec<Report> {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                let report = Report::failed(Class::Transient, format!("cannot start tokio: {err}"));
+                return jobs.iter().map(|_| report.clone()).collect();
+            }
+        };
         let count = jobs.len();
-        if count == 0 {
-            return Vec::new();
-        }
-        let mut queue: VecDeque<(usize, Job)> = jobs.into_iter().enumerate().collect();
+        let mut queue: Vec<(usize, Job)> = jobs.into_iter().enumerate().collect();
+        queue.reverse();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
         let mut reports: Vec<Option<Report>> = vec![None; count];
-        self.runtime.block_on(async {
-            if let Err(report) = self.probe().await {
-                let mut rest = queue.drain(..);
-                if let Some((first, _)) = rest.next() {
-                    reports[first] = Some(report.clone());
-                }
-                for (index, _) in rest {
-                    reports[index] = Some(not_attempted(report.clone()));
-                }
-                return;
-            }
-            let queue: Queue = Arc::new(Mutex::new(queue));
-            let down: Down = Arc::default();
-            let mut set = tokio::task::JoinSet::new();
+        runtime.block_on(async {
+            let mut lanes = tokio::task::JoinSet::new();
             for _ in 0..self.max_connections.min(count) {
-                let (settings, idle) = (self.settings.clone(), self.idle.clone());
-                set.spawn(worker(settings, idle, queue.clone(), down.clone()));
+                let (this, queue) = (self.clone(), queue.clone());
+                lanes.spawn(async move { this.lane(&queue).await });
             }
-            while let Some(done) = set.join_next().await {
-                for (index, report) in done.expect("an SMTP worker panicked") {
+            while let Some(Ok(done)) = lanes.join_next().await {
+                for (index, report) in done {
                     reports[index] = Some(report);
                 }
             }
         });
         reports
             .into_iter()
-            .map(|r| r.expect("every job is reported"))
+            .map(|r| r.unwrap_or_else(|| Report::failed(Class::Transient, "not sent".into())))
             .collect()
     }
 
-    /// Make sure one session is open (idle), or say why none can be.
-    async fn probe(&self) -> Result<(), Report> {
-        if !lock(&self.idle).is_empty() {
-            return Ok(());
+    /// One session taking jobs from the shared queue until it is empty or the session breaks.
+    async fn lane(&self, queue: &std::sync::Mutex<Vec<(usize, Job)>>) -> Vec<(usize, Report)> {
+        let mut out = Vec::new();
+        let mut session: Option<SmtpSession> = None;
+        let key = MailKey {
+            source: String::new(),
+            event_id: String::new(),
+            rule: String::new(),
+            recipient: String::new(),
+        };
+        while let Some((index, job)) = queue.lock().ok().and_then(|mut q| q.pop()) {
+            let open = match session.as_mut() {
+                Some(open) => open,
+                None => match self.open().await {
+                    Ok(open) => session.insert(open),
+                    Err(report) => {
+                        out.push((index, report));
+                        continue;
+                    }
+                },
+            };
+            match open.send(&key, &job).await {
+                Ok(report) => out.push((index, report)),
+                Err(report) => {
+                    session = None;
+                    out.push((index, report));
+                }
+            }
         }
+        if let Some(session) = session {
+            session.close().await;
+        }
+        out
+    }
+}
+
+impl Transport for SmtpTransport {
+    type Session = SmtpSession;
+
+    fn max_sessions(&self) -> usize {
+        self.max_connections
+    }
+
+    async fn open(&self) -> Result<SmtpSession, Report> {
         let session = Session::open(&self.settings)
             .await
             .map_err(|failure| classify(&failure))?;
-        lock(&self.idle).push(session);
-        Ok(())
-    }
-
-    /// QUIT the idle sessions.
-    pub fn close(&self) {
-        let sessions: Vec<Session> = std::mem::take(&mut *lock(&self.idle));
-        self.runtime.block_on(async {
-            for session in sessions {
-                session.quit().await;
-            }
-        });
+        Ok(SmtpSession {
+            session,
+            settings: self.settings.clone(),
+        })
     }
 }
 
-impl Drop for SmtpTransport {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Take jobs until none is left; a session that failed is dropped, never reused.
-async fn worker(
-    settings: Arc<Settings>,
-    idle: Arc<Mutex<Vec<Session>>>,
-    queue: Queue,
-    down: Down,
-) -> Vec<(usize, Report)> {
-    let mut session = lock(&idle).pop();
-    let mut out = Vec::new();
-    loop {
-        let Some((index, job)) = lock(&queue).pop_front() else {
-            break;
-        };
-        let open = match session.as_mut() {
-            Some(open) => open,
-            None => match open_session(&settings, &down).await {
-                Ok(open) => session.insert(open),
-                Err(report) => {
-                    out.push((index, report));
-                    continue;
-                }
-            },
-        };
-        let report = match open.send(&settings, &job).await {
-            Ok(reply) => Report::sent(
+impl super::transport::Session for SmtpSession {
+    async fn send(&mut self, _key: &MailKey, job: &Job) -> Result<Report, Report> {
+        match self.session.send(&self.settings, job).await {
+            Ok(reply) => Ok(Report::sent(
                 reply.code().into(),
                 reply.message().collect::<Vec<_>>().join(" "),
-            ),
-            Err(failure) => {
-                session = None;
-                classify(&failure)
-            }
-        };
-        out.push((index, report));
+            )),
+            Err(failure) => Err(classify(&failure)),
+        }
     }
-    if let Some(session) = session {
-        lock(&idle).push(session);
-    }
-    out
-}
 
-/// A new session, unless one already failed to open in this batch.
-async fn open_session(settings: &Settings, down: &Down) -> Result<Session, Report> {
-    if let Some(first) = lock(down).clone() {
-        return Err(not_attempted(first));
-    }
-    Session::open(settings).await.map_err(|failure| {
-        let report = classify(&failure);
-        lock(down).get_or_insert_with(|| report.clone());
-        report
-    })
-}
-
-/// A message left untried because the server already failed in this batch: kept for retry.
-fn not_attempted(first: Report) -> Report {
-    let class = match first.class {
-        Class::Config => Class::Config,
-        _ => Class::Transient,
-    };
-    Report {
-        class,
-        code: None,
-        before_message: true,
-        text: format!(
-            "not attempted: opening a connection already failed in this run: {}",
-            first.text
-        ),
+    async fn close(self) {
+        self.session.quit().await;
     }
 }
 
@@ -294,17 +250,5 @@ mod tests {
             err.contains("$HERALD_UNIT_TEST_UNSET, which is not set"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn rows_not_attempted_are_never_killed() {
-        let first = Report {
-            class: Class::Permanent,
-            code: Some(535),
-            text: "AUTH: refused".into(),
-            before_message: true,
-        };
-        let report = not_attempted(first);
-        assert_eq!((report.class, report.code), (Class::Transient, None));
     }
 }

@@ -13,6 +13,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 
+use super::capped::Capped;
 use super::classify::{Cause, Failure, Phase};
 use super::tls::{SmtpsStream, Tls};
 use crate::config::TlsMode;
@@ -93,13 +94,19 @@ impl Session {
                 let stream = match tokio::time::timeout(greet, handshake).await {
                     Err(_) => return Err(fail(Phase::TlsHandshake, Cause::Timeout(greet))),
                     Ok(Err(err)) => return Err(fail(Phase::TlsHandshake, Cause::Io(err))),
-                    Ok(Ok(stream)) => SmtpsStream(stream),
+                    Ok(Ok(stream)) => Capped::new(SmtpsStream(stream)),
                 };
                 let hello = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &s.hello);
                 step(Phase::Greeting, greet, hello).await?
             }
-            _ => {
+            // STARTTLS upgrades lettre's own stream, so only the plain socket can be capped.
+            (TlsMode::Starttls, _) => {
                 let hello = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &s.hello);
+                step(Phase::Greeting, greet, hello).await?
+            }
+            _ => {
+                let stream = Capped::new(tcp);
+                let hello = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &s.hello);
                 step(Phase::Greeting, greet, hello).await?
             }
         };

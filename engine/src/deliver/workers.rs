@@ -1,0 +1,226 @@
+//! Delivery sessions on tokio tasks: each takes one row at a time from the recorder and sends it.
+//!
+//! One session opens first; only once it is up do the others start, so a server
+//! that is down or refuses the login costs one connection, and every further row
+//! of the run is reported "not attempted" (kept) rather than tried again.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shared;
+use super::recorder::{Reply, Request};
+use super::shutdown;
+use super::smtp::{Class, Job, Report};
+use super::transport::{Session, Transport};
+use crate::store::{Attempt, OutboxRow};
+
+/// The first failure to open a session in this run; later rows needing a session are not tried.
+type Down = Arc<Mutex<Option<Report>>>;
+
+/// Run the sessions until nothing is due, a stop is asked for, or the store fails.
+pub async fn run<T: Transport>(shared: Arc<Shared<T>>, requests: mpsc::UnboundedSender<Request>) {
+    let down: Down = Arc::default();
+    let (opened, first_opened) = oneshot::channel();
+    let mut sessions = tokio::task::JoinSet::new();
+    let first = Lane::new(&shared, &requests, &down, Some(opened));
+    sessions.spawn(first.run());
+    if first_opened.await == Ok(true) {
+        for _ in 1..shared.transport.max_sessions() {
+            sessions.spawn(Lane::new(&shared, &requests, &down, None).run());
+        }
+    }
+    drop(requests);
+    while let Some(joined) = sessions.join_next().await {
+        if let Err(err) = joined {
+            tracing::error!(%err, "a delivery session failed; its row comes back when its lease ends");
+        }
+    }
+}
+
+/// One session's loop and what it shares.
+struct Lane<T: Transport> {
+    shared: Arc<Shared<T>>,
+    requests: mpsc::UnboundedSender<Request>,
+    down: Down,
+    /// Set on the first lane: told whether its session opened.
+    opened: Option<oneshot::Sender<bool>>,
+    /// The first lane marks rows "not attempted" once opening failed; the others stop.
+    first: bool,
+    session: Option<T::Session>,
+}
+
+impl<T: Transport> Lane<T> {
+    fn new(
+        shared: &Arc<Shared<T>>,
+        requests: &mpsc::UnboundedSender<Request>,
+        down: &Down,
+        opened: Option<oneshot::Sender<bool>>,
+    ) -> Lane<T> {
+        Lane {
+            shared: shared.clone(),
+            requests: requests.clone(),
+            down: down.clone(),
+            first: opened.is_some(),
+            opened,
+            session: None,
+        }
+    }
+
+    async fn run(mut self) {
+        let mut done: Option<Attempt> = None;
+        loop {
+            let more = !shutdown::requested(self.shared.stop) && !self.gave_up();
+            let Reply::Row(row) = exchange(&self.requests, done.take(), more).await else {
+                break;
+            };
+            let report = self.deliver(&row).await;
+            done = Some(self.shared.attempt(&row, Utc::now(), report));
+        }
+        self.tell_opened(false);
+        if let Some(session) = self.session.take() {
+            session.close().await;
+        }
+    }
+
+    /// A lane other than the first stops once opening a session failed.
+    fn gave_up(&self) -> bool {
+        !self.first && self.session.is_none() && lock(&self.down).is_some()
+    }
+
+    /// Render and send one row; the report says what happened.
+    async fn deliver(&mut self, row: &OutboxRow) -> Report {
+        let job = match render_job(&self.shared, row) {
+            Ok(job) => job,
+            Err(report) => return report,
+        };
+        if self.session.is_none() {
+            if let Err(report) = self.open().await {
+                return report;
+            }
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Report::failed(Class::Transient, "no session".into());
+        };
+        let stop = self.shared.stop;
+        let sent = tokio::select! {
+            sent = session.send(&row.key, &job) => sent,
+            () = shutdown::grace_expired(stop, self.shared.grace) => Err(abandoned(self.shared.grace)),
+        };
+        sent.unwrap_or_else(|report| {
+            // A failed or abandoned session is dropped (closing its connection), never reused.
+            self.session = None;
+            report
+        })
+    }
+
+    async fn open(&mut self) -> Result<(), Report> {
+        if let Some(first) = lock(&self.down).clone() {
+            return Err(not_attempted(first));
+        }
+        match self.shared.transport.open().await {
+            Ok(session) => {
+                self.session = Some(session);
+                self.tell_opened(true);
+                Ok(())
+            }
+            Err(report) => {
+                lock(&self.down).get_or_insert_with(|| report.clone());
+                self.tell_opened(false);
+                Err(report)
+            }
+        }
+    }
+
+    fn tell_opened(&mut self, opened: bool) {
+        if let Some(tell) = self.opened.take() {
+            let _ = tell.send(opened);
+        }
+    }
+}
+
+/// Commit `done` and ask for the next row; returns once the commit is durable.
+async fn exchange(
+    requests: &mpsc::UnboundedSender<Request>,
+    done: Option<Attempt>,
+    more: bool,
+) -> Reply {
+    let (reply, answer) = oneshot::channel();
+    if requests.send(Request { done, more, reply }).is_err() {
+        return Reply::Failed;
+    }
+    answer.await.unwrap_or(Reply::Failed)
+}
+
+/// The envelope of a row; rendering never takes the run down, even on a panic.
+fn render_job<T: Transport>(shared: &Shared<T>, row: &OutboxRow) -> Result<Job, Report> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| shared.job(row))) {
+        Ok(Ok(job)) => Ok(job),
+        Ok(Err(err)) => Err(Report::failed(Class::Transient, format!("{err:#}"))),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Report::failed(
+                Class::Transient,
+                format!("rendering the message failed (a bug in Herald): {what}"),
+            ))
+        }
+    }
+}
+
+/// The report of a send cut short by a stop whose grace period ran out.
+fn abandoned(grace: std::time::Duration) -> Report {
+    Report::failed(
+        Class::Ambiguous,
+        format!(
+            "herald was asked to stop (SIGTERM/SIGINT) and the session did not finish within {}; \
+             the server may have the message, so it is retried with the same Message-ID",
+            humantime::format_duration(grace)
+        ),
+    )
+}
+
+/// A message left untried because the server already failed in this run: kept for retry.
+pub fn not_attempted(first: Report) -> Report {
+    let class = match first.class {
+        Class::Config => Class::Config,
+        _ => Class::Transient,
+    };
+    Report {
+        class,
+        code: None,
+        before_message: true,
+        text: format!(
+            "not attempted: opening a connection already failed in this run: {}",
+            first.text
+        ),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_not_attempted_are_never_killed() {
+        let first = Report {
+            class: Class::Permanent,
+            code: Some(535),
+            text: "AUTH: refused".into(),
+            before_message: true,
+        };
+        let report = not_attempted(first);
+        assert_eq!((report.class, report.code), (Class::Transient, None));
+    }
+}
