@@ -130,7 +130,7 @@ pub(crate) fn smtp_sink_on(port: u16, options: &[&str]) -> Server {
 }
 
 /// A test CA and a leaf (CA:FALSE, SAN localhost and 127.0.0.1) signed by it, as PEM files.
-struct Certs {
+pub(crate) struct Certs {
     _dir: tempfile::TempDir,
     ca: PathBuf,
     cert: PathBuf,
@@ -294,7 +294,7 @@ fn plain_delivers_each_row_as_its_own_envelope_with_the_stable_message_id() {
 
 /// aiosmtpd with TLS (`--starttls` or `--smtps`) and AUTH herald:s3cret, and a scratch
 /// whose `mail.smtp` uses `tls`, the test CA and the password from HERALD_TEST_SMTP_PW.
-fn tls_with_auth(server_tls: &str, tls: &str) -> (Certs, Server, Scratch) {
+pub(crate) fn tls_with_auth(server_tls: &str, tls: &str) -> (Certs, Server, Scratch) {
     let certs = certs();
     let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
     let server = aiosmtpd(&[server_tls, cert, key, "--auth", "herald:s3cret"]);

@@ -1,7 +1,10 @@
 //! Helpers for end-to-end tests: run the real `herald` binary in a scratch state folder.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -119,4 +122,224 @@ pub fn assert_exit(out: &Output, code: i32) {
         stdout(out),
         stderr(out)
     );
+}
+
+/// 127.0.0.1 ports that nothing listens on right now (the OS may hand one out again: callers
+/// that bind through another process use `spawn_listening`, which retries on a clash).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A server process listening on `port`, killed when dropped.
+pub struct Listening {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start a server with `start(port)` on a free port; when the port turns out to be taken
+/// (the child exits, or something else answers while it is gone), try another one.
+pub fn spawn_listening(mut start: impl FnMut(u16) -> std::process::Child) -> Listening {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut server = Listening {
+            child: start(port),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if server.child.try_wait().unwrap().is_some() {
+                break; // it could not bind: try another port
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                if server.child.try_wait().unwrap().is_none() {
+                    return server;
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no free port could be bound after 5 tries");
+}
+
+/// Postfix's smtp-sink with `options`, on a free port (retried on a bind clash).
+pub fn smtp_sink(options: &[&str]) -> Listening {
+    let sink = std::env::var_os("HERALD_SMTP_SINK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/tools/postfix/usr/sbin/smtp-sink"));
+    assert!(
+        sink.is_file(),
+        "{} not found: run `make test-deps`",
+        sink.display()
+    );
+    // The unpacked package keeps its shared libraries in usr/lib/postfix.
+    let libs = sink.parent().unwrap().parent().unwrap().join("lib/postfix");
+    spawn_listening(|port| {
+        let mut command = Command::new(&sink);
+        command.env("LD_LIBRARY_PATH", &libs);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            command.args(["-u", "nobody"]);
+        }
+        command
+            .args(options)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink")
+    })
+}
+
+/// A TCP relay between Herald and a server that counts what Herald sent: DATA commands and
+/// final dots. Tests trigger kills on these observed events instead of on sleeps. The
+/// upstream port can change (a server replaced on a new port) while Herald keeps `port`.
+pub struct Tap {
+    pub port: u16,
+    upstream: Arc<AtomicU16>,
+    data: Arc<AtomicUsize>,
+    dots: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Tap {
+    pub fn to(upstream: u16) -> Tap {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let tap = Tap {
+            port: listener.local_addr().unwrap().port(),
+            upstream: Arc::new(AtomicU16::new(upstream)),
+            data: Arc::default(),
+            dots: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (upstream, data, dots, stop) = (
+            tap.upstream.clone(),
+            tap.data.clone(),
+            tap.dots.clone(),
+            tap.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let port = upstream.load(Ordering::SeqCst);
+                        relay(client, port, data.clone(), dots.clone());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        tap
+    }
+
+    /// Send new connections to another server port.
+    pub fn redirect(&self, upstream: u16) {
+        self.upstream.store(upstream, Ordering::SeqCst);
+    }
+
+    /// DATA commands Herald has sent so far.
+    pub fn data(&self) -> usize {
+        self.data.load(Ordering::SeqCst)
+    }
+
+    /// Final dots (`CRLF.CRLF`) Herald has sent so far.
+    pub fn dots(&self) -> usize {
+        self.dots.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn relay(client: std::net::TcpStream, port: u16, data: Arc<AtomicUsize>, dots: Arc<AtomicUsize>) {
+    client.set_nonblocking(false).unwrap();
+    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return; // the client sees the connection close, as with a server that is down
+    };
+    let (mut from_server, mut to_client) =
+        (server.try_clone().unwrap(), client.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_server, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let (mut client, mut server) = (client, server);
+        let mut counters = [
+            Counter::new(b"\r\nDATA\r\n", data),
+            Counter::new(b"\r\n.\r\n", dots),
+        ];
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match std::io::Read::read(&mut client, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // Count before forwarding: once the server can see it, so can the test.
+            counters.iter_mut().for_each(|c| c.feed(&buf[..n]));
+            if std::io::Write::write_all(&mut server, &buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// Counts a byte pattern in a stream that arrives in chunks (matches across chunks too).
+struct Counter {
+    needle: &'static [u8],
+    /// The last `needle.len() - 1` bytes seen: too short to hold a whole match again.
+    tail: Vec<u8>,
+    count: Arc<AtomicUsize>,
+}
+
+impl Counter {
+    fn new(needle: &'static [u8], count: Arc<AtomicUsize>) -> Counter {
+        Counter {
+            needle,
+            tail: Vec::new(),
+            count,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        self.tail.extend_from_slice(chunk);
+        let found = self
+            .tail
+            .windows(self.needle.len())
+            .filter(|w| *w == self.needle)
+            .count();
+        self.count.fetch_add(found, Ordering::SeqCst);
+        let keep = self.tail.len().saturating_sub(self.needle.len() - 1);
+        self.tail.drain(..keep);
+    }
+}
+
+/// Poll `ready` every 10 ms until it holds; false when `limit` passed first.
+pub fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ready()
 }
