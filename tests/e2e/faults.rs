@@ -110,3 +110,117 @@ fn a_full_disk_refuses_the_whole_batch_and_corrupts_nothing() {
     assert_exit(&send(&scratch, "c.jsonl", &[event(2, 10)]), 0);
     intact(&scratch, 2);
 }
+
+/// New-user mail to files in the state folder, the store alone on `db/` (the tmpfs).
+fn store_on_its_own_disk() -> Scratch {
+    Scratch::with_config(
+        "state_dir: var\nstore: {path: db/herald.db}\n\
+         rules:\n  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n",
+    )
+}
+
+fn user_events(scratch: &Scratch, name: &str, n: usize) -> String {
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"{name}-{i}","source":"s","type":"omero.user.created","time":"2026-11-23T09:00:00Z","data":{{"user":{{"id":{i},"name":"u{i}"}}}}}}"#
+            )
+        })
+        .collect();
+    let path = scratch.path(&format!("{name}.jsonl"));
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.display().to_string()
+}
+
+/// Fill the file system at `dir` until `leave` bytes are free; the filler is removed on drop.
+struct Filler(PathBuf);
+
+impl Filler {
+    fn leave(dir: &Path, leave: u64) -> Filler {
+        let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path and a zeroed statvfs to fill.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c_dir.as_ptr(), &mut stat) }, 0);
+        let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+        let path = dir.join("filler");
+        std::fs::write(&path, vec![0u8; free.saturating_sub(leave) as usize]).unwrap();
+        Filler(path)
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Exit 75 with the store's own account, and the store still intact.
+fn refused_and_intact(out: &std::process::Output, scratch: &Scratch) {
+    assert_exit(out, 75);
+    let err = stderr(out);
+    assert!(err.contains("full") || err.contains("I/O error"), "{err}");
+    let conn = rusqlite::Connection::open(scratch.path("db/herald.db")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn a_full_disk_during_evaluation_exits_75_and_the_rest_is_evaluated_later() {
+    let scratch = store_on_its_own_disk();
+    let fs = Tmpfs::mount(&scratch.path("db"), "4m");
+    let file = user_events(&scratch, "ev", 40);
+    assert_exit(&scratch.herald_own(&["send", "--no-evaluate", &file]), 0);
+    let filler = Filler::leave(&fs.at, 96 * 1024);
+    let out = scratch.herald_own(&["deliver", "--until-empty"]);
+    let counts = |sql: &str| {
+        let conn = rusqlite::Connection::open(scratch.path("db/herald.db")).unwrap();
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    refused_and_intact(&out, &scratch);
+    let pending = counts("SELECT count(*) FROM events WHERE state = 'pending'");
+    assert!(
+        (1..40).contains(&pending),
+        "the disk filled during evaluation, after some events and before all: {pending} pending\n{}",
+        stderr(&out)
+    );
+    drop(filler);
+    assert_exit(&scratch.herald_own(&["deliver", "--until-empty"]), 0);
+    assert_eq!(
+        counts("SELECT count(*) FROM outbox WHERE state = 'sent'"),
+        80
+    );
+    assert_eq!(scratch.mails().len(), 80, "each mail written once");
+}
+
+#[test]
+fn a_full_disk_during_delivery_exits_75_and_nothing_is_lost() {
+    let scratch = store_on_its_own_disk();
+    let fs = Tmpfs::mount(&scratch.path("db"), "4m");
+    let file = user_events(&scratch, "dv", 60);
+    assert_exit(&scratch.herald_own(&["send", &file]), 0);
+    let filler = Filler::leave(&fs.at, 64 * 1024);
+    let out = scratch.herald_own(&["deliver", "--until-empty"]);
+    refused_and_intact(&out, &scratch);
+    let counts = |sql: &str| {
+        let conn = rusqlite::Connection::open(scratch.path("db/herald.db")).unwrap();
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    let sent = counts("SELECT count(*) FROM outbox WHERE state = 'sent'");
+    assert!(
+        (1..120).contains(&sent),
+        "the disk filled during delivery, after some rows and before all: {sent} sent\n{}",
+        stderr(&out)
+    );
+    drop(filler);
+    // This process is gone, so the rows it held are taken over at once.
+    assert_exit(&scratch.herald_own(&["deliver", "--until-empty"]), 0);
+    assert_eq!(
+        counts("SELECT count(*) FROM outbox WHERE state = 'sent'"),
+        120
+    );
+    let written: std::collections::HashSet<String> =
+        scratch.mails().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(written.len(), 120, "every mail was written");
+}
