@@ -81,6 +81,12 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
+impl From<crate::store::StoreError> for CliError {
+    fn from(err: crate::store::StoreError) -> Self {
+        CliError::Runtime(err.into())
+    }
+}
+
 impl From<ConfigError> for CliError {
     fn from(err: ConfigError) -> Self {
         CliError::Usage(err.to_string())

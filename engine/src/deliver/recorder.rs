@@ -71,7 +71,7 @@ pub fn run(
             }
         }
     }
-    (summary, failed.map_or(Ok(()), Err))
+    (summary, failed.map_or(Ok(()), |err| Err(err.into())))
 }
 
 /// Hand each session that wanted a row one of `rows` (or `Empty`), or `Failed` to all.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::Store;
+use super::{Result, Store};
 use crate::evaluate::RuleOutcome;
 
 /// What the store knows of one rule's recent behaviour.
@@ -31,7 +31,7 @@ pub struct Quarantined {
 
 impl Store {
     /// Every rule the store has seen fail or be skipped.
-    pub fn rule_health(&self) -> anyhow::Result<Vec<RuleHealth>> {
+    pub fn rule_health(&self) -> Result<Vec<RuleHealth>> {
         let mut stmt = self.conn.prepare(
             "SELECT rule, consecutive_failures, last_failure_at, last_reason, quarantined_at, skipped
              FROM rule_health ORDER BY rule",
@@ -46,20 +46,20 @@ impl Store {
                 skipped: r.get(5)?,
             })
         })?;
-        rows.collect::<Result<_, _>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
     /// The rules that are quarantined now.
-    pub fn quarantined(&self) -> anyhow::Result<HashSet<String>> {
+    pub fn quarantined(&self) -> Result<HashSet<String>> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT rule FROM rule_health WHERE quarantined_at IS NOT NULL")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
     /// Count one invocation skipped because the rule is quarantined.
-    pub fn count_skipped(&mut self, rule: &str) -> anyhow::Result<()> {
+    pub fn count_skipped(&mut self, rule: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE rule_health SET skipped = skipped + 1 WHERE rule = ?1",
             [rule],
@@ -68,7 +68,7 @@ impl Store {
     }
 
     /// Lift a quarantine and forget the failure streak. False when the rule was not quarantined.
-    pub fn release_rule(&mut self, rule: &str) -> anyhow::Result<bool> {
+    pub fn release_rule(&mut self, rule: &str) -> Result<bool> {
         let changed = self.conn.execute(
             "UPDATE rule_health SET quarantined_at = NULL, consecutive_failures = 0
              WHERE rule = ?1 AND quarantined_at IS NOT NULL",
@@ -85,7 +85,7 @@ pub(super) fn record_outcomes(
     outcomes: &[RuleOutcome],
     quarantine_after: u32,
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<Quarantined>> {
+) -> Result<Vec<Quarantined>> {
     let mut newly = Vec::new();
     for outcome in outcomes {
         match &outcome.result {
@@ -118,7 +118,7 @@ fn record_failure(
     rule: &str,
     reason: &str,
     now: DateTime<Utc>,
-) -> anyhow::Result<i64> {
+) -> Result<i64> {
     tx.query_row(
         "INSERT INTO rule_health (rule, consecutive_failures, last_failure_at, last_reason) VALUES (?1, 1, ?2, ?3)
          ON CONFLICT (rule) DO UPDATE SET consecutive_failures = consecutive_failures + 1,
@@ -131,7 +131,7 @@ fn record_failure(
 }
 
 /// Quarantine `rule`; false when it already was.
-fn quarantine(tx: &Transaction<'_>, rule: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+fn quarantine(tx: &Transaction<'_>, rule: &str, now: DateTime<Utc>) -> Result<bool> {
     let changed = tx
         .query_row(
             "UPDATE rule_health SET quarantined_at = ?2 WHERE rule = ?1 AND quarantined_at IS NULL RETURNING 1",

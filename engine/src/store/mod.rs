@@ -1,10 +1,12 @@
 //! Store: the SQLite journal of events, the outbox, rule runs and the rules' key-value data.
 
+mod error;
 mod health;
 mod outbox;
 pub mod owner;
 mod schema;
 
+pub use error::{Refusal, Result, StoreError};
 pub use health::{Quarantined, RuleHealth};
 pub use outbox::{AttemptLog, Filter, ListState, Listed};
 pub use owner::Owner;
@@ -12,8 +14,8 @@ pub use owner::Owner;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
+use error::During;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::evaluate::{KvRead, KvWrite, RuleOutcome, kv::KvEntry};
@@ -78,13 +80,15 @@ pub struct OutboxRow {
 
 impl Store {
     /// Open (creating the file and its folder if needed) and migrate.
-    pub fn open(path: &Path) -> anyhow::Result<Store> {
+    pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the store folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         let conn = connect(path)?;
-        schema::migrate(&conn).with_context(|| format!("cannot migrate {}", path.display()))?;
+        schema::migrate(&conn).during(|| format!("cannot migrate {}", path.display()))?;
         Ok(Store {
             conn,
             path: path.to_owned(),
@@ -97,11 +101,7 @@ impl Store {
 
     /// Journal events in one transaction; duplicates of (source, id) are
     /// acknowledged without being stored again. Durable when this returns.
-    pub fn ingest(
-        &mut self,
-        events: &[Event],
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<Ingested>> {
+    pub fn ingest(&mut self, events: &[Event], now: DateTime<Utc>) -> Result<Vec<Ingested>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -109,12 +109,12 @@ impl Store {
         for ev in events {
             results.push(ingest_one(&tx, ev, now)?);
         }
-        tx.commit().context("cannot commit the journal")?;
+        tx.commit().during(|| "cannot commit the journal".into())?;
         Ok(results)
     }
 
     /// Events journaled but not evaluated yet, oldest first.
-    pub fn pending(&self, limit: usize) -> anyhow::Result<Vec<Pending>> {
+    pub fn pending(&self, limit: usize) -> Result<Vec<Pending>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, envelope, received_at FROM events WHERE state = 'pending' ORDER BY seq LIMIT ?1",
         )?;
@@ -144,7 +144,7 @@ impl Store {
         outcomes: &[RuleOutcome],
         health: &HealthPolicy<'_>,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Committed> {
+    ) -> Result<Committed> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -188,7 +188,8 @@ impl Store {
                 apply_kv(&tx, &outcome.rule, &outcome.kv_writes)?;
             }
         }
-        tx.commit().context("cannot commit the evaluation")?;
+        tx.commit()
+            .during(|| "cannot commit the evaluation".into())?;
         Ok(committed)
     }
 
@@ -196,7 +197,7 @@ impl Store {
     /// The row changes only while this worker's lease holds: a worker that
     /// outlived its lease (or a row cancelled meanwhile) leaves the row as it
     /// is, and only the attempt is logged. Returns whether the row changed.
-    pub fn record_attempt(&mut self, attempt: &Attempt) -> anyhow::Result<bool> {
+    pub fn record_attempt(&mut self, attempt: &Attempt) -> Result<bool> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -206,26 +207,26 @@ impl Store {
     }
 
     /// Counts of outbox rows by state.
-    pub fn outbox_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
+    pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT state, count(*) FROM outbox GROUP BY state ORDER BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
     /// Counts of one event's outbox rows by state (queued, sent, dead…).
-    pub fn event_outbox_counts(&self, seq: i64) -> anyhow::Result<Vec<(String, i64)>> {
+    pub fn event_outbox_counts(&self, seq: i64) -> Result<Vec<(String, i64)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT state, count(*) FROM outbox WHERE event_seq = ?1 GROUP BY state ORDER BY state",
         )?;
         let rows = stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
     /// How many recipients of one event's successful rule runs were skipped
     /// because they have no valid email.
-    pub fn no_email_count(&self, seq: i64) -> anyhow::Result<usize> {
+    pub fn no_email_count(&self, seq: i64) -> Result<usize> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT skipped FROM rule_runs WHERE event_seq = ?1 AND skipped IS NOT NULL",
         )?;
@@ -239,7 +240,7 @@ impl Store {
     }
 
     /// The first failure recorded for one event's rule runs, as "rule: reason".
-    pub fn first_failure(&self, seq: i64) -> anyhow::Result<Option<String>> {
+    pub fn first_failure(&self, seq: i64) -> Result<Option<String>> {
         self.conn
             .query_row(
                 "SELECT rule || ': ' || reason FROM rule_runs WHERE event_seq = ?1 AND state = 'failed' ORDER BY rule LIMIT 1",
@@ -251,7 +252,7 @@ impl Store {
     }
 
     /// A reader for the rules' key-value data, on its own connection.
-    pub fn kv_reader(&self) -> anyhow::Result<Arc<dyn KvRead>> {
+    pub fn kv_reader(&self) -> Result<Arc<dyn KvRead>> {
         Ok(Arc::new(SqliteKv {
             conn: Mutex::new(connect(&self.path)?),
         }))
@@ -322,9 +323,9 @@ impl RowState {
     }
 }
 
-fn connect(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path)
-        .with_context(|| format!("cannot open the store {}", path.display()))?;
+fn connect(path: &Path) -> Result<Connection> {
+    let conn =
+        Connection::open(path).during(|| format!("cannot open the store {}", path.display()))?;
     // WAL with synchronous=FULL: a commit is on disk before it returns,
     // so an acknowledged event survives power loss.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -334,7 +335,7 @@ fn connect(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> anyhow::Result<Ingested> {
+fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<Ingested> {
     let existing: Option<i64> = tx
         .query_row(
             "SELECT seq FROM events WHERE source = ?1 AND id = ?2",
@@ -359,11 +360,13 @@ fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> anyhow::R
     Ok(Ingested::New(tx.last_insert_rowid()))
 }
 
-fn decode_event(envelope: &str, received_at: &str) -> anyhow::Result<Event> {
+fn decode_event(envelope: &str, received_at: &str) -> Result<Event> {
     let received = DateTime::parse_from_rfc3339(received_at)?.with_timezone(&Utc);
     let value = serde_json::from_str(envelope)?;
-    event::from_json(value, received)
-        .map_err(|err| anyhow::anyhow!("journaled event is unreadable: {err}"))
+    event::from_json(value, received).map_err(|err| StoreError::Unreadable {
+        what: "a journaled event".into(),
+        detail: err.to_string(),
+    })
 }
 
 fn record_run(
@@ -371,7 +374,7 @@ fn record_run(
     seq: i64,
     outcome: &RuleOutcome,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let (state, code, reason, mails, skipped) = match &outcome.result {
         Ok(r) => (
             "ok",
@@ -420,7 +423,7 @@ fn queue(
     rule: &str,
     mail: &Mail,
     now: DateTime<Utc>,
-) -> anyhow::Result<bool> {
+) -> Result<bool> {
     let key = MailKey {
         source: event.source.clone(),
         event_id: event.id.clone(),
@@ -466,7 +469,7 @@ fn quarantine_notice(q: &Quarantined, event: &Event, admin: &str) -> Mail {
     }
 }
 
-fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> anyhow::Result<()> {
+fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> Result<()> {
     for write in writes {
         match &write.entry {
             Some(entry) => tx.execute(
@@ -511,7 +514,7 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     ))
 }
 
-fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
+fn decode_row(raw: RawRow) -> Result<OutboxRow> {
     let (id, source, event_id, rule, recipient, time, mail, attempts, queued_at, lease) = raw;
     Ok(OutboxRow {
         id,
@@ -522,8 +525,7 @@ fn decode_row(raw: RawRow) -> anyhow::Result<OutboxRow> {
             recipient,
         },
         event_time: DateTime::parse_from_rfc3339(&time)?.with_timezone(&Utc),
-        mail: serde_json::from_str(&mail)
-            .with_context(|| format!("outbox row {id} is unreadable"))?,
+        mail: serde_json::from_str(&mail).during(|| format!("outbox row {id} is unreadable"))?,
         attempts,
         queued_at: DateTime::parse_from_rfc3339(&queued_at)?.with_timezone(&Utc),
         lease,
@@ -563,23 +565,5 @@ mod tests;
 /// When `err` is the store refusing writes (disk full, read-only, I/O error),
 /// a plain-language account of it: the caller may retry once that is fixed.
 pub fn temporary_failure(err: &anyhow::Error) -> Option<String> {
-    let code = err
-        .chain()
-        .find_map(|cause| match cause.downcast_ref::<rusqlite::Error>() {
-            Some(rusqlite::Error::SqliteFailure(e, _)) => Some(e.code),
-            _ => None,
-        })?;
-    let what = match code {
-        rusqlite::ErrorCode::DiskFull => "the disk holding the store is full",
-        rusqlite::ErrorCode::ReadOnly => "the store is read-only",
-        rusqlite::ErrorCode::SystemIoFailure => {
-            "the store could not be written (I/O error; is the disk full?)"
-        }
-        rusqlite::ErrorCode::CannotOpen => "the store cannot be opened",
-        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
-            "the store is busy"
-        }
-        _ => return None,
-    };
-    Some(format!("{what}: {err:#}"))
+    StoreError::refusal_in(err).map(|refusal| format!("{refusal}: {err:#}"))
 }

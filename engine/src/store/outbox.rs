@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{Attempt, OutboxRow, Outcome, RowState, Store, decode_row, raw_row};
+use super::{
+    Attempt, OutboxRow, Outcome, Result, RowState, Store, StoreError, decode_row, raw_row,
+};
 use crate::store::owner::Owner;
 
 /// One outbox row as `herald outbox list` shows it.
@@ -60,7 +62,7 @@ impl ListState {
 impl std::str::FromStr for ListState {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
         [
             ListState::Queued,
             ListState::Deferred,
@@ -120,7 +122,7 @@ impl Store {
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
-    ) -> anyhow::Result<Vec<OutboxRow>> {
+    ) -> Result<Vec<OutboxRow>> {
         self.record_and_claim(&[], limit, now, lease)
     }
 
@@ -132,7 +134,7 @@ impl Store {
         claims: usize,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> anyhow::Result<Vec<OutboxRow>> {
+    ) -> Result<Vec<OutboxRow>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -151,7 +153,7 @@ impl Store {
     }
 
     /// Queued rows that a live worker holds now: `deliver --until-empty` waits for them.
-    pub fn leased_count(&self, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    pub fn leased_count(&self, now: DateTime<Utc>) -> Result<i64> {
         self.conn
             .query_row(
                 "SELECT count(*) FROM outbox WHERE state = 'queued' AND lease_until > ?1",
@@ -162,7 +164,7 @@ impl Store {
     }
 
     /// One row with what delivery needs to render it.
-    pub fn outbox_row(&self, id: i64) -> anyhow::Result<Option<OutboxRow>> {
+    pub fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
         let raw = self
             .conn
             .query_row(
@@ -176,7 +178,7 @@ impl Store {
     }
 
     /// Rows for `herald outbox list`, newest first.
-    pub fn list_outbox(&self, filter: &Filter) -> anyhow::Result<Vec<Listed>> {
+    pub fn list_outbox(&self, filter: &Filter) -> Result<Vec<Listed>> {
         let sql = format!(
             "SELECT * FROM ({LISTED}) WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR rule = ?2)
              AND (?3 IS NULL OR created_at >= ?3) ORDER BY id DESC LIMIT ?4"
@@ -190,11 +192,11 @@ impl Store {
         };
         let state = filter.state.map(ListState::as_str);
         let rows = stmt.query_map(params![state, filter.rule, since, limit], listed)?;
-        rows.collect::<Result<_, _>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
     /// One row as `herald outbox show` prints it.
-    pub fn listed(&self, id: i64) -> anyhow::Result<Option<Listed>> {
+    pub fn listed(&self, id: i64) -> Result<Option<Listed>> {
         let sql = format!("SELECT * FROM ({LISTED}) WHERE id = ?1");
         self.conn
             .query_row(&sql, [id], listed)
@@ -203,7 +205,7 @@ impl Store {
     }
 
     /// Every attempt made for one row, oldest first.
-    pub fn attempts(&self, id: i64) -> anyhow::Result<Vec<AttemptLog>> {
+    pub fn attempts(&self, id: i64) -> Result<Vec<AttemptLog>> {
         let mut stmt = self.conn.prepare(
             "SELECT at, outcome, code, detail FROM attempts WHERE outbox_id = ?1 ORDER BY rowid",
         )?;
@@ -215,12 +217,12 @@ impl Store {
                 detail: r.get(3)?,
             })
         })?;
-        rows.collect::<Result<_, _>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
     /// Make a dead (or deferred) row due now. False when there is no such row
     /// or it was sent or cancelled.
-    pub fn retry_row(&mut self, id: i64, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    pub fn retry_row(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool> {
         let changed = self.conn.execute(
             "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL, lease_owner = NULL, retried_at = ?3
              WHERE id = ?1 AND state IN ('dead', 'queued') AND (lease_until IS NULL OR lease_until <= ?2)",
@@ -230,7 +232,7 @@ impl Store {
     }
 
     /// Make every dead row due now; returns how many.
-    pub fn retry_dead(&mut self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    pub fn retry_dead(&mut self, now: DateTime<Utc>) -> Result<usize> {
         let changed = self.conn.execute(
             "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL, lease_owner = NULL, retried_at = ?2
              WHERE state = 'dead'",
@@ -240,7 +242,7 @@ impl Store {
     }
 
     /// Cancel a row that is not sent yet. False when there is no such row or it was sent.
-    pub fn cancel_row(&mut self, id: i64) -> anyhow::Result<bool> {
+    pub fn cancel_row(&mut self, id: i64) -> Result<bool> {
         let changed = self.conn.execute(
             "UPDATE outbox SET state = 'cancelled', lease_until = NULL, lease_owner = NULL
              WHERE id = ?1 AND state IN ('queued', 'dead') AND (lease_until IS NULL OR lease_until <= ?2)",
@@ -250,7 +252,7 @@ impl Store {
     }
 
     /// Delete rows sent before `before`, with their attempts; returns how many.
-    pub fn purge_sent(&mut self, before: DateTime<Utc>) -> anyhow::Result<usize> {
+    pub fn purge_sent(&mut self, before: DateTime<Utc>) -> Result<usize> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -268,7 +270,7 @@ impl Store {
     }
 }
 /// Apply one attempt to its row (only while the lease it was claimed with holds) and log it.
-pub(super) fn record(tx: &Transaction<'_>, attempt: &Attempt) -> anyhow::Result<bool> {
+pub(super) fn record(tx: &Transaction<'_>, attempt: &Attempt) -> Result<bool> {
     tx.execute(
         "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -313,9 +315,11 @@ fn claim(
     now: DateTime<Utc>,
     lease: Duration,
     limit: usize,
-) -> anyhow::Result<Vec<i64>> {
+) -> Result<Vec<i64>> {
     reclaim_from_the_dead(tx, now)?;
-    let until = now + chrono::Duration::from_std(lease)?;
+    let until = now
+        + chrono::Duration::from_std(lease)
+            .map_err(|_| StoreError::OutOfRange(format!("delivery.lease {lease:?} is too long")))?;
     let picked: Vec<(i64, bool)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT id, lease_until IS NOT NULL FROM outbox
@@ -326,7 +330,7 @@ fn claim(
         let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
-        rows.collect::<Result<_, _>>()?
+        rows.collect::<rusqlite::Result<_>>()?
     };
     let owner = Owner::this().to_string();
     for &(id, interrupted) in &picked {
@@ -343,14 +347,14 @@ fn claim(
 
 /// End at once the leases held by processes on this host that are gone: their rows
 /// need not wait for `delivery.lease` to run out.
-fn reclaim_from_the_dead(tx: &Transaction<'_>, now: DateTime<Utc>) -> anyhow::Result<()> {
+fn reclaim_from_the_dead(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<()> {
     let owners: Vec<String> = {
         let mut stmt = tx.prepare_cached(
             "SELECT DISTINCT lease_owner FROM outbox
              WHERE state = 'queued' AND lease_until > ?1 AND lease_owner IS NOT NULL",
         )?;
         let rows = stmt.query_map([now.timestamp_millis()], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
+        rows.collect::<rusqlite::Result<_>>()?
     };
     for text in owners {
         let dead = Owner::parse(&text).is_some_and(|owner| owner.provably_dead());
@@ -367,7 +371,7 @@ fn reclaim_from_the_dead(tx: &Transaction<'_>, now: DateTime<Utc>) -> anyhow::Re
 }
 
 /// The attempt a dead worker could not record.
-fn log_interrupted(tx: &Transaction<'_>, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
+fn log_interrupted(tx: &Transaction<'_>, id: i64, now: DateTime<Utc>) -> Result<()> {
     tx.execute(
         "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, 'interrupted', NULL, ?3)",
         params![

@@ -2,6 +2,8 @@
 
 use rusqlite::Connection;
 
+use super::Result;
+
 /// Each entry upgrades the schema from version `index` to `index + 1`.
 /// Never edit an entry that has shipped: append a new one.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -82,18 +84,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.
-pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
+pub fn migrate(conn: &Connection) -> Result<()> {
     // IMMEDIATE: two processes opening a fresh store migrate one after the other,
     // and the second sees the version the first wrote.
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let current: usize =
         tx.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
-        anyhow::bail!(
-            "the store is at schema version {current}, newer than this Herald knows ({}); \
-             run the newer herald binary, or restore a backup",
-            MIGRATIONS.len()
-        );
+        return Err(super::StoreError::NewerSchema {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
     }
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         tx.execute_batch(sql)?;

@@ -180,9 +180,11 @@ fn a_newer_schema_is_refused() {
     let (dir, store) = open();
     store.conn.pragma_update(None, "user_version", 99).unwrap();
     drop(store);
-    let err = Store::open(&dir.path().join("sub/herald.db"))
-        .err()
-        .unwrap();
+    let err = anyhow::Error::from(
+        Store::open(&dir.path().join("sub/herald.db"))
+            .err()
+            .unwrap(),
+    );
     assert!(
         format!("{err:#}").contains("newer than this Herald knows"),
         "{err:#}"
