@@ -84,10 +84,10 @@ impl Session for StubSession {
         let mut seen = self.seen.lock().unwrap();
         seen.in_flight -= 1;
         seen.sent.push(key.recipient.clone());
-        if let Some((after, flag)) = self.stop_after {
-            if seen.sent.len() >= after {
-                flag.store(true, Ordering::SeqCst);
-            }
+        if let Some((after, flag)) = self.stop_after
+            && seen.sent.len() >= after
+        {
+            flag.store(true, Ordering::SeqCst);
         }
         self.mine.push(key.recipient.clone());
         Ok(Report::sent(250, "ok".into()))

@@ -96,10 +96,10 @@ impl<T: Transport> Lane<T> {
             Ok(job) => job,
             Err(report) => return report,
         };
-        if self.session.is_none() {
-            if let Err(report) = self.open().await {
-                return report;
-            }
+        if self.session.is_none()
+            && let Err(report) = self.open().await
+        {
+            return report;
         }
         let Some(session) = self.session.as_mut() else {
             return Report::failed(Class::Transient, "no session".into());
