@@ -239,6 +239,45 @@ mod tests {
     }
 
     #[test]
+    fn an_endless_greeting_line_is_cut_off_at_the_cap() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut client, _) = listener.accept().unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut written = client.write_all(b"220 ").map(|()| 4);
+            // 64 MiB without a line end, unless the client hangs up first.
+            while let Ok(n) = written {
+                if n >= 64 << 20 {
+                    break;
+                }
+                written = client.write_all(&chunk).map(|()| n + chunk.len());
+            }
+            written.err().is_some()
+        });
+        let config = SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            ..SmtpConfig::default()
+        };
+        let transport = SmtpTransport::new(&config).unwrap();
+        let job = Job {
+            from: "a@example.org".parse().unwrap(),
+            to: "b@example.org".parse().unwrap(),
+            bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+        };
+        let report = transport.send_all(vec![job]).remove(0);
+        assert_eq!(report.class, Class::Transient, "{report:?}");
+        assert!(
+            report.text.contains("reply line longer than"),
+            "{}",
+            report.text
+        );
+        assert!(server.join().unwrap(), "Herald hung up before reading it all");
+    }
+
+    #[test]
     fn a_missing_password_variable_is_a_clear_error() {
         let config = SmtpConfig {
             username: Some("omero".into()),
