@@ -274,7 +274,10 @@ mod tests {
             "{}",
             report.text
         );
-        assert!(server.join().unwrap(), "Herald hung up before reading it all");
+        assert!(
+            server.join().unwrap(),
+            "Herald hung up before reading it all"
+        );
     }
 
     #[test]
