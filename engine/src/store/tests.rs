@@ -237,6 +237,50 @@ fn a_manual_retry_restarts_the_age() {
 }
 
 #[test]
+fn a_version_3_store_gains_lease_owners_and_keeps_its_leased_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    {
+        // A store as the previous release left it: version 3, one row leased far ahead.
+        let mut store = Store::open(&path).unwrap();
+        store.ingest(&[event("a")], Utc::now()).unwrap();
+        let pending = store.pending(1).unwrap().remove(0);
+        let outcomes = [outcome(&["x@example.org"], vec![])];
+        store
+            .commit_evaluation(
+                pending.seq,
+                &pending.event,
+                &outcomes,
+                &NO_HEALTH,
+                Utc::now(),
+            )
+            .unwrap();
+        store
+            .conn
+            .execute_batch(
+                "ALTER TABLE outbox DROP COLUMN lease_owner; PRAGMA user_version = 3;
+                 UPDATE outbox SET lease_until = 99999999999999;",
+            )
+            .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    let owner: Option<String> = store
+        .conn
+        .query_row("SELECT lease_owner FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(owner, None, "an old lease has no owner to judge");
+    assert!(
+        store
+            .claim_due(Utc::now(), Duration::from_secs(60), 1)
+            .unwrap()
+            .is_empty(),
+        "a lease without an owner is left to run out"
+    );
+    let listed = store.list_outbox(&Filter::default()).unwrap();
+    assert!(listed[0].leased_until.is_some() && listed[0].lease_owner.is_none());
+}
+
+#[test]
 fn an_older_store_is_upgraded_in_place_keeping_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
