@@ -115,13 +115,15 @@ fn list(store: &Store, filter: &Filter, json: bool) -> Outcome {
 }
 
 fn row_cells(row: &Listed) -> Vec<String> {
-    let next = match (row.state.as_str(), row.next_attempt_at) {
-        ("queued" | "deferred", Some(at)) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
+    let next = match (row.state, row.next_attempt_at) {
+        (ListState::Queued | ListState::Deferred, Some(at)) => {
+            at.format("%Y-%m-%d %H:%M:%S").to_string()
+        }
         _ => String::new(),
     };
     let cells = [
         row.id.to_string(),
-        row.state.clone(),
+        row.state.as_str().to_owned(),
         row.attempts.to_string(),
         next,
         row.rule.clone(),
@@ -196,7 +198,7 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
     }
     println!(
         "row {id}: {} after {} attempt(s), rule {}, event {} ({})",
-        listed.state,
+        listed.state.as_str(),
         listed.attempts,
         printable(&listed.rule),
         printable(&listed.event_id),

@@ -14,8 +14,7 @@ use crate::store::owner::Owner;
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Listed {
     pub id: i64,
-    /// queued (never tried), deferred (tried, retry pending), sent, dead or cancelled.
-    pub state: String,
+    pub state: ListState,
     pub attempts: i64,
     /// Deliveries that may have gone through (dropped after the final `.`).
     pub ambiguous: i64,
@@ -34,7 +33,8 @@ pub struct Listed {
 }
 
 /// The states `herald outbox list` tells apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ListState {
     /// Never tried.
     Queued,
@@ -388,7 +388,9 @@ fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
     let next: Option<i64> = r.get(4)?;
     Ok(Listed {
         id: r.get(0)?,
-        state: r.get(1)?,
+        state: r.get::<_, String>(1)?.parse().map_err(|err: String| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, err.into())
+        })?,
         attempts: r.get(2)?,
         ambiguous: r.get(3)?,
         next_attempt_at: next.and_then(DateTime::from_timestamp_millis),
