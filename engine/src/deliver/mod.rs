@@ -246,7 +246,7 @@ impl Deliverer {
         Ok(Job {
             from: self.from.email.clone(),
             to,
-            bytes: message.formatted(),
+            bytes: render::smtp_data(message.formatted()),
         })
     }
 }
@@ -279,7 +279,7 @@ fn dkim_config(settings: &DkimSettings) -> anyhow::Result<DkimConfig> {
             settings.algorithm
         )
     })?;
-    Ok(DkimConfig::default_config(
+    Ok(render::dkim_config(
         settings.selector.clone(),
         settings.domain.clone(),
         key,
