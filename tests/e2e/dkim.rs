@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
 use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
-use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
+use mail_auth::{
+    AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt,
+};
 
 use crate::smtp::{BROADCAST_RULE, aiosmtpd, received_raw, scratch_with_rules};
 use crate::support::{Scratch, assert_exit, stderr, stdout};
@@ -82,8 +84,7 @@ fn verify(message: &[u8], selector: &str, algorithm: &str, public: &str) -> Vec<
     runtime.block_on(async {
         // The resolver is never asked: every key is in `keys`.
         let authenticator =
-            MessageAuthenticator::new(ResolverConfig::default(), ResolverOpts::default())
-                .unwrap();
+            MessageAuthenticator::new(ResolverConfig::default(), ResolverOpts::default()).unwrap();
         let parsed = AuthenticatedMessage::parse(message).expect("a parsable message");
         authenticator
             .verify_dkim(Parameters::new(&parsed).with_txt_cache(&keys))
@@ -135,7 +136,10 @@ fn dkim_signature_verifies_at_the_receiver() {
         assert_eq!(received.len(), 1, "{}", stdout(&out));
         let data = &received[0].0;
         let text = String::from_utf8_lossy(data);
-        assert!(text.starts_with("DKIM-Signature:") || text.contains("\r\nDKIM-Signature:"), "{text}");
+        assert!(
+            text.starts_with("DKIM-Signature:") || text.contains("\r\nDKIM-Signature:"),
+            "{text}"
+        );
         assert_eq!(
             verify(data, selector, algorithm, public),
             [DkimResult::Pass],

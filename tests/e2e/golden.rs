@@ -160,7 +160,10 @@ const PARITY_RULES: [&str; 8] = [
 
 fn assert_covers_every_parity_rule(seen: &BTreeSet<String>) {
     for rule in PARITY_RULES {
-        assert!(seen.contains(rule), "no single-part mail of {rule} in the corpus: {seen:?}");
+        assert!(
+            seen.contains(rule),
+            "no single-part mail of {rule} in the corpus: {seen:?}"
+        );
     }
 }
 

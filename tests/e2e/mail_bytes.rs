@@ -88,7 +88,11 @@ fn an_event_dated_1950_delivers_and_old_rows_block_nothing() {
         &scratch,
         &[
             broadcast("old-1950", "1950-06-01T12:30:05Z", "From the archive.\n"),
-            broadcast("pre-1900", "1951-01-01T00:00:00Z", "Made older in the store.\n"),
+            broadcast(
+                "pre-1900",
+                "1951-01-01T00:00:00Z",
+                "Made older in the store.\n",
+            ),
             broadcast("new-2026", "2026-11-23T09:00:00Z", "Today.\n"),
         ],
     );
@@ -110,13 +114,20 @@ fn an_event_dated_1950_delivers_and_old_rows_block_nothing() {
     let mails = scratch.mails();
     let names: Vec<&str> = mails.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.len(), 2, "{names:?}\n{}", stdout(&out));
-    let old = &mails.iter().find(|(n, _)| n.starts_with("old-1950--")).unwrap().1;
+    let old = &mails
+        .iter()
+        .find(|(n, _)| n.starts_with("old-1950--"))
+        .unwrap()
+        .1;
     let old = String::from_utf8_lossy(old);
     assert!(
         old.contains("\r\nDate: Thu, 01 Jun 1950 12:30:05 +0000\r\n"),
         "{old}"
     );
-    assert!(names.iter().any(|n| n.starts_with("new-2026--")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("new-2026--")),
+        "{names:?}"
+    );
     let kept = scratch.count(
         "SELECT count(*) FROM outbox o JOIN events e ON e.seq = o.event_seq \
          WHERE e.id = 'pre-1900' AND o.state = 'queued'",
@@ -138,7 +149,8 @@ fn an_event_dated_1950_delivers_and_old_rows_block_nothing() {
 /// The raw bytes have CRLF line ends only, and no NUL.
 pub(crate) fn assert_clean_line_ends(bytes: &[u8], what: &str) {
     for (i, &b) in bytes.iter().enumerate() {
-        let context = String::from_utf8_lossy(&bytes[i.saturating_sub(40)..(i + 40).min(bytes.len())]);
+        let context =
+            String::from_utf8_lossy(&bytes[i.saturating_sub(40)..(i + 40).min(bytes.len())]);
         assert!(
             b != b'\r' || bytes.get(i + 1) == Some(&b'\n'),
             "{what}: bare CR at byte {i}: {context:?}"
@@ -155,7 +167,10 @@ pub(crate) fn assert_clean_line_ends(bytes: &[u8], what: &str) {
 fn hostile_line_ends_and_nul_are_normalised_in_the_eml() {
     let scratch = Scratch::new();
     let body = "line one\r.\r\nsmuggled\rbare cr\nbare lf\0nul\r\n";
-    let events = write_events(&scratch, &[broadcast("crlf-1", "2026-11-23T09:00:00Z", body)]);
+    let events = write_events(
+        &scratch,
+        &[broadcast("crlf-1", "2026-11-23T09:00:00Z", body)],
+    );
     assert_exit(&scratch.herald(&["replay", "--deliver", &events]), 0);
     let mails = scratch.mails();
     assert_eq!(mails.len(), 1);

@@ -115,7 +115,10 @@ mod tests {
     fn long_ids_that_differ_after_the_cut_get_different_names() {
         let base = "e".repeat(300);
         let (a, b) = (format!("{base}a"), format!("{base}b"));
-        let (a, b) = (file_name(&key(&a, "r@x.org")), file_name(&key(&b, "r@x.org")));
+        let (a, b) = (
+            file_name(&key(&a, "r@x.org")),
+            file_name(&key(&b, "r@x.org")),
+        );
         assert_ne!(a, b);
         assert!(a.starts_with(&"e".repeat(50)), "{a}");
     }

@@ -9,9 +9,11 @@ use std::time::SystemTime;
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Utc};
 use lettre::Message;
-use lettre::message::header::{self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningKey,
+};
+use lettre::message::header::{
+    self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
 };
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
@@ -37,7 +39,11 @@ pub fn render(row: &OutboxRow, from: &Mailbox) -> anyhow::Result<Message> {
     let name = HeaderName::new_from_ascii_str("Date");
     message
         .headers_mut()
-        .insert_raw(HeaderValue::dangerous_new_pre_encoded(name, date.clone(), date));
+        .insert_raw(HeaderValue::dangerous_new_pre_encoded(
+            name,
+            date.clone(),
+            date,
+        ));
     Ok(message)
 }
 
@@ -165,7 +171,10 @@ fn body(text: &str, in_multipart: bool) -> Body {
     let text = normalise_line_breaks(text);
     let encoding = if in_multipart && text.split('\n').any(|line| line.starts_with("--")) {
         Some(ContentTransferEncoding::Base64)
-    } else if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    } else if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         Some(ContentTransferEncoding::QuotedPrintable)
     } else {
         None
@@ -283,11 +292,7 @@ mod tests {
 
     #[test]
     fn bare_cr_and_lf_become_crlf_and_nul_is_never_sent_as_7bit() {
-        let out = bytes(&row(
-            "a\r.\r\nb\nc\rd\0e\n",
-            None,
-            "2026-01-01T00:00:00Z",
-        ));
+        let out = bytes(&row("a\r.\r\nb\nc\rd\0e\n", None, "2026-01-01T00:00:00Z"));
         for (i, &b) in out.iter().enumerate() {
             if b == b'\r' {
                 assert_eq!(out.get(i + 1), Some(&b'\n'), "bare CR at {i}");
