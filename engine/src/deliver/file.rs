@@ -120,6 +120,7 @@ mod tests {
             file_name(&key(&b, "r@x.org")),
         );
         assert_ne!(a, b);
+        assert!(a.len() + ".tmp".len() <= 255, "{} bytes", a.len());
         assert!(a.starts_with(&"e".repeat(50)), "{a}");
     }
 }
