@@ -3,8 +3,10 @@
 //! A case is `herald.yaml` + `events.jsonl` + `expected/*.eml`. Set HERALD_BLESS=1 to rewrite the
 //! expected folders from what the rules produce now (then read the diff before committing).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::mail_bytes::python_parts;
 use crate::support::{Scratch, assert_exit, repo, stderr, stdout};
 
 fn cases() -> Vec<PathBuf> {
@@ -94,4 +96,111 @@ fn a_changed_golden_file_fails_with_a_diff() {
         "{}",
         stderr(&out)
     );
+}
+
+/// One single-part mail a rule produced, as `replay --json` reports it, with its `.eml`.
+struct Produced {
+    rule: String,
+    text: String,
+    file: PathBuf,
+    bytes: Vec<u8>,
+}
+
+/// Replay a case for real (file transport) with `--json`: every single-part mail with the text
+/// its rule wrote (from the JSON report, not from the golden files) and the `.eml` written.
+fn produced_plain_mails(scratch: &Scratch, case: &Path) -> Vec<Produced> {
+    let events = case.join("events.jsonl").display().to_string();
+    let out = scratch.herald_with(
+        &case.join("herald.yaml"),
+        &["replay", "--deliver", "--json", &events],
+    );
+    assert_exit(&out, 0);
+    let mails = scratch.mails();
+    let mut produced = Vec::new();
+    for line in stdout(&out).lines().filter(|l| l.starts_with('{')) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        for rule in event["rules"].as_array().unwrap() {
+            for mail in rule["mails"].as_array().into_iter().flatten() {
+                if !mail["html"].is_null() {
+                    continue;
+                }
+                let prefix = format!(
+                    "{}--{}--{}--",
+                    event["id"].as_str().unwrap(),
+                    rule["rule"].as_str().unwrap(),
+                    mail["recipient"].as_str().unwrap()
+                );
+                let (name, bytes) = mails
+                    .iter()
+                    .find(|(name, _)| name.starts_with(&prefix))
+                    .unwrap_or_else(|| panic!("{}: no .eml for {prefix}", case.display()));
+                produced.push(Produced {
+                    rule: rule["rule"].as_str().unwrap().to_owned(),
+                    text: mail["text"].as_str().unwrap().to_owned(),
+                    file: scratch.path("var/mail").join(name),
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+    produced
+}
+
+/// The rules every stock OMERO sender and the broadcast map to; the corpus must cover each.
+const PARITY_RULES: [&str; 8] = [
+    "server-up",
+    "server-down",
+    "failed-login",
+    "new-user",
+    "new-group",
+    "new-comment",
+    "web-error",
+    "broadcast",
+];
+
+fn assert_covers_every_parity_rule(seen: &BTreeSet<String>) {
+    for rule in PARITY_RULES {
+        assert!(
+            seen.contains(rule),
+            "no single-part mail of {rule} in the corpus: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn every_parity_and_broadcast_body_is_the_rules_text_with_crlf_byte_for_byte() {
+    let mut seen = BTreeSet::new();
+    for case in cases() {
+        let scratch = Scratch::new();
+        for mail in produced_plain_mails(&scratch, &case) {
+            let raw = String::from_utf8(mail.bytes).unwrap();
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+            assert!(
+                head.ends_with("\r\nContent-Transfer-Encoding: 7bit"),
+                "{}: {head}",
+                mail.file.display()
+            );
+            let want = mail.text.replace("\r\n", "\n").replace('\n', "\r\n");
+            assert_eq!(body, want, "{}", mail.file.display());
+            seen.insert(mail.rule);
+        }
+    }
+    assert_covers_every_parity_rule(&seen);
+}
+
+#[test]
+fn python_reads_every_parity_mail_with_the_exact_omero_body() {
+    let mut seen = BTreeSet::new();
+    for case in cases() {
+        let scratch = Scratch::new();
+        let mails = produced_plain_mails(&scratch, &case);
+        let files: Vec<&Path> = mails.iter().map(|m| m.file.as_path()).collect();
+        for (mail, parts) in mails.iter().zip(python_parts(&files)) {
+            assert_eq!(parts.len(), 1, "{}", mail.file.display());
+            assert_eq!(parts[0].content_type, "text/plain");
+            assert_eq!(parts[0].body, mail.text, "{}", mail.file.display());
+            seen.insert(mail.rule.clone());
+        }
+    }
+    assert_covers_every_parity_rule(&seen);
 }

@@ -1,11 +1,13 @@
 //! End-to-end tests: the real `herald` binary, real files, real SQLite.
 
 mod crash;
+mod dkim;
 mod email;
 mod faults;
 mod golden;
 mod hostile;
 mod input;
+mod mail_bytes;
 mod outbox;
 mod retry;
 mod skeleton;

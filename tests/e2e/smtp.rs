@@ -7,7 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{Scratch, assert_exit, repo, stdout};
+use crate::mail_bytes::assert_clean_line_ends;
+use crate::support::{Scratch, assert_exit, repo, stderr, stdout};
 
 const RECORDING: &str = "tests/recordings/skeleton.jsonl";
 const GOLDEN: &str = "tests/recordings/skeleton.expected";
@@ -19,6 +20,10 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) port: u16,
     maildir: PathBuf,
+    /// aiosmtpd: each message's DATA exactly as received (`<n>.eml`) and its recipients (`<n>.rcpt`).
+    raw: PathBuf,
+    /// aiosmtpd: one line per command verb, `clear` or `tls` first.
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -57,10 +62,16 @@ pub(crate) fn aiosmtpd_on(port: u16, args: &[&str]) -> Server {
     let python = tool("HERALD_AIOSMTPD_PYTHON", "venv/bin/python");
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
+    let raw = dir.path().join("raw");
+    let log = dir.path().join("commands.log");
     let mut child = Command::new(&python)
         .arg(repo().join("tests/smtp/server.py"))
         .args(["--port", &port.to_string(), "--maildir"])
         .arg(&maildir)
+        .arg("--raw")
+        .arg(&raw)
+        .arg("--log")
+        .arg(&log)
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
@@ -76,6 +87,8 @@ pub(crate) fn aiosmtpd_on(port: u16, args: &[&str]) -> Server {
         child,
         port,
         maildir,
+        raw,
+        log,
         _dir: dir,
     };
     let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
@@ -119,6 +132,8 @@ pub(crate) fn smtp_sink_on(port: u16, options: &[&str]) -> Server {
         child,
         port,
         maildir: dir.path().join("none"),
+        raw: dir.path().join("none"),
+        log: dir.path().join("none"),
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -163,14 +178,23 @@ fn certs() -> Certs {
     }
 }
 
+const NEW_USER_RULE: &str = "  - name: new-user\n    module: builtin:new-user\n    \
+                             on: [omero.user.created]\n    config: {mode: parity}\n";
+pub(crate) const BROADCAST_RULE: &str =
+    "  - {name: broadcast, module: builtin:broadcast, on: [herald.broadcast]}\n";
+
 /// A scratch with the new-user rule and `mail.smtp` pointing at `port` plus `extra` keys.
 fn scratch(port: u16, extra: &str) -> Scratch {
+    scratch_with_rules(port, extra, NEW_USER_RULE)
+}
+
+/// A scratch with `rules` and `mail.smtp` pointing at `port` plus `extra` keys.
+pub(crate) fn scratch_with_rules(port: u16, extra: &str, rules: &str) -> Scratch {
     let yaml = format!(
         "mail:\n  from: omero@localhost\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    \
          port: {port}\n    hello_name: herald.test\n{extra}\
          directory:\n  path: directory.yaml\n\
-         rules:\n  - name: new-user\n    module: builtin:new-user\n    on: [omero.user.created]\n    \
-         config: {{mode: parity}}\n"
+         rules:\n{rules}"
     );
     Scratch::with_config(&yaml)
 }
@@ -209,10 +233,6 @@ pub(crate) fn header(message: &str, name: &str) -> Option<String> {
         .map(|l| l[prefix.len()..].trim().to_owned())
 }
 
-fn body(message: &str) -> String {
-    message.split_once("\n\n").map_or("", |(_, b)| b).to_owned()
-}
-
 /// The messages in the Maildir's `new/`, with `\r\n` turned into `\n`.
 pub(crate) fn maildir(server: &Server) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(server.maildir.join("new")) else {
@@ -224,40 +244,82 @@ pub(crate) fn maildir(server: &Server) -> Vec<String> {
         .collect()
 }
 
-/// The golden messages the file transport writes for the recording, by Message-ID.
-fn golden() -> Vec<String> {
-    let dir = repo().join(GOLDEN);
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .map(|m| m.replace("\r\n", "\n"))
+/// What aiosmtpd received: each message's DATA bytes exactly as sent (after dot-unstuffing)
+/// and its envelope recipients, in arrival order.
+pub(crate) fn received_raw(server: &Server) -> Vec<(Vec<u8>, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir(&server.raw) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|eml| {
+            let rcpt = std::fs::read_to_string(eml.with_extension("rcpt")).unwrap();
+            (
+                std::fs::read(&eml).unwrap(),
+                rcpt.lines().map(str::to_owned).collect(),
+            )
+        })
         .collect()
 }
 
-/// Each received message is exactly one golden message (Message-ID, To, Subject, body) and was
-/// its own envelope to its one recipient.
-fn assert_received_match_golden(received: &[String], want: usize) {
-    assert_eq!(
-        received.len(),
-        want,
-        "messages in the Maildir: {received:#?}"
-    );
-    let golden = golden();
-    for message in received {
-        let id = header(message, "Message-ID").expect("a Message-ID");
-        let expected = golden
-            .iter()
-            .find(|g| header(g, "Message-ID").as_deref() == Some(id.as_str()))
-            .unwrap_or_else(|| panic!("Message-ID {id} is not one of the golden messages"));
-        for name in ["To", "From", "Subject", "Date"] {
-            assert_eq!(header(message, name), header(expected, name), "{name}");
-        }
+/// The commands aiosmtpd saw, as `clear VERB` or `tls VERB`.
+pub(crate) fn commands(server: &Server) -> Vec<String> {
+    std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The golden messages the file transport writes for the recording, as bytes.
+fn golden() -> Vec<Vec<u8>> {
+    let dir = repo().join(GOLDEN);
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+fn message_id(bytes: &[u8]) -> String {
+    header(
+        &String::from_utf8_lossy(bytes).replace("\r\n", "\n"),
+        "Message-ID",
+    )
+    .expect("a Message-ID")
+}
+
+/// The Message-IDs received are exactly those of the golden messages addressed `To` one of
+/// `to` (each once: no duplicate, none missing), each message's DATA is its golden `.eml` byte
+/// for byte, and each came as its own envelope to its one recipient.
+fn assert_received_match_golden(server: &Server, to: &[&str]) {
+    let golden: Vec<Vec<u8>> = golden()
+        .into_iter()
+        .filter(|g| {
+            let text = String::from_utf8_lossy(g).replace("\r\n", "\n");
+            to.contains(&header(&text, "To").unwrap().as_str())
+        })
+        .collect();
+    let received = received_raw(server);
+    let mut want: Vec<String> = golden.iter().map(|g| message_id(g)).collect();
+    let mut got: Vec<String> = received.iter().map(|(m, _)| message_id(m)).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "the Message-IDs received");
+    for (bytes, rcpt) in &received {
+        let id = message_id(bytes);
+        let expected = golden.iter().find(|g| message_id(g) == id).unwrap();
         assert_eq!(
-            body(message).trim_end(),
-            body(expected).trim_end(),
-            "body of {id}"
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(expected),
+            "DATA of {id}"
         );
-        assert_eq!(header(message, "X-RcptTo"), header(expected, "To"));
+        let text = String::from_utf8_lossy(bytes).replace("\r\n", "\n");
+        assert_eq!(rcpt, &[header(&text, "To").unwrap()], "envelope of {id}");
     }
 }
 
@@ -280,7 +342,7 @@ fn plain_delivers_each_row_as_its_own_envelope_with_the_stable_message_id() {
         "{}",
         stdout(&out)
     );
-    assert_received_match_golden(&maildir(&server), 4);
+    assert_received_match_golden(&server, &["alice@example.org", "bob@example.org"]);
     let attempts = attempts(&scratch);
     assert_eq!(attempts.len(), 4);
     for (_, state, outcome, code, detail) in attempts {
@@ -307,12 +369,84 @@ pub(crate) fn tls_with_auth(server_tls: &str, tls: &str) -> (Certs, Server, Scra
 }
 
 #[test]
-fn starttls_with_auth_delivers_over_tls_to_the_trusted_ca() {
+fn starttls_with_auth_delivers_over_tls_and_the_password_is_never_logged_at_debug() {
     let (_certs, server, scratch) = tls_with_auth("--starttls", "starttls");
-    let out = send_with_password(&scratch, "s3cret");
+    let out = scratch.herald_own(&["send", RECORDING]);
     assert_exit(&out, 0);
-    assert_received_match_golden(&maildir(&server), 4);
-    assert!(!stdout(&out).contains("s3cret"));
+    let out = deliver_with_password(&scratch, "s3cret", "debug");
+    assert_exit(&out, 0);
+    assert_received_match_golden(&server, &["alice@example.org", "bob@example.org"]);
+    let commands = commands(&server);
+    assert!(commands.contains(&"tls AUTH".to_owned()), "{commands:?}");
+    for verb in ["AUTH", "MAIL", "RCPT", "DATA"] {
+        let clear = format!("clear {verb}");
+        assert!(!commands.contains(&clear), "{clear}: {commands:?}");
+    }
+    assert!(
+        stderr(&out).contains("DEBUG"),
+        "HERALD_LOG=debug logged nothing: {}",
+        stderr(&out)
+    );
+    // The password as typed, and as AUTH PLAIN and AUTH LOGIN put it on the wire.
+    let forms = ["s3cret", "AGhlcmFsZABzM2NyZXQ=", "czNjcmV0"];
+    for form in forms {
+        assert!(!stdout(&out).contains(form), "stdout has {form}");
+        assert!(!stderr(&out).contains(form), "stderr has {form}");
+    }
+    let texts = store_texts(&scratch);
+    assert!(texts.len() > 10, "the store holds text: {texts:?}");
+    for (place, text) in texts {
+        for form in forms {
+            assert!(!text.contains(form), "{place} holds {form}: {text}");
+        }
+    }
+}
+
+/// Every text value in every table of the store, with `table.column` for each.
+fn store_texts(scratch: &Scratch) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut texts = Vec::new();
+    for table in tables {
+        let columns: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for column in columns {
+            let sql = format!("SELECT CAST(\"{column}\" AS TEXT) FROM \"{table}\"");
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let values = stmt
+                .query_map([], |r| r.get::<_, Option<String>>(0))
+                .unwrap()
+                .map(Result::unwrap);
+            texts.extend(values.flatten().map(|v| (format!("{table}.{column}"), v)));
+        }
+    }
+    texts
+}
+
+/// `herald deliver --until-empty` with the password in HERALD_TEST_SMTP_PW and HERALD_LOG=`log`.
+fn deliver_with_password(scratch: &Scratch, password: &str, log: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(repo())
+        .arg("--config")
+        .arg(scratch.path("herald.yaml"))
+        .arg("--state-dir")
+        .arg(scratch.path("var"))
+        .args(["deliver", "--until-empty"])
+        .env("HERALD_TEST_SMTP_PW", password)
+        .env("HERALD_LOG", log)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -336,7 +470,7 @@ fn smtps_with_auth_delivers_over_implicit_tls() {
         "{}",
         stdout(&out)
     );
-    assert_received_match_golden(&maildir(&server), 4);
+    assert_received_match_golden(&server, &["alice@example.org", "bob@example.org"]);
 }
 
 fn send_with_password(scratch: &Scratch, password: &str) -> Output {
@@ -424,13 +558,7 @@ fn a_451_on_one_recipient_keeps_only_that_row_queued() {
     let scratch = scratch(server.port, "");
     let out = send_and_deliver(&scratch);
     assert_exit(&out, 1);
-    let received = maildir(&server);
-    assert_received_match_golden(&received, 2);
-    assert!(
-        received
-            .iter()
-            .all(|m| header(m, "To").as_deref() == Some("bob@example.org"))
-    );
+    assert_received_match_golden(&server, &["bob@example.org"]);
     for (recipient, state, outcome, code, detail) in attempts(&scratch) {
         if recipient == "alice@example.org" {
             assert_eq!(
@@ -453,7 +581,7 @@ fn a_550_is_permanent_and_the_row_is_dead() {
     let scratch = scratch(server.port, "");
     let out = send_and_deliver(&scratch);
     assert_exit(&out, 1);
-    assert_received_match_golden(&maildir(&server), 2);
+    assert_received_match_golden(&server, &["bob@example.org"]);
     let dead: Vec<_> = attempts(&scratch)
         .into_iter()
         .filter(|a| a.0 == "alice@example.org")
@@ -603,4 +731,184 @@ fn mail_test_prints_the_reply_or_a_diagnosis() {
 
 fn scratch_port_closed() -> Scratch {
     scratch(free_port(), "    connect_timeout: 2s\n")
+}
+
+/// One broadcast event to alice with `body`, as a JSON line.
+fn broadcast_event(id: &str, body: &str) -> String {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "omero://omero.example.org",
+        "type": "herald.broadcast", "time": "2026-11-23T09:00:00Z",
+        "data": {"subject": "Notice", "body": body, "user_names": ["alice"]}
+    })
+    .to_string()
+}
+
+/// Send `events` into the store and deliver them.
+fn send_lines_and_deliver(scratch: &Scratch, events: &[String]) -> Output {
+    let path = scratch.path("events.jsonl");
+    std::fs::write(&path, events.join("\n") + "\n").unwrap();
+    let out = scratch.herald_own(&["send", path.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    scratch.herald_own(&["deliver", "--until-empty"])
+}
+
+/// The `.eml` files the file transport writes for `events` (same rules, same key, same bytes).
+fn file_transport_bytes(events: &[String]) -> Vec<Vec<u8>> {
+    let scratch = Scratch::with_config(&format!(
+        "mail:\n  from: omero@localhost\n  transport: file\n\
+         directory:\n  path: directory.yaml\nrules:\n{BROADCAST_RULE}"
+    ));
+    let path = scratch.path("events.jsonl");
+    std::fs::write(&path, events.join("\n") + "\n").unwrap();
+    assert_exit(
+        &scratch.herald_own(&["replay", "--deliver", path.to_str().unwrap()]),
+        0,
+    );
+    scratch.mails().into_iter().map(|(_, b)| b).collect()
+}
+
+#[test]
+fn dot_stuffing_round_trips() {
+    let server = aiosmtpd(&[]);
+    let scratch = scratch_with_rules(server.port, "", BROADCAST_RULE);
+    let body = ".leading dot\n..two dots\n.\nthe line above is one dot\n. \nend\n";
+    let events = [broadcast_event("dots-1", body)];
+    let out = send_lines_and_deliver(&scratch, &events);
+    assert_exit(&out, 0);
+    let received = received_raw(&server);
+    assert_eq!(received.len(), 1, "{}", stdout(&out));
+    let data = String::from_utf8(received[0].0.clone()).unwrap();
+    let (_, got_body) = data.split_once("\r\n\r\n").unwrap();
+    assert_eq!(got_body, body.replace('\n', "\r\n"));
+    let file = file_transport_bytes(&events);
+    assert_eq!(
+        data,
+        String::from_utf8(file[0].clone()).unwrap(),
+        "SMTP DATA differs from the .eml"
+    );
+}
+
+#[test]
+fn smtp_data_has_no_bare_cr_lf_nul_or_smuggled_end_of_data() {
+    let server = aiosmtpd(&[]);
+    let scratch = scratch_with_rules(server.port, "", BROADCAST_RULE);
+    let smuggle = "before\r.\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<victim@example.net>\r\n\
+                   DATA\r\nforged\n.\nlone lf\rlone cr\0nul\r\nafter\n";
+    let events = [broadcast_event("smuggle-1", smuggle)];
+    let out = send_lines_and_deliver(&scratch, &events);
+    assert_exit(&out, 0);
+    let received = received_raw(&server);
+    assert_eq!(
+        received.len(),
+        1,
+        "one message, none smuggled: {received:?}"
+    );
+    let (data, rcpt) = &received[0];
+    assert_eq!(rcpt, &["alice@example.org"]);
+    assert_clean_line_ends(data, "SMTP DATA");
+    let commands = commands(&server);
+    assert_eq!(
+        commands.iter().filter(|c| c.ends_with("MAIL")).count(),
+        1,
+        "{commands:?}"
+    );
+    let parts = crate::mail_bytes::python_parts(&[&write_temp(data)]);
+    assert_eq!(
+        parts[0][0].body,
+        "before\n.\nMAIL FROM:<evil@example.net>\nRCPT TO:<victim@example.net>\nDATA\n\
+         forged\n.\nlone lf\nlone cr\0nul\nafter\n"
+    );
+}
+
+fn write_temp(bytes: &[u8]) -> tempfile::TempPath {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    file.into_temp_path()
+}
+
+#[test]
+fn starttls_refused_after_offer_sends_nothing_in_clear() {
+    let certs = certs();
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let extra = format!(
+        "    tls: starttls\n    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n    \
+         ca_file: {}\n",
+        certs.ca.display()
+    );
+    // Offered, then refused with 454; offered, then the handshake fails (an untrusted certificate).
+    let refused = aiosmtpd(&[
+        "--starttls",
+        cert,
+        key,
+        "--refuse-starttls",
+        "--auth",
+        "herald:s3cret",
+    ]);
+    let untrusted = aiosmtpd(&["--starttls", cert, key, "--auth", "herald:s3cret"]);
+    for (server, extra) in [
+        (&refused, extra.clone()),
+        (&untrusted, extra.replace("ca_file", "# ca_file")),
+    ] {
+        let scratch = scratch(server.port, &extra);
+        let out = scratch.herald_own(&["send", RECORDING]);
+        assert_exit(&out, 0);
+        let out = deliver_with_password(&scratch, "s3cret", "debug");
+        assert_exit(&out, 1);
+        let commands = commands(server);
+        assert!(
+            commands.contains(&"clear STARTTLS".to_owned()),
+            "{commands:?}"
+        );
+        for verb in ["AUTH", "MAIL", "RCPT", "DATA"] {
+            assert!(
+                !commands.iter().any(|c| c.ends_with(verb)),
+                "{verb} was sent: {commands:?}"
+            );
+        }
+        assert!(received_raw(server).is_empty());
+        let attempts = attempts(&scratch);
+        assert!(!attempts.is_empty());
+        for (_, state, outcome, _, detail) in attempts {
+            assert_eq!(state, "queued", "{outcome}: {detail}");
+            assert_ne!(outcome, "sent", "{detail}");
+        }
+        assert_eq!(
+            scratch.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
+            4
+        );
+    }
+}
+
+#[test]
+fn no_common_auth_mechanism_is_a_config_failure() {
+    let server = aiosmtpd(&["--only-auth-mechanism", "CRAM-MD5"]);
+    let scratch = scratch(
+        server.port,
+        "    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n",
+    );
+    let out = scratch.herald_own(&["send", RECORDING]);
+    assert_exit(&out, 0);
+    let out = deliver_with_password(&scratch, "s3cret", "info");
+    assert_exit(&out, 1);
+    let commands = commands(&server);
+    for verb in ["AUTH", "MAIL"] {
+        assert!(!commands.iter().any(|c| c.ends_with(verb)), "{commands:?}");
+    }
+    let attempts = attempts(&scratch);
+    assert!(!attempts.is_empty());
+    for (_, state, outcome, _, detail) in attempts {
+        assert_eq!(
+            (state.as_str(), outcome.as_str()),
+            ("queued", "config"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("no AUTH mechanism Herald speaks"),
+            "{detail}"
+        );
+    }
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
+        4
+    );
 }

@@ -35,17 +35,35 @@ impl FileTransport {
     }
 }
 
+/// The longest a part of a file name may be before it is shortened: three parts, the
+/// separators, the digest, `.eml` and the temporary `.tmp` stay within 255 bytes.
+const MAX_PART: usize = 72;
+
 /// `<event>--<rule>--<recipient>--<digest>.eml`, with unsafe characters replaced.
-/// The digest keeps two sources that reuse an event id apart.
+/// The digest keeps two sources that reuse an event id apart. A part longer than
+/// [`MAX_PART`] keeps its start and ends with a hash of the whole part, so a name never
+/// exceeds the 255 bytes file systems allow, and ids that differ late stay apart.
 pub fn file_name(key: &MailKey) -> String {
     let digest = key.digest();
     format!(
         "{}--{}--{}--{}.eml",
-        safe(&key.event_id),
-        safe(&key.rule),
-        safe(&key.recipient),
+        short(&key.event_id),
+        short(&key.rule),
+        short(&key.recipient),
         &digest[..8]
     )
+}
+
+/// The sanitised part, cut to [`MAX_PART`] bytes with `~<hash>` at the end when longer.
+fn short(part: &str) -> String {
+    let safe = safe(part);
+    if safe.len() <= MAX_PART {
+        return safe;
+    }
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(&Sha256::digest(part.as_bytes())[..6]);
+    // `safe` is ASCII, so any byte index is a char boundary.
+    format!("{}~{hash}", &safe[..MAX_PART - hash.len() - 1])
 }
 
 fn safe(part: &str) -> String {
@@ -55,4 +73,54 @@ fn safe(part: &str) -> String {
             _ => '_',
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(event_id: &str, recipient: &str) -> MailKey {
+        MailKey {
+            source: "s".into(),
+            event_id: event_id.into(),
+            rule: "new-user".into(),
+            recipient: recipient.into(),
+        }
+    }
+
+    #[test]
+    fn short_ids_keep_todays_names() {
+        assert_eq!(
+            file_name(&key("evt-1", "alice@example.org")),
+            format!(
+                "evt-1--new-user--alice@example.org--{}.eml",
+                &key("evt-1", "alice@example.org").digest()[..8]
+            )
+        );
+    }
+
+    #[test]
+    fn any_key_gives_a_name_within_255_bytes_with_the_tmp_suffix() {
+        let long = "x".repeat(10_000);
+        let name = file_name(&MailKey {
+            source: long.clone(),
+            event_id: "é".repeat(3000),
+            rule: long.clone(),
+            recipient: long,
+        });
+        assert!(name.len() + ".tmp".len() <= 255, "{} bytes", name.len());
+    }
+
+    #[test]
+    fn long_ids_that_differ_after_the_cut_get_different_names() {
+        let base = "e".repeat(300);
+        let (a, b) = (format!("{base}a"), format!("{base}b"));
+        let (a, b) = (
+            file_name(&key(&a, "r@x.org")),
+            file_name(&key(&b, "r@x.org")),
+        );
+        assert_ne!(a, b);
+        assert!(a.len() + ".tmp".len() <= 255, "{} bytes", a.len());
+        assert!(a.starts_with(&"e".repeat(50)), "{a}");
+    }
 }

@@ -258,7 +258,7 @@ impl<T> Shared<T> {
         Ok(Job {
             from: self.from.email.clone(),
             to,
-            bytes: message.formatted(),
+            bytes: render::smtp_data(message.formatted()),
         })
     }
 
@@ -320,7 +320,7 @@ fn dkim_config(settings: &DkimSettings) -> anyhow::Result<DkimConfig> {
             settings.algorithm
         )
     })?;
-    Ok(DkimConfig::default_config(
+    Ok(render::dkim_config(
         settings.selector.clone(),
         settings.domain.clone(),
         key,
