@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `herald` binary, real files, real SQLite.
 
+mod config_cli;
 mod crash;
 mod email;
 mod faults;
@@ -8,6 +9,7 @@ mod hostile;
 mod input;
 mod outbox;
 mod retry;
+mod sandbox;
 mod skeleton;
 mod smtp;
 mod support;
