@@ -111,6 +111,19 @@ fn import_omero_never_echoes_values_of_secret_looking_keys() {
     assert!(notes.contains("line 8: (hidden"), "{notes}");
 }
 
+#[test]
+fn import_omero_control_characters_cannot_inject_yaml_or_reach_the_terminal() {
+    // YAML reads a lone CR as a line break: echoed raw, it would add `bogus_key` to the config.
+    let (yaml, notes) = import("omero.mail.config=true\nfoo=x\rbogus_key: 1\nbar=\u{1b}[2J\n");
+    for text in [&yaml, &notes] {
+        assert!(!text.contains(['\r', '\u{1b}']), "{text:?}");
+    }
+    assert!(
+        notes.contains("not imported: foo=x\\rbogus_key: 1"),
+        "{notes}"
+    );
+}
+
 /// A config that logs in to `host` in clear text, with a password file of `mode`.
 fn smtp_config(scratch: &Scratch, host: &str, mode: u32) -> String {
     let secret = scratch.path("smtp-password");

@@ -82,6 +82,8 @@ pub fn import_omero(text: &str, source: &str) -> Import {
     mail_section(&keys, &mut out, &mut import);
     out.push_str("\ndirectory:\n  path: directory.yaml\n");
     rules_section(&keys, &mut out, &mut import);
+    import.notes = import.notes.iter().map(|n| visible(n)).collect();
+    import.skipped = import.skipped.iter().map(|s| visible(s)).collect();
     for note in &import.notes {
         let _ = writeln!(out, "# NOTE: {note}");
     }
@@ -110,6 +112,20 @@ const SECRET_WORDS: [&str; 8] = [
 fn looks_secret(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     SECRET_WORDS.iter().any(|word| lower.contains(word))
+}
+
+/// Control characters written as escapes: a lone CR in a value would otherwise end the YAML
+/// comment it is echoed in (YAML reads CR as a line break) and move the admin's cursor.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn mask(key: &str, value: &str) -> String {
@@ -463,6 +479,21 @@ mod tests {
                 .any(|s| s.contains("omero.web.admins=nope"))
         );
         assert!(!import.yaml.contains("secret"));
+    }
+
+    #[test]
+    fn control_characters_in_echoed_lines_are_escaped_so_they_cannot_inject_yaml() {
+        let text = "foo=x\rbogus_key: 1\nbar=\u{1b}[31mred\nline\rstate_dir: /tmp/x\n";
+        let (import, config) = import(text);
+        assert!(!import.yaml.contains('\r') && !import.yaml.contains('\u{1b}'));
+        assert!(
+            import.yaml.contains("#   foo=x\\rbogus_key: 1 (not"),
+            "{}",
+            import.yaml
+        );
+        assert!(import.skipped.iter().all(|s| !s.contains(char::is_control)));
+        assert!(import.skipped.iter().any(|s| s.contains("\\u{1b}[31mred")));
+        assert_ne!(config.state_dir, std::path::Path::new("/tmp/x"));
     }
 
     #[test]
