@@ -225,3 +225,29 @@ fn reasons_are_recorded_with_codes() {
         .collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn log_lines_past_max_log_are_dropped_and_counted_without_failing_the_rule() {
+    let yaml = format!(
+        "state_dir: var\nrules:\n  - name: chatty\n    module: {}\n    on: [test.chatty]\n    \
+         config: {{misdeed: log-flood}}\n    limits: {{max_log: 4KiB}}\n",
+        fixture_wasm("herald-rule-hostile").display()
+    );
+    let scratch = Scratch::with_config(&yaml);
+    let event = r#"{"id":"e1","source":"t","type":"test.chatty","time":"2026-11-23T09:00:00Z"}"#;
+    std::fs::write(scratch.path("event.json"), event).unwrap();
+    let out = scratch.herald_own(&["replay", scratch.path("event.json").to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("chatty: 1 message(s)"), "{text}");
+    // 4096 bytes: "misbehaving (log-flood) on e1" (29) and four 1000-byte lines fit; 996 do not.
+    let kept = text
+        .lines()
+        .filter(|l| l.ends_with(&"y".repeat(1000)))
+        .count();
+    assert_eq!(kept, 4, "{text}");
+    assert!(
+        text.contains("log warn: 996 log lines dropped (limits.max_log)"),
+        "{text}"
+    );
+}

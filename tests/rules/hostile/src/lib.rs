@@ -1,7 +1,7 @@
 //! Test fixture: a rule that misbehaves on purpose, its misdeed chosen by `config.misdeed`.
 //!
-//! loop | memory | recursion | panic | flood | stderr-flood | header-injection | invalid-address |
-//! error | none
+//! loop | memory | recursion | panic | flood | stderr-flood | log-flood | header-injection |
+//! invalid-address | error | none
 //!
 //! Every invocation first writes `seen:<event id>` to its key-value store, so a test can check
 //! that a failed invocation's writes are discarded. An event whose data says `"behave": true`
@@ -38,6 +38,7 @@ impl Rule for Hostile {
             "panic" => panic!("hostile rule panicked on purpose"),
             "flood" => Ok(flood(100_000)),
             "stderr-flood" => flood_stderr(),
+            "log-flood" => Ok(flood_log()),
             "header-injection" => Ok(vec![mail("Hello\r\nBcc: victim@example.org")]),
             "invalid-address" => Ok(vec![
                 Message::new("hi", "body\n").to(Recipient::Address("not an address".into())),
@@ -69,6 +70,15 @@ fn flood_stderr() -> Result<Vec<Message>, String> {
         eprintln!("{line}");
     }
     Ok(vec![mail("stderr never filled")])
+}
+
+/// 1000 log lines of 1000 bytes each, then a good mail.
+fn flood_log() -> Vec<Message> {
+    let line = "y".repeat(1000);
+    for _ in 0..1000 {
+        log::info(&line);
+    }
+    vec![mail("logged a lot")]
 }
 
 fn mail(subject: &str) -> Message {
