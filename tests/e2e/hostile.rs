@@ -57,7 +57,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
 /// Each hostile rule, `new-user`, and `bystander`: the same module behaving, on every test event.
 fn config() -> String {
     let wasm = fixture_wasm("herald-rule-hostile");
-    let mut yaml = String::from("state_dir: var\nrules:\n");
+    // Wall time to spare for every rule, so under load each fails for its own reason only.
+    let mut yaml = String::from("state_dir: var\nsandbox:\n  limits: {wall_time: 10s}\nrules:\n");
     yaml.push_str("  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n");
     for (name, misdeed, limits, _) in CASES {
         yaml.push_str(&format!(
