@@ -1,14 +1,17 @@
-//! Hostile rules fail only their own invocation, with a named reason, and queue nothing.
+//! Hostile rules fail only their own invocation, with a named reason, queue nothing and keep no
+//! store writes; a good rule on the same event, and the same rule run again, still work.
 
 use crate::support::{Scratch, assert_exit, fixture_wasm, stdout};
 
 /// (rule name, misdeed, extra limits, the reason the CLI must print)
 const CASES: &[(&str, &str, &str, &str)] = &[
-    ("fuel", "loop", "", "FAILED out of fuel"),
+    // A long wall time, so only the fuel budget can stop it, however loaded the machine is.
+    ("fuel", "loop", "{wall_time: 60s}", "FAILED out of fuel"),
+    // Long enough that the same rule, run again well-behaved, finishes in time under load.
     (
         "deadline",
         "loop",
-        "{fuel: 1000000000000, wall_time: 30ms}",
+        "{fuel: 1000000000000, wall_time: 1s}",
         "FAILED deadline",
     ),
     ("memory", "memory", "", "FAILED memory"),
@@ -24,6 +27,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "flood",
         "{memory: 256MiB, fuel: 1000000000000, wall_time: 10s}",
         "FAILED output cap: returned 100000 messages",
+    ),
+    (
+        "stderr",
+        "stderr-flood",
+        "{max_log: 4KiB}",
+        "FAILED output cap: the rule wrote more than 4096 bytes to stderr (limits.max_log)",
     ),
     (
         "inject",
@@ -45,9 +54,11 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Each hostile rule, `new-user`, and `bystander`: the same module behaving, on every test event.
 fn config() -> String {
     let wasm = fixture_wasm("herald-rule-hostile");
-    let mut yaml = String::from("state_dir: var\nrules:\n");
+    // Wall time to spare for every rule, so under load each fails for its own reason only.
+    let mut yaml = String::from("state_dir: var\nsandbox:\n  limits: {wall_time: 10s}\nrules:\n");
     yaml.push_str("  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n");
     for (name, misdeed, limits, _) in CASES {
         yaml.push_str(&format!(
@@ -58,22 +69,45 @@ fn config() -> String {
             yaml.push_str(&format!("    limits: {limits}\n"));
         }
     }
+    let every: Vec<String> = CASES
+        .iter()
+        .map(|(name, ..)| format!("test.{name}"))
+        .collect();
+    yaml.push_str(&format!(
+        "  - name: bystander\n    module: {}\n    on: [{}]\n    config: {{misdeed: none}}\n",
+        wasm.display(),
+        every.join(", ")
+    ));
     yaml
 }
 
-/// Each hostile event is followed by a user-created event that must still work.
+/// Per case: the hostile event (the bystander runs on it too), a user-created event that must
+/// still work, and the same event type again with `behave: true`, checking for `seen:bad-<i>`.
 fn recording() -> String {
     let mut lines = Vec::new();
+    let time = r#""time":"2026-11-23T09:00:00Z""#;
     for (i, (name, ..)) in CASES.iter().enumerate() {
         lines.push(format!(
-            r#"{{"id":"bad-{i}","source":"t","type":"test.{name}","time":"2026-11-23T09:00:00Z"}}"#
+            r#"{{"id":"bad-{i}","source":"t","type":"test.{name}",{time}}}"#
         ));
         lines.push(format!(
-            r#"{{"id":"good-{i}","source":"t","type":"omero.user.created","time":"2026-11-23T09:00:00Z","data":{{"user":{{"id":{},"name":"u{i}"}}}}}}"#,
+            r#"{{"id":"good-{i}","source":"t","type":"omero.user.created",{time},"data":{{"user":{{"id":{},"name":"u{i}"}}}}}}"#,
             100 + i
+        ));
+        lines.push(format!(
+            r#"{{"id":"again-{i}","source":"t","type":"test.{name}",{time},"data":{{"behave":true,"check":"bad-{i}"}}}}"#
         ));
     }
     lines.join("\n") + "\n"
+}
+
+fn strings(scratch: &Scratch, sql: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -100,10 +134,6 @@ fn each_hostile_rule_fails_alone_with_its_reason() {
         "{text}"
     );
     assert_eq!(
-        scratch.count("SELECT count(*) FROM outbox WHERE rule <> 'new-user'"),
-        0
-    );
-    assert_eq!(
         scratch.count("SELECT count(*) FROM outbox WHERE rule = 'new-user'"),
         2 * CASES.len() as i64
     );
@@ -111,14 +141,64 @@ fn each_hostile_rule_fails_alone_with_its_reason() {
         scratch.count("SELECT count(*) FROM rule_runs WHERE state = 'failed'"),
         CASES.len() as i64
     );
-    assert_eq!(scratch.mails().len(), 2 * CASES.len());
+    // Each hostile rule, run again on the `behave` event, works: one mail each, and the store
+    // it sees does not hold what its failed invocation wrote.
+    for (i, (name, ..)) in CASES.iter().enumerate() {
+        let subjects = strings(
+            &scratch,
+            &format!("SELECT json_extract(mail, '$.subject') FROM outbox WHERE rule = '{name}'"),
+        );
+        assert_eq!(
+            subjects,
+            [format!("behaved on again-{i}; seen:bad-{i} stored: false")],
+            "rule {name}"
+        );
+        let keys = strings(
+            &scratch,
+            &format!("SELECT key FROM kv WHERE rule = '{name}' ORDER BY key"),
+        );
+        assert_eq!(keys, [format!("seen:again-{i}")], "rule {name}: kv");
+    }
+    // The bystander ran on every hostile event as well; its writes there were kept.
+    let mut expected: Vec<String> = (0..CASES.len())
+        .flat_map(|i| {
+            [
+                format!("behaved on again-{i}; seen:bad-{i} stored: true"),
+                "well behaved".to_owned(),
+            ]
+        })
+        .collect();
+    expected.sort();
+    let mut bystander = strings(
+        &scratch,
+        "SELECT json_extract(mail, '$.subject') FROM outbox WHERE rule = 'bystander'",
+    );
+    bystander.sort();
+    assert_eq!(bystander, expected);
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM kv WHERE rule = 'bystander'"),
+        2 * CASES.len() as i64
+    );
+    assert_eq!(scratch.mails().len(), 2 * CASES.len() + 3 * CASES.len());
 }
 
 #[test]
 fn reasons_are_recorded_with_codes() {
     let scratch = Scratch::with_config(&config());
     std::fs::write(scratch.path("events.jsonl"), recording()).unwrap();
-    let _ = scratch.herald_own(&["send", scratch.path("events.jsonl").to_str().unwrap()]);
+    let out = scratch.herald_own(&["send", scratch.path("events.jsonl").to_str().unwrap()]);
+    // `send` journaled and evaluated every event: a rule's failure is recorded, not an error.
+    assert_exit(&out, 0);
+    let events = 3 * CASES.len();
+    assert!(
+        stdout(&out).contains(&format!(
+            "evaluated {events} events: {} messages, {} failed invocations",
+            5 * CASES.len(),
+            CASES.len()
+        )),
+        "{}",
+        stdout(&out)
+    );
     let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
     let mut stmt = conn
         .prepare("SELECT rule, code FROM rule_runs WHERE state = 'failed' ORDER BY rule")
@@ -138,10 +218,37 @@ fn reasons_are_recorded_with_codes() {
         ("memory", "memory"),
         ("panic", "panic"),
         ("stack", "stack-overflow"),
+        ("stderr", "output-cap"),
     ];
     let got: Vec<(&str, &str)> = codes
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn log_lines_past_max_log_are_dropped_and_counted_without_failing_the_rule() {
+    let yaml = format!(
+        "state_dir: var\nrules:\n  - name: chatty\n    module: {}\n    on: [test.chatty]\n    \
+         config: {{misdeed: log-flood}}\n    limits: {{max_log: 4KiB}}\n",
+        fixture_wasm("herald-rule-hostile").display()
+    );
+    let scratch = Scratch::with_config(&yaml);
+    let event = r#"{"id":"e1","source":"t","type":"test.chatty","time":"2026-11-23T09:00:00Z"}"#;
+    std::fs::write(scratch.path("event.json"), event).unwrap();
+    let out = scratch.herald_own(&["replay", scratch.path("event.json").to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("chatty: 1 message(s)"), "{text}");
+    // 4096 bytes: "misbehaving (log-flood) on e1" (29) and four 1000-byte lines fit; 996 do not.
+    let kept = text
+        .lines()
+        .filter(|l| l.ends_with(&"y".repeat(1000)))
+        .count();
+    assert_eq!(kept, 4, "{text}");
+    assert!(
+        text.contains("log warn: 996 log lines dropped (limits.max_log)"),
+        "{text}"
+    );
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `herald` binary, real files, real SQLite.
 
+mod config_cli;
 mod crash;
 mod dkim;
 mod email;
@@ -10,6 +11,7 @@ mod input;
 mod mail_bytes;
 mod outbox;
 mod retry;
+mod sandbox;
 mod skeleton;
 mod smtp;
 mod support;

@@ -100,6 +100,7 @@ const EXIT_TEMPFAIL: u8 = 75;
 
 /// Parse the arguments, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
+    die_quietly_on_a_closed_pipe();
     init_tracing();
     let cli = Cli::parse();
     match run(cli) {
@@ -138,6 +139,19 @@ fn run(cli: Cli) -> Outcome {
     }
 }
 
+/// A closed stdout or stderr (`herald outbox list | head -1`) ends the command the way it
+/// ends `cat` or `ls`: SIGPIPE kills it quietly (a shell reports 141), instead of the Rust
+/// default of ignoring SIGPIPE, which turns the first print into a panic and exit 101.
+/// Dying there is safe: every store write is one transaction, and a killed `deliver` is
+/// what the crash tests cover. Sockets are unaffected (Rust sends with MSG_NOSIGNAL).
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default has no preconditions; it runs
+    // first thing in `main`, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -155,8 +169,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// Load the config, and warn about settings that put the SMTP password at risk.
     fn config(&self) -> Result<Config, CliError> {
-        Ok(Config::load(&self.config_path, self.state_dir.as_deref())?)
+        let config = Config::load(&self.config_path, self.state_dir.as_deref())?;
+        for warning in config.smtp_warnings() {
+            eprintln!("warning: {warning}");
+        }
+        Ok(config)
     }
 }
 

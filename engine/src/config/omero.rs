@@ -71,9 +71,7 @@ pub fn import_omero(text: &str, source: &str) -> Import {
                 key.trim(),
                 mask(key, value)
             )),
-            None => import
-                .skipped
-                .push(format!("line {}: `{line}` (not key=value)", number + 1)),
+            None => import.skipped.push(unparsable(number + 1, line)),
         }
     }
     let keys = Keys(keys);
@@ -84,6 +82,8 @@ pub fn import_omero(text: &str, source: &str) -> Import {
     mail_section(&keys, &mut out, &mut import);
     out.push_str("\ndirectory:\n  path: directory.yaml\n");
     rules_section(&keys, &mut out, &mut import);
+    import.notes = import.notes.iter().map(|n| visible(n)).collect();
+    import.skipped = import.skipped.iter().map(|s| visible(s)).collect();
     for note in &import.notes {
         let _ = writeln!(out, "# NOTE: {note}");
     }
@@ -97,11 +97,51 @@ pub fn import_omero(text: &str, source: &str) -> Import {
     import
 }
 
+/// Words in a key that mark its value as a secret: never echoed, in the YAML or on stderr.
+const SECRET_WORDS: [&str; 8] = [
+    "pass",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "private",
+    "dsn",
+    "auth",
+];
+
+fn looks_secret(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|word| lower.contains(word))
+}
+
+/// Control characters written as escapes: a lone CR in a value would otherwise end the YAML
+/// comment it is echoed in (YAML reads CR as a line break) and move the admin's cursor.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn mask(key: &str, value: &str) -> String {
-    if key.to_ascii_lowercase().contains("pass") && !value.trim().is_empty() {
+    if looks_secret(key) && !value.trim().is_empty() {
         "(hidden)".to_owned()
     } else {
         value.trim().to_owned()
+    }
+}
+
+/// A line that is not `key=value`, shown unless it looks like it holds a secret.
+fn unparsable(number: usize, line: &str) -> String {
+    if looks_secret(line) {
+        format!("line {number}: (hidden: it looks like a secret) (not key=value)")
+    } else {
+        format!("line {number}: `{line}` (not key=value)")
     }
 }
 
@@ -439,5 +479,51 @@ mod tests {
                 .any(|s| s.contains("omero.web.admins=nope"))
         );
         assert!(!import.yaml.contains("secret"));
+    }
+
+    #[test]
+    fn control_characters_in_echoed_lines_are_escaped_so_they_cannot_inject_yaml() {
+        let text = "foo=x\rbogus_key: 1\nbar=\u{1b}[31mred\nline\rstate_dir: /tmp/x\n";
+        let (import, config) = import(text);
+        assert!(!import.yaml.contains('\r') && !import.yaml.contains('\u{1b}'));
+        assert!(
+            import.yaml.contains("#   foo=x\\rbogus_key: 1 (not"),
+            "{}",
+            import.yaml
+        );
+        assert!(import.skipped.iter().all(|s| !s.contains(char::is_control)));
+        assert!(import.skipped.iter().any(|s| s.contains("\\u{1b}[31mred")));
+        assert_ne!(config.state_dir, std::path::Path::new("/tmp/x"));
+    }
+
+    #[test]
+    fn values_of_secret_looking_keys_and_lines_are_hidden() {
+        let text = "omero.web.secret_key=s1\nomero.ldap.token=s2\nomero.x.apiKey=s3\n\
+                    omero.x.credentials=s4\nomero.x.private=s5\nomero.web.sentry_dsn=s6\n\
+                    omero.db.pass=s7\nomero.x.password s8\nomero.web.prefix=/omero\n";
+        let (import, _) = import(text);
+        for n in 1..=8 {
+            let secret = format!("s{n}");
+            assert!(
+                !import.yaml.contains(&secret),
+                "{secret} in {}",
+                import.yaml
+            );
+            assert!(
+                import.skipped.iter().all(|s| !s.contains(&secret)),
+                "{secret}"
+            );
+        }
+        assert!(
+            import
+                .skipped
+                .contains(&"omero.web.prefix=/omero (not a mail setting Herald uses)".to_owned())
+        );
+        assert!(
+            import
+                .skipped
+                .iter()
+                .any(|s| s == "omero.web.secret_key=(hidden) (not a mail setting Herald uses)")
+        );
     }
 }

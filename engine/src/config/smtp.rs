@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use super::scalar::{OkOrDefault, Scalar, check_scalar, check_text, rejected};
 use super::values::PathValue;
 use super::yaml::{Seg, Source};
-use super::{ConfigError, SmtpConfig};
+use super::{Config, ConfigError, Diagnostic, LoadError, SmtpConfig, TransportKind};
 
 /// OMERO's `omero.mail.smtp.connectiontimeout` and `omero.mail.smtp.timeout`: 60 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -192,6 +192,84 @@ pub(super) fn check(source: Source<'_>, smtp: &SmtpConfig) -> Result<(), ConfigE
     }
 }
 
+impl Config {
+    /// Valid settings that put the SMTP password at risk, for `config check` and every
+    /// command's start: a `password_file` other users can read, and AUTH in clear text
+    /// (`tls: none`) to a host that is not this machine.
+    pub fn smtp_warnings(&self) -> Vec<Diagnostic> {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        let source = Source {
+            text: &text,
+            file: &self.file,
+        };
+        warnings(source, &self.mail.smtp, self.mail.transport)
+    }
+}
+
+fn warnings(source: Source<'_>, smtp: &SmtpConfig, transport: TransportKind) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    if let Some(PasswordSource::File(path)) = &smtp.password {
+        found.extend(readable_by_others(path).map(|mode| {
+            warning(
+                source,
+                "password_file",
+                format!(
+                    "the password file {} can be read by every user on this machine (mode {mode:03o})",
+                    path.display()
+                ),
+                format!(
+                    "let only Herald's user (and group) read it: chmod o-r {}",
+                    path.display()
+                ),
+            )
+        }));
+    }
+    let in_clear = transport == TransportKind::Smtp && smtp.tls == TlsMode::None;
+    let remote = !is_loopback(&smtp.host);
+    if let Some(user) = smtp.username.as_deref().filter(|_| in_clear && remote) {
+        found.push(warning(
+            source,
+            "tls",
+            format!(
+                "AUTH as `{user}` goes to {} in clear text (tls: none), so the password \
+                 crosses the network readable",
+                smtp.host
+            ),
+            "set `tls: starttls` (port 587) or `tls: tls` (port 465); keep `tls: none` only \
+             for a relay on this machine"
+                .to_owned(),
+        ));
+    }
+    found
+}
+
+fn warning(source: Source<'_>, key: &'static str, message: String, fix: String) -> Diagnostic {
+    let path = [Seg::Key("mail"), Seg::Key("smtp"), Seg::Key(key)];
+    match source.error(&path, message, fix) {
+        LoadError::Invalid(diagnostic) => diagnostic,
+        LoadError::Read { .. } => unreachable!("Source::error makes a diagnostic"),
+    }
+}
+
+/// The file's permission bits when every user may read it (group-readable is a choice:
+/// `root:herald 0640` is a common setup).
+fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o004 != 0).then_some(mode)
+}
+
+/// `localhost`, `*.localhost`, or a loopback address: traffic that never leaves the machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let lower = host.to_ascii_lowercase();
+    lower == "localhost"
+        || lower.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether `mail.smtp.KEY` is written in the document.
 fn text_has_key(source: Source<'_>, key: &str) -> bool {
     let path = [Seg::Key("mail"), Seg::Key("smtp"), Seg::Key(key)];
@@ -368,6 +446,62 @@ mod tests {
             "{}",
             d.message
         );
+    }
+
+    /// The warnings for `text`, written as `herald.yaml` in `dir`.
+    fn warned(dir: &tempfile::TempDir, text: &str) -> Vec<(String, Option<usize>)> {
+        let file = dir.path().join("herald.yaml");
+        std::fs::write(&file, text).unwrap();
+        let config = Config::load(&file, None).unwrap();
+        let warnings = config.smtp_warnings();
+        warnings
+            .into_iter()
+            .map(|d| (d.path, d.location.map(|l| l.line)))
+            .collect()
+    }
+
+    #[test]
+    fn a_world_readable_password_file_and_auth_in_clear_to_a_remote_host_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "hunter2\n").unwrap();
+        let mode =
+            |m| std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(m)).unwrap();
+        let remote = "mail:\n  transport: smtp\n  smtp:\n    host: smtp.example.org\n    \
+                      username: omero\n    password_file: secret\n    tls: none\n";
+        mode(0o644);
+        let both = [
+            ("mail.smtp.password_file".to_owned(), Some(6)),
+            ("mail.smtp.tls".to_owned(), Some(7)),
+        ];
+        assert_eq!(warned(&dir, remote), both);
+        mode(0o640);
+        assert_eq!(warned(&dir, remote), [both[1].clone()]);
+        for host in [
+            "localhost",
+            "mail.localhost",
+            "127.0.0.2",
+            "\"::1\"",
+            "\"[::1]\"",
+        ] {
+            let local = remote.replace("smtp.example.org", host);
+            assert_eq!(warned(&dir, &local), [], "{host}");
+        }
+        for safe in ["tls: starttls", "tls: tls"] {
+            assert_eq!(
+                warned(&dir, &remote.replace("tls: none", safe)),
+                [],
+                "{safe}"
+            );
+        }
+        // The file transport never logs in; an env password has no file to read.
+        assert_eq!(
+            warned(&dir, &remote.replace("transport: smtp", "transport: file")),
+            []
+        );
+        let env = remote.replace("password_file: secret", "password_env: PW");
+        assert_eq!(warned(&dir, &env), [both[1].clone()]);
     }
 
     #[test]

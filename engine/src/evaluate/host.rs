@@ -6,12 +6,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::herald::rule::{directory, host, types};
 use super::convert;
 use super::kv::{KvOverlay, KvRead};
+use super::limit::{HostLimit, LogPipe};
 use crate::config::Limits;
 use crate::directory::Directory;
 
@@ -32,7 +32,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) limiter: Limiter,
-    stderr: MemoryOutputPipe,
+    stderr: LogPipe,
     config_json: Arc<str>,
     directory: Arc<Directory>,
     pub(super) kv: KvOverlay,
@@ -56,7 +56,7 @@ pub struct Invocation<'a> {
 
 impl HostState {
     pub fn new(inv: &Invocation<'_>) -> HostState {
-        let stderr = MemoryOutputPipe::new(inv.limits.max_log_bytes as usize);
+        let stderr = LogPipe::new(inv.limits.max_log_bytes);
         HostState {
             wasi: deterministic_wasi(inv.time_unix_ms, inv.seed, stderr.clone()),
             table: ResourceTable::new(),
@@ -79,7 +79,7 @@ impl HostState {
 
 /// WASI with no capabilities: no files, sockets, env or args; stdin closed;
 /// clocks frozen at the event's time; random seeded from the event.
-fn deterministic_wasi(time_unix_ms: i64, seed: u64, stderr: MemoryOutputPipe) -> WasiCtx {
+fn deterministic_wasi(time_unix_ms: i64, seed: u64, stderr: LogPipe) -> WasiCtx {
     let mut builder = WasiCtx::builder();
     builder
         .stderr(stderr)
@@ -126,10 +126,9 @@ impl WasiView for HostState {
     }
 }
 
-/// Caps linear memory and tables, and remembers that it said no.
+/// Caps linear memory and tables.
 pub struct Limiter {
     memory_bytes: usize,
-    pub(super) memory_denied: bool,
 }
 
 /// Table elements one instance may have (function tables of Rust guests are small).
@@ -139,7 +138,6 @@ impl Limiter {
     fn new(limits: &Limits) -> Limiter {
         Limiter {
             memory_bytes: limits.memory_bytes as usize,
-            memory_denied: false,
         }
     }
 }
@@ -152,11 +150,9 @@ impl ResourceLimiter for Limiter {
         _max: Option<usize>,
     ) -> Result<bool> {
         if desired > self.memory_bytes {
-            self.memory_denied = true;
-            return Err(wasmtime::format_err!(
-                "memory limit of {} bytes exceeded",
-                self.memory_bytes
-            ));
+            return Err(wasmtime::Error::new(HostLimit::Memory {
+                limit_bytes: self.memory_bytes as u64,
+            }));
         }
         Ok(true)
     }

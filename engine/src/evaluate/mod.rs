@@ -4,6 +4,8 @@ pub mod convert;
 pub mod failure;
 pub mod host;
 pub mod kv;
+pub mod limit;
+pub mod module;
 pub mod output;
 pub mod sandbox;
 
@@ -189,7 +191,7 @@ fn module_bytes(module: &ModuleRef) -> anyhow::Result<Vec<u8>> {
         ModuleRef::Builtin(name) => crate::builtin::wasm(name)
             .map(<[u8]>::to_vec)
             .with_context(|| format!("no builtin rule `{name}`")),
-        ModuleRef::Path(path) => std::fs::read(path).map_err(anyhow::Error::from),
+        ModuleRef::Path(path) => module::read_component(path).map_err(anyhow::Error::from),
     }
 }
 

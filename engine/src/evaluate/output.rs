@@ -350,3 +350,277 @@ fn user_target(user: &directory::User, skipped: &mut Vec<Skipped>) -> Option<Tar
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn dir() -> Directory {
+        let text = include_str!("../../../etc/directory.yaml");
+        Directory::parse(text, Path::new("etc/directory.yaml")).unwrap()
+    }
+
+    fn to(address: &str) -> wit::Message {
+        wit::Message {
+            to: vec![wit::Recipient::Address(address.to_owned())],
+            cc: Vec::new(),
+            reply_to: Vec::new(),
+            subject: "subject".to_owned(),
+            text: "body\n".to_owned(),
+            html: None,
+            headers: Vec::new(),
+            addressing: wit::Addressing::Individual,
+        }
+    }
+
+    fn with_header(name: &str, value: &str) -> wit::Message {
+        wit::Message {
+            headers: vec![wit::Header {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            }],
+            ..to("alice@example.org")
+        }
+    }
+
+    fn run(messages: Vec<wit::Message>, limits: &Limits) -> Result<Resolved, Failure> {
+        resolve(messages, &dir(), limits)
+    }
+
+    fn failure(messages: Vec<wit::Message>, limits: &Limits) -> Failure {
+        match run(messages, limits) {
+            Err(failure) => failure,
+            Ok(resolved) => panic!("expected a failure, got {resolved:?}"),
+        }
+    }
+
+    #[test]
+    fn crlf_or_nul_in_a_custom_header_or_the_subject_is_header_injection() {
+        let limits = Limits::default();
+        for value in ["a\r\nBcc: victim@example.org", "a\nb", "a\rb", "a\0b"] {
+            let failed = failure(vec![with_header("X-Tag", value)], &limits);
+            assert_eq!(failed.code(), "invalid-header", "{value:?}: {failed}");
+            assert!(failed.to_string().contains("X-Tag"), "{failed}");
+            let subject = wit::Message {
+                subject: value.to_owned(),
+                ..to("alice@example.org")
+            };
+            assert_eq!(failure(vec![subject], &limits).code(), "invalid-header");
+        }
+        let long = "x".repeat(MAX_HEADER_LINE);
+        let failed = failure(vec![with_header("X-Long", &long)], &limits);
+        assert!(failed.to_string().contains("longer than 998"), "{failed}");
+    }
+
+    #[test]
+    fn engine_owned_header_names_are_refused_and_x_headers_pass() {
+        let limits = Limits::default();
+        for name in [
+            "Bcc",
+            "bcc",
+            "From",
+            "To",
+            "Cc",
+            "Sender",
+            "Reply-To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "MIME-Version",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+            "Return-Path",
+            "DKIM-Signature",
+        ] {
+            let failed = failure(vec![with_header(name, "x")], &limits);
+            assert_eq!(failed.code(), "invalid-header", "{name}: {failed}");
+            assert!(failed.to_string().contains("set by the engine"), "{failed}");
+        }
+        for name in ["", "X Tag", "X-Tag:", "X-T\u{e9}g"] {
+            let failed = failure(vec![with_header(name, "x")], &limits);
+            assert!(
+                failed.to_string().contains("not a valid header name"),
+                "{failed}"
+            );
+        }
+        for name in [
+            "X-Herald-Rule",
+            "x-lower",
+            "List-Id",
+            "Auto-Submitted",
+            "Precedence",
+        ] {
+            let resolved = run(vec![with_header(name, "value")], &limits).unwrap();
+            assert_eq!(
+                resolved.mails[0].headers,
+                [(name.to_owned(), "value".to_owned())]
+            );
+        }
+    }
+
+    #[test]
+    fn max_output_cap_fails_the_invocation() {
+        let limits = Limits {
+            max_output_bytes: 100,
+            ..Limits::default()
+        };
+        // subject (7) + address (17) + text: exactly at the cap passes, one byte more fails.
+        let sized = |text_len: usize| wit::Message {
+            text: "t".repeat(text_len),
+            ..to("alice@example.org")
+        };
+        assert_eq!(run(vec![sized(76)], &limits).unwrap().mails.len(), 1);
+        let failed = failure(vec![sized(77)], &limits);
+        assert_eq!(failed.code(), "output-cap");
+        assert!(
+            failed.to_string().contains("101 bytes")
+                && failed.to_string().contains("limits.max_output"),
+            "{failed}"
+        );
+        // Headers, HTML and reply-to count too, and the total is over every message.
+        let html = wit::Message {
+            html: Some("h".repeat(60)),
+            ..sized(0)
+        };
+        assert_eq!(
+            failure(vec![html.clone(), html], &limits).code(),
+            "output-cap"
+        );
+        let header = with_header("X-Pad", &"p".repeat(80));
+        assert_eq!(failure(vec![header], &limits).code(), "output-cap");
+    }
+
+    #[test]
+    fn max_messages_cap_fails_the_invocation() {
+        let limits = Limits {
+            max_messages: 2,
+            ..Limits::default()
+        };
+        let three = vec![
+            to("a@example.org"),
+            to("b@example.org"),
+            to("c@example.org"),
+        ];
+        let failed = failure(three, &limits);
+        assert!(
+            failed.to_string().contains("returned 3 messages"),
+            "{failed}"
+        );
+    }
+
+    #[test]
+    fn max_recipients_counts_addresses_after_directory_expansion() {
+        // Group `lab` has alice, bob and dave, all with email.
+        let lab = wit::Message {
+            to: vec![wit::Recipient::Group("lab".to_owned())],
+            ..to("unused@example.org")
+        };
+        let two = Limits {
+            max_recipients: 2,
+            ..Limits::default()
+        };
+        let failed = failure(vec![lab.clone()], &two);
+        assert_eq!(failed.code(), "output-cap");
+        assert!(
+            failed.to_string().contains("3 recipients after expansion"),
+            "{failed}"
+        );
+        let three = Limits {
+            max_recipients: 3,
+            ..Limits::default()
+        };
+        let resolved = run(vec![lab], &three).unwrap();
+        let got: Vec<&str> = resolved
+            .mails
+            .iter()
+            .map(|m| m.recipient.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            ["alice@example.org", "bob@example.org", "dave@example.org"]
+        );
+    }
+
+    #[test]
+    fn reply_to_must_hold_valid_addresses() {
+        let limits = Limits::default();
+        let bad = wit::Message {
+            reply_to: vec!["help@example.org".to_owned(), "not an address".to_owned()],
+            ..to("alice@example.org")
+        };
+        let failed = failure(vec![bad], &limits);
+        assert_eq!(failed.code(), "invalid-address");
+        assert!(
+            failed
+                .to_string()
+                .contains("message 0 reply-to[1]: \"not an address\""),
+            "{failed}"
+        );
+        let injected = wit::Message {
+            reply_to: vec!["a@example.org\r\nBcc: victim@example.org".to_owned()],
+            ..to("alice@example.org")
+        };
+        assert_eq!(failure(vec![injected], &limits).code(), "invalid-address");
+        let good = wit::Message {
+            reply_to: vec!["Help Desk <help@example.org>".to_owned()],
+            ..to("alice@example.org")
+        };
+        let resolved = run(vec![good], &limits).unwrap();
+        assert_eq!(resolved.mails[0].reply_to, ["Help Desk <help@example.org>"]);
+    }
+
+    #[test]
+    fn the_same_recipient_twice_gets_one_mail_and_the_second_is_reported() {
+        let limits = Limits::default();
+        // alice three ways in one message: her address in another case, and her user name.
+        let first = wit::Message {
+            to: vec![
+                wit::Recipient::Address("alice@example.org".to_owned()),
+                wit::Recipient::UserName("alice".to_owned()),
+            ],
+            cc: vec![wit::Recipient::Address("Alice@Example.ORG".to_owned())],
+            subject: "first".to_owned(),
+            ..to("unused@example.org")
+        };
+        let second = wit::Message {
+            subject: "second".to_owned(),
+            ..to("ALICE@example.org")
+        };
+        let resolved = run(vec![first, second], &limits).unwrap();
+        assert_eq!(resolved.mails.len(), 1, "{resolved:?}");
+        assert_eq!(resolved.mails[0].subject, "first");
+        assert_eq!(resolved.mails[0].recipient, "alice@example.org");
+        let duplicates: Vec<&Skipped> = resolved
+            .skipped
+            .iter()
+            .filter(|s| s.kind == SkipKind::Duplicate)
+            .collect();
+        assert_eq!(duplicates.len(), 1, "{resolved:?}");
+        assert_eq!(duplicates[0].recipient, "alice@example.org");
+    }
+
+    #[test]
+    fn together_addressing_gives_one_row_per_address_with_the_same_headers() {
+        let message = wit::Message {
+            to: vec![
+                wit::Recipient::Address("a@example.org".to_owned()),
+                wit::Recipient::Address("b@example.org".to_owned()),
+            ],
+            addressing: wit::Addressing::Together,
+            ..to("unused@example.org")
+        };
+        let resolved = run(vec![message], &Limits::default()).unwrap();
+        let rows: Vec<(&str, &[String])> = resolved
+            .mails
+            .iter()
+            .map(|m| (m.recipient.as_str(), m.to.as_slice()))
+            .collect();
+        let both = ["a@example.org".to_owned(), "b@example.org".to_owned()];
+        assert_eq!(
+            rows,
+            [("a@example.org", &both[..]), ("b@example.org", &both[..])]
+        );
+    }
+}

@@ -9,12 +9,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
+    Trap,
+};
 
 use super::bindings::herald::rule::types as wit;
 use super::bindings::{Rule, RulePre};
 use super::failure::Failure;
 use super::host::HostState;
+use super::limit::HostLimit;
 use crate::config::Limits;
 
 /// How often the epoch ticks; wall-time deadlines are rounded up to it.
@@ -78,7 +82,7 @@ impl Sandbox {
     }
 
     fn component(&self, engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
-        if !wasmparser_is_component(wasm) {
+        if !super::module::is_component(wasm) {
             bail!(
                 "this is not a WebAssembly component; build the rule with \
                  `cargo build --release --target wasm32-wasip2`"
@@ -105,11 +109,6 @@ impl Sandbox {
         // SAFETY: `compiled` was produced just now by this engine.
         unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)
     }
-}
-
-/// A component starts with the preamble `\0asm`, version 0x0d, layer 1.
-fn wasmparser_is_component(wasm: &[u8]) -> bool {
-    wasm.len() >= 8 && wasm[..4] == *b"\0asm" && wasm[6..8] == [1, 0]
 }
 
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
@@ -216,16 +215,20 @@ impl Prepared {
         store.set_fuel(limits.fuel).expect("fuel is enabled");
         store.set_epoch_deadline(deadline_ticks(limits.wall_time));
         store.epoch_deadline_trap();
-        let result = match self.pre.instantiate(&mut store) {
-            Ok(rule) => rule.call_handle(&mut store, event),
-            Err(err) => Err(err),
-        };
+        let called = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|err| (Phase::Instantiate, err))
+            .and_then(|rule| {
+                rule.call_handle(&mut store, event)
+                    .map_err(|err| (Phase::Call, err))
+            });
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.into_data();
-        let result = match result {
+        let result = match called {
             Ok(Ok(messages)) => Ok(messages),
             Ok(Err(message)) => Err(Failure::RuleError { message }),
-            Err(err) => Err(classify(&err, &state, limits)),
+            Err((phase, err)) => Err(classify(phase, &err, &state.stderr(), limits)),
         };
         Ran {
             result,
@@ -240,50 +243,65 @@ fn deadline_ticks(wall_time: Duration) -> u64 {
     (wall_time.as_micros().div_ceil(tick) as u64).max(1)
 }
 
-/// Name the reason a call failed.
-fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> Failure {
-    if state.limiter.memory_denied {
-        return Failure::Memory {
-            limit_bytes: limits.memory_bytes,
-        };
-    }
-    let stderr = state.stderr();
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => Failure::OutOfFuel { fuel: limits.fuel },
-        Some(Trap::Interrupt) => Failure::Deadline {
-            wall_time: limits.wall_time,
-        },
-        Some(Trap::StackOverflow) => Failure::StackOverflow {
-            stack_bytes: limits.stack_bytes,
-        },
-        Some(Trap::UnreachableCodeReached) if stderr.contains("panicked") => Failure::Panic {
-            message: panic_message(&stderr),
-        },
-        Some(Trap::MemoryOutOfBounds) => Failure::Trap {
-            message: with_stderr(
-                "out of bounds memory access (deep recursion overflowing the shadow stack looks like this)".into(),
-                &stderr,
-            ),
-        },
-        Some(trap) => Failure::Trap {
-            message: with_stderr(trap.to_string(), &stderr),
-        },
-        None => not_a_trap(err, &stderr),
-    }
+/// Where an invocation failed: setting the instance up, or in the call itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Call,
 }
 
-fn not_a_trap(err: &wasmtime::Error, stderr: &str) -> Failure {
-    let message = format!("{err:#}");
-    if message.contains("write beyond capacity") {
-        return Failure::OutputCap {
-            message: "the rule wrote more to stderr than limits.max_log allows".into(),
-        };
+/// Name the reason a call failed, from the error's type: wasmtime's [`Trap`] and
+/// [`PoolConcurrencyLimitError`], and the host's own [`HostLimit`]. No error text is matched.
+fn classify(phase: Phase, err: &wasmtime::Error, stderr: &str, limits: &Limits) -> Failure {
+    if let Some(limit) = err.downcast_ref::<HostLimit>() {
+        return host_limit(*limit, limits);
     }
-    if message.contains("instance") && message.contains("limit") {
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return trap_failure(*trap, stderr, limits);
+    }
+    let message = format!("{err:#}");
+    if phase == Phase::Instantiate || err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return Failure::Instantiate { message };
     }
     Failure::Trap {
         message: with_stderr(message, stderr),
+    }
+}
+
+fn host_limit(limit: HostLimit, limits: &Limits) -> Failure {
+    match limit {
+        HostLimit::Memory { .. } => Failure::Memory {
+            limit_bytes: limits.memory_bytes,
+        },
+        HostLimit::Log { limit_bytes } => Failure::OutputCap {
+            message: format!(
+                "the rule wrote more than {limit_bytes} bytes to stderr (limits.max_log)"
+            ),
+        },
+    }
+}
+
+fn trap_failure(trap: Trap, stderr: &str, limits: &Limits) -> Failure {
+    match trap {
+        Trap::OutOfFuel => Failure::OutOfFuel { fuel: limits.fuel },
+        Trap::Interrupt => Failure::Deadline {
+            wall_time: limits.wall_time,
+        },
+        Trap::StackOverflow => Failure::StackOverflow {
+            stack_bytes: limits.stack_bytes,
+        },
+        Trap::UnreachableCodeReached if stderr.contains("panicked") => Failure::Panic {
+            message: panic_message(stderr),
+        },
+        Trap::MemoryOutOfBounds => Failure::Trap {
+            message: with_stderr(
+                "out of bounds memory access (deep recursion overflowing the shadow stack looks like this)".into(),
+                stderr,
+            ),
+        },
+        trap => Failure::Trap {
+            message: with_stderr(trap.to_string(), stderr),
+        },
     }
 }
 
@@ -327,8 +345,38 @@ mod tests {
     }
 
     #[test]
+    fn host_limits_and_traps_are_told_apart_by_type_not_by_text() {
+        let limits = Limits::default();
+        let classify_call = |err: wasmtime::Error| classify(Phase::Call, &err, "", &limits);
+        let log = classify_call(wasmtime::Error::new(HostLimit::Log { limit_bytes: 64 }));
+        assert_eq!(log.code(), "output-cap", "{log}");
+        assert!(log.to_string().contains("limits.max_log"), "{log}");
+        let memory = classify_call(wasmtime::Error::new(HostLimit::Memory { limit_bytes: 1 }));
+        assert_eq!(
+            memory,
+            Failure::Memory {
+                limit_bytes: limits.memory_bytes
+            }
+        );
+        let fuel = classify_call(wasmtime::Error::new(Trap::OutOfFuel));
+        assert_eq!(fuel, Failure::OutOfFuel { fuel: limits.fuel });
+        // Text that merely looks like a limit is an ordinary trap.
+        let lookalike = classify_call(wasmtime::format_err!(
+            "write beyond capacity of MemoryOutputPipe; instance limit reached"
+        ));
+        assert_eq!(lookalike.code(), "trap", "{lookalike}");
+        let setup = classify(
+            Phase::Instantiate,
+            &wasmtime::format_err!("no slot"),
+            "",
+            &limits,
+        );
+        assert_eq!(setup.code(), "instantiate", "{setup}");
+    }
+
+    #[test]
     fn component_preamble_is_recognised() {
-        assert!(wasmparser_is_component(b"\0asm\x0d\0\x01\0"));
-        assert!(!wasmparser_is_component(b"\0asm\x01\0\0\0"));
+        assert!(super::super::module::is_component(b"\0asm\x0d\0\x01\0"));
+        assert!(!super::super::module::is_component(b"\0asm\x01\0\0\0"));
     }
 }

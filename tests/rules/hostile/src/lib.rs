@@ -1,10 +1,16 @@
 //! Test fixture: a rule that misbehaves on purpose, its misdeed chosen by `config.misdeed`.
 //!
-//! loop | memory | recursion | panic | flood | header-injection | invalid-address | error | none
+//! loop | memory | recursion | panic | flood | stderr-flood | log-flood | header-injection |
+//! invalid-address | error | none
+//!
+//! Every invocation first writes `seen:<event id>` to its key-value store, so a test can check
+//! that a failed invocation's writes are discarded. An event whose data says `"behave": true`
+//! gets a well-behaved mail whatever the misdeed, saying whether `seen:<data.check>` is stored:
+//! the same module and rule, run again after it misbehaved.
 
 use std::hint::black_box;
 
-use herald_sdk::{Event, Message, Recipient, Rule, config, export_rule, log};
+use herald_sdk::{Event, Message, Recipient, Rule, config, export_rule, kv, log};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -17,6 +23,10 @@ pub struct Hostile;
 impl Rule for Hostile {
     fn handle(event: Event) -> Result<Vec<Message>, String> {
         let settings: Settings = config::get()?;
+        kv::set(&format!("seen:{}", event.id), b"1", None);
+        if event.data_json.contains(r#""behave":true"#) {
+            return Ok(vec![behaved(&event)]);
+        }
         log::info(&format!(
             "misbehaving ({}) on {}",
             settings.misdeed, event.id
@@ -27,6 +37,8 @@ impl Rule for Hostile {
             "recursion" => Ok(vec![mail(&format!("depth {}", descend(0, 1)))]),
             "panic" => panic!("hostile rule panicked on purpose"),
             "flood" => Ok(flood(100_000)),
+            "stderr-flood" => flood_stderr(),
+            "log-flood" => Ok(flood_log()),
             "header-injection" => Ok(vec![mail("Hello\r\nBcc: victim@example.org")]),
             "invalid-address" => Ok(vec![
                 Message::new("hi", "body\n").to(Recipient::Address("not an address".into())),
@@ -35,6 +47,38 @@ impl Rule for Hostile {
             _ => Ok(vec![mail("well behaved")]),
         }
     }
+}
+
+/// A good mail that says whether the key `seen:<data.check>` is in the store.
+fn behaved(event: &Event) -> Message {
+    let check = event
+        .data_json
+        .split_once(r#""check":""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("", |(id, _)| id);
+    let stored = kv::get(&format!("seen:{check}")).is_some();
+    mail(&format!(
+        "behaved on {}; seen:{check} stored: {stored}",
+        event.id
+    ))
+}
+
+/// Write to stderr until the host stops it: 1 KiB lines, far past any `limits.max_log`.
+fn flood_stderr() -> Result<Vec<Message>, String> {
+    let line = "x".repeat(1023);
+    for _ in 0..(1 << 20) {
+        eprintln!("{line}");
+    }
+    Ok(vec![mail("stderr never filled")])
+}
+
+/// 1000 log lines of 1000 bytes each, then a good mail.
+fn flood_log() -> Vec<Message> {
+    let line = "y".repeat(1000);
+    for _ in 0..1000 {
+        log::info(&line);
+    }
+    vec![mail("logged a lot")]
 }
 
 fn mail(subject: &str) -> Message {
