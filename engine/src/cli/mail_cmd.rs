@@ -8,7 +8,7 @@ use lettre::Message;
 use lettre::message::Mailbox;
 
 use super::{CliError, Context, Outcome};
-use crate::deliver::{Class, Configured, Deliverer, Job, Report, render};
+use crate::deliver::{Class, Configured, Deliverer, Job, Report};
 use crate::mail::MailKey;
 
 #[derive(Subcommand, Debug)]
@@ -59,7 +59,7 @@ fn test(ctx: &Context, args: &TestArgs) -> Outcome {
             let job = Job {
                 from: deliverer.from().email.clone(),
                 to: to.email.clone(),
-                bytes: render::smtp_data(message.formatted()),
+                bytes: message.formatted(),
             };
             let report = smtp.send_all(vec![job]).remove(0);
             Ok(print_report(&smtp.endpoint(), &to, &report))

@@ -258,7 +258,7 @@ impl<T> Shared<T> {
         Ok(Job {
             from: self.from.email.clone(),
             to,
-            bytes: render::smtp_data(message.formatted()),
+            bytes: message.formatted(),
         })
     }
 

@@ -113,11 +113,8 @@ pub fn dkim_config(selector: String, domain: String, key: DkimSigningKey) -> Dki
 /// The bytes to hand lettre's DATA writer, which always ends the data with CRLF `.` CRLF:
 /// a message that already ends with CRLF gives up that CRLF, since the terminator's first CRLF
 /// ends the last line (RFC 5321 4.1.1.4), so the server receives exactly the rendered message.
-pub fn smtp_data(mut bytes: Vec<u8>) -> Vec<u8> {
-    if bytes.ends_with(b"\r\n") {
-        bytes.truncate(bytes.len() - 2);
-    }
-    bytes
+pub fn smtp_data(bytes: &[u8]) -> &[u8] {
+    bytes.strip_suffix(b"\r\n").unwrap_or(bytes)
 }
 
 /// An RFC 5322 date-time in UTC, for any time from [`FIRST_YEAR`] to 9999.

@@ -163,7 +163,8 @@ impl Session {
         let rcpt = Rcpt::new(job.to.clone(), vec![]);
         step(Phase::RcptTo, limit, self.conn.command(rcpt)).await?;
         step(Phase::Data, limit, self.conn.command(Data)).await?;
-        self.body(s, &job.bytes).await
+        self.body(s, crate::deliver::render::smtp_data(&job.bytes))
+            .await
     }
 
     /// Write the body and read the reply to the final `.`; which of the two failed decides
