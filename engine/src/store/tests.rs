@@ -51,6 +51,22 @@ fn open() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Ingest event `id` and queue one row for `x@example.org`.
+fn queue_one(store: &mut Store, id: &str) {
+    store.ingest(&[event(id)], Utc::now()).unwrap();
+    let pending = store.pending(1).unwrap().remove(0);
+    let outcomes = [outcome(&["x@example.org"], vec![])];
+    store
+        .commit_evaluation(
+            pending.seq,
+            &pending.event,
+            &outcomes,
+            &NO_HEALTH,
+            Utc::now(),
+        )
+        .unwrap();
+}
+
 #[test]
 fn duplicate_events_are_stored_once() {
     let (_dir, mut store) = open();
@@ -194,18 +210,7 @@ fn a_newer_schema_is_refused() {
 #[test]
 fn a_manual_retry_restarts_the_age() {
     let (_dir, mut store) = open();
-    store.ingest(&[event("a")], Utc::now()).unwrap();
-    let pending = store.pending(10).unwrap().remove(0);
-    let outcomes = [outcome(&["x@example.org"], vec![])];
-    store
-        .commit_evaluation(
-            pending.seq,
-            &pending.event,
-            &outcomes,
-            &NO_HEALTH,
-            Utc::now(),
-        )
-        .unwrap();
+    queue_one(&mut store, "a");
     let row = store
         .claim_due(Utc::now(), Duration::from_secs(60), 1)
         .unwrap()
@@ -243,18 +248,7 @@ fn a_version_3_store_gains_lease_owners_and_keeps_its_leased_rows() {
     {
         // A store as the previous release left it: version 3, one row leased far ahead.
         let mut store = Store::open(&path).unwrap();
-        store.ingest(&[event("a")], Utc::now()).unwrap();
-        let pending = store.pending(1).unwrap().remove(0);
-        let outcomes = [outcome(&["x@example.org"], vec![])];
-        store
-            .commit_evaluation(
-                pending.seq,
-                &pending.event,
-                &outcomes,
-                &NO_HEALTH,
-                Utc::now(),
-            )
-            .unwrap();
+        queue_one(&mut store, "a");
         store
             .conn
             .execute_batch(
