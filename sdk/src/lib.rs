@@ -116,10 +116,12 @@ pub mod bindings {
 
 pub mod config;
 pub mod directory;
+pub mod json;
 pub mod kv;
 pub mod log;
 mod message;
 pub mod omero;
+pub mod safe;
 pub mod testing;
 
 pub use bindings::herald::rule::types::{
