@@ -56,8 +56,9 @@
 //!   `sessionid`) in COOKIES. Django itself cleanses POST only for views
 //!   marked sensitive; Herald cleanses every section, to be safe.
 //! - At most 100 entries are shown per section, then `(N more entries not shown)`.
-//! - A value longer than 8 KiB (`safe::BODY_VALUE_BYTES`) is cut there, with
-//!   a note of how much was cut, before its repr is taken.
+//! - A key or value longer than 8 KiB (`safe::BODY_VALUE_BYTES`) is cut there,
+//!   with a note of how much was cut (a value before its repr is taken); an
+//!   entry whose key is that long is cleansed.
 //! - Without request data in the event: `Request data not supplied`.
 //!
 //! # Broken links (status 404)
@@ -294,7 +295,8 @@ fn dict<'a>(
             entry.value.as_str()
         };
         let value = safe::body_value(value);
-        out.push_str(&format!("\n{} = {}", entry.key, py_repr(&value)));
+        let key = safe::body_value(&entry.key);
+        out.push_str(&format!("\n{key} = {}", py_repr(&value)));
     }
     if let (0, Some(empty)) = (shown, empty) {
         out.push_str(&format!(" {empty}"));
@@ -305,8 +307,12 @@ fn dict<'a>(
     out
 }
 
-/// Whether a key looks sensitive: it holds one of [`HIDDEN`], in any case.
+/// Whether a key looks sensitive: it holds one of [`HIDDEN`], in any case. A key
+/// too long to show whole (over `safe::BODY_VALUE_BYTES`) counts as sensitive.
 fn is_hidden(key: &str) -> bool {
+    if key.len() > safe::BODY_VALUE_BYTES {
+        return true;
+    }
     let key = key.to_uppercase();
     HIDDEN.iter().any(|word| key.contains(word))
 }
