@@ -375,7 +375,10 @@ pub fn admit(value: Value, now: DateTime<Utc>, caps: &SizeCaps) -> Result<Event,
         ..invalid(id.as_deref(), "")
     };
     caps.check_event_bytes(serde_json::to_vec(&value).map_or(usize::MAX, |v| v.len()))
-        .map_err(|err| InvalidEvent { id: id.clone(), ..err })?;
+        .map_err(|err| InvalidEvent {
+            id: id.clone(),
+            ..err
+        })?;
     caps.check_strings(&value).map_err(too_large)?;
     let event = from_json(value, now)?;
     check_time(&event.time).map_err(|reason| invalid(Some(&event.id), &reason))?;
@@ -665,7 +668,11 @@ mod tests {
     }
 
     fn admit_str(text: &str) -> Result<Event, InvalidEvent> {
-        admit(serde_json::from_str(text).unwrap(), now(), &SizeCaps::default())
+        admit(
+            serde_json::from_str(text).unwrap(),
+            now(),
+            &SizeCaps::default(),
+        )
     }
 
     #[test]
@@ -707,10 +714,20 @@ mod tests {
             })
         );
         assert_eq!(err.id.as_deref(), Some("big"));
-        assert!(err.reason.contains("ingest.max_string_bytes"), "{}", err.reason);
-        let key = serde_json::json!({"id": "k", "source": "s", "type": "t", "data": {"0123456789a": 1}});
+        assert!(
+            err.reason.contains("ingest.max_string_bytes"),
+            "{}",
+            err.reason
+        );
+        let key =
+            serde_json::json!({"id": "k", "source": "s", "type": "t", "data": {"0123456789a": 1}});
         let err = admit(key, now(), &caps).unwrap_err();
-        assert!(err.reason.starts_with("`data.0123456789a` is a string of 11 bytes"), "{}", err.reason);
+        assert!(
+            err.reason
+                .starts_with("`data.0123456789a` is a string of 11 bytes"),
+            "{}",
+            err.reason
+        );
     }
 
     #[test]
@@ -720,11 +737,17 @@ mod tests {
             ..SizeCaps::default()
         };
         let small = r#"{"id":"a","source":"s","type":"t"}"#;
-        let big = format!(r#"{{"id":"b","source":"s","type":"t","data":"{}"}}"#, "x".repeat(40));
+        let big = format!(
+            r#"{{"id":"b","source":"s","type":"t","data":"{}"}}"#,
+            "x".repeat(40)
+        );
         let errors = parse_many(&format!("{small}\n{big}\n"), now(), &caps).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, Some(2));
-        assert!(matches!(errors[0].too_large, Some(TooLarge::Event { max: 60, .. })));
+        assert!(matches!(
+            errors[0].too_large,
+            Some(TooLarge::Event { max: 60, .. })
+        ));
         assert!(parse_many(&format!("[{small}]"), now(), &caps).is_ok());
         let array = parse_many(&format!("[{small},{big}]"), now(), &caps).unwrap_err();
         assert_eq!(array[0].id.as_deref(), Some("b"));
@@ -737,9 +760,11 @@ mod tests {
             ..SizeCaps::default()
         };
         // id, source, type and data are 4 members; data's 2 members make 6.
-        let fits = serde_json::json!({"id": "a", "source": "s", "type": "t", "data": {"x": 1, "y": [] }});
+        let fits =
+            serde_json::json!({"id": "a", "source": "s", "type": "t", "data": {"x": 1, "y": [] }});
         assert!(admit(fits, now(), &caps).is_ok());
-        let over = serde_json::json!({"id": "b", "source": "s", "type": "t", "data": {"x": 1, "y": [0]}});
+        let over =
+            serde_json::json!({"id": "b", "source": "s", "type": "t", "data": {"x": 1, "y": [0]}});
         let err = admit(over, now(), &caps).unwrap_err();
         assert_eq!(
             err.too_large,
@@ -780,9 +805,7 @@ mod tests {
     fn array_batch_is_accepted() {
         let text = r#"[{"id":"a","source":"s","type":"t"},{"id":"b","source":"s","type":"t"}]"#;
         assert_eq!(
-            parse_many(text, now(), &SizeCaps::default())
-                .unwrap()
-                .len(),
+            parse_many(text, now(), &SizeCaps::default()).unwrap().len(),
             2
         );
     }

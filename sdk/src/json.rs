@@ -148,14 +148,28 @@ mod tests {
     fn escapes_and_nesting_do_not_fool_it() {
         let data = r#"{"a":"x\\","success":"no","b":["success",{"success":false}],"c":"\"success\":false"}"#;
         assert_eq!(top_level(data, "success"), Some(r#""no""#));
-        assert_eq!(top_level(data, "b"), Some(r#"["success",{"success":false}]"#));
+        assert_eq!(
+            top_level(data, "b"),
+            Some(r#"["success",{"success":false}]"#)
+        );
         assert_eq!(top_level(data, "c"), Some(r#""\"success\":false""#));
-        assert_eq!(top_level(r#"{"a":"\\\"","success":true}"#, "success"), Some("true"));
+        assert_eq!(
+            top_level(r#"{"a":"\\\"","success":true}"#, "success"),
+            Some("true")
+        );
     }
 
     #[test]
     fn malformed_or_empty_input_finds_nothing() {
-        for json in ["", "{", "{}", "null", r#"{"a""#, r#"{"a":"#, r#"{"a":"unterminated}"#] {
+        for json in [
+            "",
+            "{",
+            "{}",
+            "null",
+            r#"{"a""#,
+            r#"{"a":"#,
+            r#"{"a":"unterminated}"#,
+        ] {
             assert_eq!(top_level(json, "a"), None, "{json}");
         }
         assert_eq!(top_level(r#" { "a" : 1 } "#, "a"), Some("1"));
@@ -167,7 +181,11 @@ mod tests {
             let text = "x".repeat(pad);
             for tail in [r#"\""#, r#"\"q\\"#, r#"\u0001\\\\"#, "é€"] {
                 let data = format!(r#"{{"a":"{text}{tail}","success":{pad}}}"#);
-                assert_eq!(top_level(&data, "success"), Some(pad.to_string().as_str()), "{data}");
+                assert_eq!(
+                    top_level(&data, "success"),
+                    Some(pad.to_string().as_str()),
+                    "{data}"
+                );
             }
         }
     }

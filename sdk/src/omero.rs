@@ -160,7 +160,11 @@ pub fn percent_encode(text: &str) -> String {
     while let Some(run) = rest.iter().position(|b| !unreserved(b)) {
         out.extend_from_slice(&rest[..run]);
         let byte = rest[run];
-        out.extend_from_slice(&[b'%', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+        out.extend_from_slice(&[
+            b'%',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0xf)],
+        ]);
         rest = &rest[run + 1..];
     }
     out.extend_from_slice(rest);
@@ -407,7 +411,9 @@ mod tests {
         assert!(text.contains("User agent: a  Fake: fact\n"), "{text}");
         assert!(text.contains(&format!("Long: {}…\n", "y".repeat(FACT_CHARS))));
         assert!(text.contains("… (1 more bytes cut)\n"));
-        let many = Summary::new("x").quote("l\n".repeat(QUOTE_LINES + 1)).text();
+        let many = Summary::new("x")
+            .quote("l\n".repeat(QUOTE_LINES + 1))
+            .text();
         assert_eq!(many.matches("> l\n").count(), QUOTE_LINES);
         assert!(many.contains("> … (more lines cut)\n"), "{many}");
     }

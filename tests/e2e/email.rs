@@ -217,6 +217,9 @@ fn the_recipient_cap_still_guards_rules_without_an_override() {
     let out = scratch.herald_own(&["email", "--everyone", "S", "B"]);
     assert_exit(&out, 13);
     let err = stderr(&out);
-    assert!(err.contains("1001 recipients after expansion; the cap is 1000 (limits.max_recipients)"), "{err}");
+    assert!(
+        err.contains("1001 recipients after expansion; the cap is 1000 (limits.max_recipients)"),
+        "{err}"
+    );
     assert_eq!(scratch.count("SELECT count(*) FROM outbox"), 0);
 }

@@ -28,7 +28,9 @@ fn nothing_stored(scratch: &Scratch) {
 fn a_time_before_1900_is_refused_naming_time_and_1900_is_accepted() {
     let scratch = Scratch::new();
     let event = |id: &str, time: &str| {
-        format!(r#"{{"id":"{id}","source":"s","type":"omero.server.up","time":"{time}","data":{{"server":"x"}}}}"#)
+        format!(
+            r#"{{"id":"{id}","source":"s","type":"omero.server.up","time":"{time}","data":{{"server":"x"}}}}"#
+        )
     };
     let file = write(
         &scratch,
@@ -42,7 +44,9 @@ fn a_time_before_1900_is_refused_naming_time_and_1900_is_accepted() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("line 2: event old: `time` 1899-12-31T23:59:59Z is before 1900-01-01T00:00:00Z"),
+        err.contains(
+            "line 2: event old: `time` 1899-12-31T23:59:59Z is before 1900-01-01T00:00:00Z"
+        ),
         "{err}"
     );
     assert!(err.contains("leave `time` out"), "{err}");
@@ -87,14 +91,16 @@ fn an_oversize_string_is_refused_naming_line_and_field_path() {
 fn an_oversize_event_is_refused_and_the_cap_is_configurable() {
     let scratch = Scratch::with_config("state_dir: var\ningest:\n  max_event_bytes: 2KiB\n");
     let strings: Vec<String> = (0..40).map(|i| format!("{i:060}")).collect();
-    let event = serde_json::json!({"id": "wide", "source": "s", "type": "x.y", "data": strings}).to_string();
+    let event = serde_json::json!({"id": "wide", "source": "s", "type": "x.y", "data": strings})
+        .to_string();
     let small = r#"{"id":"small","source":"s","type":"x.y"}"#.to_owned();
     let file = write(&scratch, "wide.jsonl", &[small, event]);
     let out = scratch.herald_own(&["send", &file]);
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("line 2: the event is 2") && err.contains("the cap is 2048 (ingest.max_event_bytes)"),
+        err.contains("line 2: the event is 2")
+            && err.contains("the cap is 2048 (ingest.max_event_bytes)"),
         "{err}"
     );
     nothing_stored(&scratch);
@@ -106,7 +112,10 @@ fn an_unknown_ingest_key_names_file_line_key_path_and_fix() {
     let out = scratch.herald_own(&["config", "check"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
-    assert!(err.contains("herald.yaml:3:3: ingest.max_strings: unknown field `max_strings`"), "{err}");
+    assert!(
+        err.contains("herald.yaml:3:3: ingest.max_strings: unknown field `max_strings`"),
+        "{err}"
+    );
     assert!(err.contains("fix: remove `max_strings`"), "{err}");
 }
 
@@ -151,7 +160,10 @@ fn assert_huge_user_agents_do_not_silence_the_alert(scratch: &Scratch, own: bool
         .filter(|(name, _)| name.starts_with("real--failed-login--"))
         .collect();
     assert_eq!(real.len(), 2, "the last, normal login is still reported");
-    assert_eq!(scratch.count("SELECT count(*) FROM outbox WHERE state = 'sent'"), 12);
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM outbox WHERE state = 'sent'"),
+        12
+    );
 }
 
 #[test]
@@ -164,7 +176,11 @@ fn five_failed_logins_with_a_user_agent_at_the_cap_leave_the_rule_active_and_the
 fn failed_login_with_a_user_agent_at_the_cap_costs_far_less_than_its_fuel() {
     for scratch in [Scratch::new(), enriched_failed_login()] {
         let huge = "é".repeat(STRING_CAP / 2);
-        let file = write(&scratch, "one.jsonl", &[login_failed("huge", "root", &huge)]);
+        let file = write(
+            &scratch,
+            "one.jsonl",
+            &[login_failed("huge", "root", &huge)],
+        );
         let config = scratch.path("herald.yaml");
         let out = if config.exists() {
             scratch.herald_own(&["replay", "--json", &file])
@@ -220,16 +236,22 @@ fn a_quarantined_rule_is_reported_as_quarantined_not_as_matched_by_no_rule() {
     let second = second.split("\nevaluated").next().unwrap();
     assert!(!second.contains("matched by no rule"), "{text}");
     assert!(
-        second.contains("bad: SKIPPED: the rule is quarantined; release it with `herald rules release bad`"),
+        second.contains(
+            "bad: SKIPPED: the rule is quarantined; release it with `herald rules release bad`"
+        ),
         "{text}"
     );
     assert!(text.contains("0 events matched by no rule"), "{text}");
-    assert!(text.contains("1 invocations skipped (rule quarantined)"), "{text}");
+    assert!(
+        text.contains("1 invocations skipped (rule quarantined)"),
+        "{text}"
+    );
 
     let file = write(&scratch, "more.jsonl", &[event("b3")]);
     let out = scratch.herald_own(&["replay", "--deliver", "--json", &file]);
     assert_exit(&out, 0);
-    let report: serde_json::Value = serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
     assert_eq!(report["rules"][0]["rule"], "bad");
     assert_eq!(report["rules"][0]["reason"], "quarantined");
 }

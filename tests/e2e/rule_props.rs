@@ -58,7 +58,8 @@ thread_local! {
 
 fn engine() -> (Evaluator, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
-    let config = Config::from_str(RULES, &repo().join("etc/herald.yaml"), Some(state.path())).unwrap();
+    let config =
+        Config::from_str(RULES, &repo().join("etc/herald.yaml"), Some(state.path())).unwrap();
     let directory = Directory::load(&repo().join("etc/directory.yaml")).unwrap();
     let evaluator = Evaluator::new(&config, Arc::new(directory)).unwrap();
     (evaluator, state)
@@ -66,7 +67,9 @@ fn engine() -> (Evaluator, tempfile::TempDir) {
 
 /// Evaluate an event as ingest would admit it; `Ok(false)` when ingest refuses it (over a cap).
 fn evaluate(envelope: Value) -> Result<bool, TestCaseError> {
-    let now = DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").unwrap().with_timezone(&Utc);
+    let now = DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let Ok(event) = event::admit(envelope, now, &SizeCaps::default()) else {
         return Ok(false);
     };
@@ -85,9 +88,17 @@ fn evaluate(envelope: Value) -> Result<bool, TestCaseError> {
                     )));
                 }
             };
-            prop_assert!(outcome.fuel_used < FUEL / 2, "{rule} used {} fuel", outcome.fuel_used);
+            prop_assert!(
+                outcome.fuel_used < FUEL / 2,
+                "{rule} used {} fuel",
+                outcome.fuel_used
+            );
             for mail in &resolved.mails {
-                prop_assert!(!mail.subject.chars().any(char::is_control), "{rule}: {:?}", mail.subject);
+                prop_assert!(
+                    !mail.subject.chars().any(char::is_control),
+                    "{rule}: {:?}",
+                    mail.subject
+                );
             }
         }
         Ok(true)
@@ -134,9 +145,9 @@ fn group() -> impl Strategy<Value = Value> {
 
 fn object() -> impl Strategy<Value = Value> {
     let kind = prop_oneof![4 => Just("Image".to_owned()), 1 => text()];
-    (kind, id(), opt_text(), prop::option::of(user())).prop_map(|(kind, id, name, owner)| {
-        json!({"type": kind, "id": id, "name": name, "owner": owner})
-    })
+    (kind, id(), opt_text(), prop::option::of(user())).prop_map(
+        |(kind, id, name, owner)| json!({"type": kind, "id": id, "name": name, "owner": owner}),
+    )
 }
 
 /// Many small links (up to `ingest.max_items`), each to an image of its own owner.
@@ -151,9 +162,18 @@ fn many_links() -> impl Strategy<Value = Vec<Value>> {
 /// A Django request dict: a few arbitrary entries, or very many small ones.
 fn dict() -> impl Strategy<Value = Value> {
     let few = prop::collection::vec((text(), text()), 0..6);
-    let many = (0usize..250).prop_map(|n| (0..n).map(|i| (format!("K{i}"), "v\u{1}".to_owned())).collect());
+    let many = (0usize..250).prop_map(|n| {
+        (0..n)
+            .map(|i| (format!("K{i}"), "v\u{1}".to_owned()))
+            .collect()
+    });
     prop_oneof![4 => few, 1 => many].prop_map(|pairs: Vec<(String, String)>| {
-        Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<Map<_, _>>())
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect::<Map<_, _>>(),
+        )
     })
 }
 
@@ -190,7 +210,15 @@ fn web_error() -> impl Strategy<Value = Value> {
     let status = prop_oneof![Just(404u16), Just(500), Just(502), any::<u16>()];
     let request = prop::option::of((dict(), dict(), dict(), dict()));
     let exception = prop::option::of((text(), text(), text()));
-    let strings = (text(), text(), text(), text(), opt_text(), opt_text(), opt_text());
+    let strings = (
+        text(),
+        text(),
+        text(),
+        text(),
+        opt_text(),
+        opt_text(),
+        opt_text(),
+    );
     (status, strings, any::<bool>(), exception, request).prop_map(
         |(status, (method, path, url, host, referer, agent, addr), internal_ip, exception, request)| {
             let exception = exception.map(|(kind, value, tb)| json!({"type": kind, "value": value, "traceback": tb}));
@@ -211,13 +239,24 @@ fn broadcast() -> impl Strategy<Value = Value> {
     ];
     let names = || prop::collection::vec(text(), 0..5);
     let extra = prop::collection::vec("[a-z]{1,10}@example\\.org", 0..4);
-    (text(), text(), opt_text(), any::<bool>(), any::<bool>(), ids, names(), names(), extra).prop_map(
-        |(subject, body, html, everyone, inactive, ids, user_names, group_names, extra)| {
-            json!({"subject": subject, "body": body, "html": html, "everyone": everyone,
+    (
+        text(),
+        text(),
+        opt_text(),
+        any::<bool>(),
+        any::<bool>(),
+        ids,
+        names(),
+        names(),
+        extra,
+    )
+        .prop_map(
+            |(subject, body, html, everyone, inactive, ids, user_names, group_names, extra)| {
+                json!({"subject": subject, "body": body, "html": html, "everyone": everyone,
                    "inactive": inactive, "user_ids": ids, "user_names": user_names,
                    "group_ids": [0, 1, 3], "group_names": group_names, "extra": extra})
-        },
-    )
+            },
+        )
 }
 
 const KINDS: [&str; 8] = [

@@ -48,7 +48,9 @@ impl RawIngest {
     fn resolve(self) -> SizeCaps {
         let d = SizeCaps::default();
         SizeCaps {
-            max_event_bytes: self.max_event_bytes.map_or(d.max_event_bytes, |s| s.bytes()),
+            max_event_bytes: self
+                .max_event_bytes
+                .map_or(d.max_event_bytes, |s| s.bytes()),
             max_string_bytes: self
                 .max_string_bytes
                 .map_or(d.max_string_bytes, |s| s.bytes()),

@@ -251,7 +251,12 @@ fn request_section(request: Option<&RequestInfo>, settings: &Settings) -> String
     let session = &settings.session_cookie_name;
     let hidden_cookie = |entry: &Entry| entry.key == *session || is_hidden(&entry.key);
     let mut out = String::from("Request information:\n");
-    out.push_str(&dict("GET", request.get.iter(), Some("No GET data"), hidden));
+    out.push_str(&dict(
+        "GET",
+        request.get.iter(),
+        Some("No GET data"),
+        hidden,
+    ));
     out.push_str("\n\n");
     out.push_str(&dict(
         "POST",

@@ -171,10 +171,21 @@ fn each_hidden_word_alone_cleanses_its_entry() {
     assert_eq!(alone.len(), HIDDEN.len());
     for (key, word) in alone.iter().zip(HIDDEN) {
         let upper = key.to_uppercase();
-        let words: Vec<&str> = HIDDEN.iter().copied().filter(|w| upper.contains(w)).collect();
+        let words: Vec<&str> = HIDDEN
+            .iter()
+            .copied()
+            .filter(|w| upper.contains(w))
+            .collect();
         assert_eq!(words, [word], "{key} must hold {word} and no other word");
     }
-    let clear = ["Page", "sig", "theme", "HTTP_HOST", "cookie_consent", "sessionid2"];
+    let clear = [
+        "Page",
+        "sig",
+        "theme",
+        "HTTP_HOST",
+        "cookie_consent",
+        "sessionid2",
+    ];
     let pairs: Vec<(&str, &str)> = alone.iter().chain(&clear).map(|k| (*k, "v4lue")).collect();
     let error = WebError {
         request: Some(RequestInfo {
@@ -187,10 +198,16 @@ fn each_hidden_word_alone_cleanses_its_entry() {
     };
     let text = &run(error)[0].text;
     for key in alone {
-        assert!(text.contains(&format!("\n{key} = '********************'\n")), "{key} in clear:\n{text}");
+        assert!(
+            text.contains(&format!("\n{key} = '********************'\n")),
+            "{key} in clear:\n{text}"
+        );
     }
     for key in clear {
-        assert!(text.contains(&format!("\n{key} = 'v4lue'\n")), "{key} cleansed:\n{text}");
+        assert!(
+            text.contains(&format!("\n{key} = 'v4lue'\n")),
+            "{key} cleansed:\n{text}"
+        );
     }
 }
 
