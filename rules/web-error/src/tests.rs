@@ -168,16 +168,6 @@ fn each_hidden_word_alone_cleanses_its_entry() {
         "Signature",
         "HTTP_COOKIE",
     ];
-    assert_eq!(alone.len(), HIDDEN.len());
-    for (key, word) in alone.iter().zip(HIDDEN) {
-        let upper = key.to_uppercase();
-        let words: Vec<&str> = HIDDEN
-            .iter()
-            .copied()
-            .filter(|w| upper.contains(w))
-            .collect();
-        assert_eq!(words, [word], "{key} must hold {word} and no other word");
-    }
     let clear = [
         "Page",
         "sig",
@@ -208,6 +198,17 @@ fn each_hidden_word_alone_cleanses_its_entry() {
             text.contains(&format!("\n{key} = 'v4lue'\n")),
             "{key} cleansed:\n{text}"
         );
+    }
+    // Each key above holds exactly one word of the pattern, in the pattern's order.
+    assert_eq!(alone.len(), HIDDEN.len());
+    for (key, word) in alone.iter().zip(HIDDEN) {
+        let upper = key.to_uppercase();
+        let words: Vec<&str> = HIDDEN
+            .iter()
+            .copied()
+            .filter(|w| upper.contains(w))
+            .collect();
+        assert_eq!(words, [word], "{key} must hold {word} and no other word");
     }
 }
 
