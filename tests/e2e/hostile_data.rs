@@ -174,15 +174,15 @@ fn five_failed_logins_with_a_user_agent_at_the_cap_leave_the_rule_active_and_the
 
 #[test]
 fn failed_login_with_a_user_agent_at_the_cap_costs_far_less_than_its_fuel() {
+    // Backslashes: each one is an escape in `data_json`, the costliest text to read.
+    let huge = "\\".repeat(STRING_CAP);
     for scratch in [Scratch::new(), enriched_failed_login()] {
-        let huge = "é".repeat(STRING_CAP / 2);
         let file = write(
             &scratch,
             "one.jsonl",
             &[login_failed("huge", "root", &huge)],
         );
-        let config = scratch.path("herald.yaml");
-        let out = if config.exists() {
+        let out = if scratch.path("herald.yaml").exists() {
             scratch.herald_own(&["replay", "--json", &file])
         } else {
             scratch.herald(&["replay", "--json", &file])
@@ -192,7 +192,7 @@ fn failed_login_with_a_user_agent_at_the_cap_costs_far_less_than_its_fuel() {
         let rule = &report["rules"][0];
         assert_eq!(rule["ok"], true, "{rule}");
         let fuel = rule["fuel"].as_u64().unwrap();
-        assert!(fuel < 1_000_000, "{fuel} of the 10,000,000 budget");
+        assert!(fuel < 2_000_000, "{fuel} of the 10,000,000 budget");
     }
 }
 
