@@ -343,7 +343,7 @@ fn py_repr(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if !py_printable(c) => out.push_str(&py_escape(c)),
+            c if !py_printable(c) => py_escape(&mut out, c),
             c => out.push(c),
         }
     }
@@ -358,12 +358,19 @@ fn py_printable(c: char) -> bool {
     !(c.is_control() || (c.is_whitespace() && c != ' ') || invisible)
 }
 
-/// `\xNN`, `\uNNNN` or `\UNNNNNNNN`, as Python writes them.
-fn py_escape(c: char) -> String {
-    match c as u32 {
-        n @ 0..=0xff => format!("\\x{n:02x}"),
-        n @ 0x100..=0xffff => format!("\\u{n:04x}"),
-        n => format!("\\U{n:08x}"),
+/// Append `\xNN`, `\uNNNN` or `\UNNNNNNNN`, as Python writes them.
+fn py_escape(out: &mut String, c: char) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = c as u32;
+    let (prefix, digits) = match n {
+        0..=0xff => ('x', 2),
+        0x100..=0xffff => ('u', 4),
+        _ => ('U', 8),
+    };
+    out.push('\\');
+    out.push(prefix);
+    for shift in (0..digits).rev() {
+        out.push(char::from(HEX[(n >> (shift * 4)) as usize & 0xf]));
     }
 }
 
@@ -414,10 +421,11 @@ fn broken_link(error: &WebError) -> Option<(String, String)> {
     };
     let subject = format_subject(&format!("Broken {internal}link on {}", error.host));
     let body = format!(
-        "Referrer: {referer}\nRequested URL: {}\nUser agent: {}\nIP address: {}\n",
-        error.path,
-        error.user_agent.as_deref().unwrap_or("<none>"),
-        error.remote_addr.as_deref().unwrap_or("<none>"),
+        "Referrer: {}\nRequested URL: {}\nUser agent: {}\nIP address: {}\n",
+        safe::body_value(referer),
+        safe::body_value(&error.path),
+        safe::body_value(error.user_agent.as_deref().unwrap_or("<none>")),
+        safe::body_value(error.remote_addr.as_deref().unwrap_or("<none>")),
     );
     Some((subject, body))
 }
@@ -453,7 +461,12 @@ fn is_internal(host: &str, referer: &str) -> bool {
 
 /// The network location and path of a URL, as Python's `urlsplit` reads them.
 fn split_url(url: &str) -> (&str, &str) {
-    let url = url.split(['?', '#']).next().unwrap_or("");
+    let end = [url.find('?'), url.find('#')]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(url.len());
+    let url = &url[..end];
     let after_scheme = match url.find("://") {
         Some(i)
             if url[..i]
