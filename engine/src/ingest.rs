@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::event::{self, Event, InvalidEvent};
+use crate::event::{self, Event, InvalidEvent, SizeCaps};
 use crate::store::{Ingested, Store};
 
 /// Why input was refused. Nothing of it was stored.
@@ -18,17 +18,23 @@ pub enum ReadError {
 }
 
 /// Read one event, a JSON array of events, or JSON Lines from `path`
-/// (`-` is stdin). Every event is validated before any is returned.
-pub fn read_events(path: &Path, now: DateTime<Utc>) -> Result<Vec<Event>, ReadError> {
+/// (`-` is stdin). Every event is validated, and held to `caps` (`ingest:` in the
+/// config), before any is returned.
+pub fn read_events(
+    path: &Path,
+    now: DateTime<Utc>,
+    caps: &SizeCaps,
+) -> Result<Vec<Event>, ReadError> {
     let text = read_text(path).map_err(ReadError::Io)?;
     if text.trim().is_empty() {
         return Err(ReadError::Invalid(vec![InvalidEvent {
             line: None,
             id: None,
             reason: format!("{} holds no event", path.display()),
+            too_large: None,
         }]));
     }
-    event::parse_many(&text, now).map_err(ReadError::Invalid)
+    event::parse_many(&text, now, caps).map_err(ReadError::Invalid)
 }
 
 fn read_text(path: &Path) -> anyhow::Result<String> {

@@ -89,6 +89,17 @@
 //! rustflags = ["-C", "link-arg=-zstack-size=65536"]
 //! ```
 //!
+//! # Event data is the sender's
+//!
+//! Any string in an event may hold CR, LF, NUL or other control characters and be
+//! as long as the engine's `ingest.max_string_bytes` (64 KiB by default). The
+//! engine refuses a subject or header with a line break (header injection), and
+//! every instruction counts against the rule's fuel. Put event values into a
+//! subject through [`safe::header_value`], cut long values for a body with
+//! [`safe::body_value`], and read an extra field of `data_json` with
+//! [`json::top_level`] rather than parsing all of it. [`omero::Summary`] does the
+//! cutting for its facts, quote and links.
+//!
 //! # Testing a rule natively
 //!
 //! On any target but wasm32 the host calls go to a [`testing::TestHost`]
@@ -116,10 +127,12 @@ pub mod bindings {
 
 pub mod config;
 pub mod directory;
+pub mod json;
 pub mod kv;
 pub mod log;
 mod message;
 pub mod omero;
+pub mod safe;
 pub mod testing;
 
 pub use bindings::herald::rule::types::{

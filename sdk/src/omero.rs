@@ -119,8 +119,12 @@ pub fn fill(template: &str, vars: &[(&str, &str)]) -> String {
 
 /// [`fill`] for URLs: each value is percent-encoded (everything but
 /// `A-Z a-z 0-9 - . _ ~`), so a name with spaces or `&` cannot break the link.
+/// A value longer than [`LINK_BYTES`] is cut there first: such a link is too long
+/// to use, and [`Summary::link`] leaves it out.
 pub fn link(template: &str, vars: &[(&str, &str)]) -> String {
-    fill_with(template, vars, percent_encode)
+    fill_with(template, vars, |value| {
+        percent_encode(&value[..value.floor_char_boundary(LINK_BYTES + 1)])
+    })
 }
 
 fn fill_with(template: &str, vars: &[(&str, &str)], encode: impl Fn(&str) -> String) -> String {
@@ -149,24 +153,35 @@ fn fill_with(template: &str, vars: &[(&str, &str)], encode: impl Fn(&str) -> Str
 
 /// Percent-encode everything but RFC 3986's unreserved characters.
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let unreserved = |byte: &u8| byte.is_ascii_alphanumeric() || b"-._~".contains(byte);
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some(run) = rest.iter().position(|b| !unreserved(b)) {
+        out.extend_from_slice(&rest[..run]);
+        let byte = rest[run];
+        out.extend_from_slice(&[
+            b'%',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0xf)],
+        ]);
+        rest = &rest[run + 1..];
     }
-    out
+    out.extend_from_slice(rest);
+    String::from_utf8(out).expect("percent-encoded text is ASCII")
 }
 
 /// A user as people read it: `First Last (name)`, or just the omeName when
-/// the directory has no first or last name.
+/// the directory has no first or last name. A first or last name is looked at
+/// up to [`FACT_CHARS`] bytes (a longer one is cut there), so the cost stays bounded.
 pub fn display_name(user: &User) -> String {
+    fn head(part: &str) -> &str {
+        &part[..part.floor_char_boundary(FACT_CHARS)]
+    }
     let full: Vec<&str> = [&user.first_name, &user.last_name]
         .into_iter()
         .flatten()
-        .map(|part| part.trim())
+        .map(|part| head(part).trim())
         .filter(|part| !part.is_empty())
         .collect();
     if full.is_empty() {
@@ -176,9 +191,27 @@ pub fn display_name(user: &User) -> String {
     }
 }
 
+/// The most characters of a [`Summary`] fact's value (then `…`).
+pub const FACT_CHARS: usize = 1000;
+
+/// The longest link a [`Summary`] shows; a longer one is left out (browsers and
+/// mail clients do not open such URLs reliably).
+pub const LINK_BYTES: usize = 4096;
+
+/// The most lines of a [`Summary`] quote (then a note that more were cut).
+pub const QUOTE_LINES: usize = 50;
+
+/// The most bytes of a [`Summary`] quote (then a note of how much was cut).
+pub const QUOTE_BYTES: usize = 2 * 1024;
+
 /// An enriched-mode body: an opening sentence, `label: value` facts, an
 /// optional quoted text and links, rendered as plain text and as
 /// HTML (every value escaped), both ending with [`DEFAULT_BODY`].
+///
+/// Event data is made safe here: the intro and each fact's value are put on one
+/// line (control characters become spaces) and cut at [`FACT_CHARS`]
+/// characters, a quote is cut at [`QUOTE_BYTES`] and [`QUOTE_LINES`], and a link longer than
+/// [`LINK_BYTES`] is left out (see [`crate::safe`]).
 ///
 /// ```
 /// use herald_sdk::omero::Summary;
@@ -203,37 +236,56 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// A summary that opens with `intro`, one sentence.
-    pub fn new(intro: impl Into<String>) -> Self {
+    /// A summary that opens with `intro`, one sentence: put on one line and cut at
+    /// [`FACT_CHARS`] like a fact.
+    pub fn new(intro: impl AsRef<str>) -> Self {
         Summary {
-            intro: intro.into(),
+            intro: crate::safe::one_line(intro.as_ref(), FACT_CHARS),
             ..Default::default()
         }
     }
 
-    /// Add a `label: value` line.
-    pub fn fact(mut self, label: impl Into<String>, value: impl Into<String>) -> Self {
-        self.facts.push((label.into(), value.into()));
+    /// Add a `label: value` line; the value is put on one line and cut at [`FACT_CHARS`].
+    pub fn fact(mut self, label: impl Into<String>, value: impl AsRef<str>) -> Self {
+        let value = crate::safe::one_line(value.as_ref(), FACT_CHARS);
+        self.facts.push((label.into(), value));
         self
     }
 
-    /// Quote a text, such as a comment, after the facts.
-    pub fn quote(mut self, text: impl Into<String>) -> Self {
-        self.quote = Some(text.into());
+    /// Quote a text, such as a comment, after the facts; cut at [`QUOTE_BYTES`] and
+    /// [`QUOTE_LINES`] lines.
+    pub fn quote(mut self, text: impl AsRef<str>) -> Self {
+        let text = crate::safe::cut(text.as_ref(), QUOTE_BYTES);
+        let mut lines: Vec<&str> = text.lines().take(QUOTE_LINES + 1).collect();
+        let mut quote = if lines.len() > QUOTE_LINES {
+            lines.truncate(QUOTE_LINES);
+            let mut kept = lines.join("\n");
+            kept.push_str("\n… (more lines cut)");
+            kept
+        } else {
+            text.into_owned()
+        };
+        quote.shrink_to_fit();
+        self.quote = Some(quote);
         self
     }
 
     /// Add a link at the end; `None` (no `web_url` configured) adds nothing.
-    pub fn link_opt(self, label: impl Into<String>, url: Option<String>) -> Self {
+    pub fn link_opt(self, label: impl AsRef<str>, url: Option<String>) -> Self {
         match url {
             Some(url) => self.link(label, url),
             None => self,
         }
     }
 
-    /// Add a link at the end (after any earlier ones).
-    pub fn link(mut self, label: impl Into<String>, url: impl Into<String>) -> Self {
-        self.links.push((label.into(), url.into()));
+    /// Add a link at the end (after any earlier ones). A URL longer than
+    /// [`LINK_BYTES`] (event data made it so) is left out; its label is cut like a fact.
+    pub fn link(mut self, label: impl AsRef<str>, url: impl Into<String>) -> Self {
+        let url = url.into();
+        if url.len() <= LINK_BYTES {
+            let label = crate::safe::one_line(label.as_ref(), FACT_CHARS);
+            self.links.push((label, url));
+        }
         self
     }
 
@@ -347,6 +399,23 @@ mod tests {
         assert!(html.contains("<th align=\"left\">a&amp;b</th><td>&quot;q&quot;</td>"));
         assert!(html.contains("<blockquote>x&lt;y<br>\nz</blockquote>"));
         assert!(html.contains("<a href=\"https://h/?a=1&amp;b=2\">go</a>"));
+    }
+
+    #[test]
+    fn summary_facts_are_one_line_and_long_values_are_cut() {
+        let summary = Summary::new("x")
+            .fact("User agent", "a\r\nFake: fact")
+            .fact("Long", "y".repeat(FACT_CHARS + 5))
+            .quote("q".repeat(QUOTE_BYTES + 1));
+        let text = summary.text();
+        assert!(text.contains("User agent: a  Fake: fact\n"), "{text}");
+        assert!(text.contains(&format!("Long: {}…\n", "y".repeat(FACT_CHARS))));
+        assert!(text.contains("… (1 more bytes cut)\n"));
+        let many = Summary::new("x")
+            .quote("l\n".repeat(QUOTE_LINES + 1))
+            .text();
+        assert_eq!(many.matches("> l\n").count(), QUOTE_LINES);
+        assert!(many.contains("> … (more lines cut)\n"), "{many}");
     }
 
     #[test]

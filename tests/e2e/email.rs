@@ -173,3 +173,53 @@ fn without_wait_the_broadcast_is_queued_durably_then_delivered() {
     assert_exit(&scratch.herald(&["deliver", "--until-empty"]), 0);
     assert_eq!(scratch.mails().len(), 1);
 }
+
+/// A directory of `n` active users with an email each (ids from 10), beside OMERO's built-ins.
+fn big_directory(n: usize) -> String {
+    let mut yaml = String::from("users:\n");
+    for i in 0..n {
+        let id = 10 + i;
+        yaml.push_str(&format!(
+            "  - {{id: {id}, name: user{id}, email: user{id}@example.org}}\n"
+        ));
+    }
+    let members: Vec<String> = (0..n).map(|i| (10 + i).to_string()).collect();
+    yaml.push_str(&format!(
+        "groups:\n  - {{id: 1, name: user, members: [{}]}}\n",
+        members.join(", ")
+    ));
+    yaml
+}
+
+#[test]
+fn everyone_reaches_5000_users_with_one_outbox_row_each() {
+    let shipped = std::fs::read_to_string(crate::support::repo().join("etc/herald.yaml")).unwrap();
+    let scratch = Scratch::with_config(&shipped);
+    std::fs::write(scratch.path("directory.yaml"), big_directory(5000)).unwrap();
+    let out = scratch.herald_own(&["email", "--everyone", "Maintenance", "Downtime at noon."]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "Queued 5000 emails\n");
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
+        5000
+    );
+    assert_eq!(
+        scratch.count("SELECT count(DISTINCT recipient) FROM outbox"),
+        5000
+    );
+}
+
+#[test]
+fn the_recipient_cap_still_guards_rules_without_an_override() {
+    let yaml = "state_dir: var\nrules:\n  - {name: broadcast, module: builtin:broadcast, on: [herald.broadcast]}\n";
+    let scratch = Scratch::with_config(yaml);
+    std::fs::write(scratch.path("directory.yaml"), big_directory(1001)).unwrap();
+    let out = scratch.herald_own(&["email", "--everyone", "S", "B"]);
+    assert_exit(&out, 13);
+    let err = stderr(&out);
+    assert!(
+        err.contains("1001 recipients after expansion; the cap is 1000 (limits.max_recipients)"),
+        "{err}"
+    );
+    assert_eq!(scratch.count("SELECT count(*) FROM outbox"), 0);
+}

@@ -216,14 +216,13 @@ fn evaluate_reporting(
         &loaded.evaluator,
         loaded.quarantine_after(),
         |done| {
-            tally.add(&done.outcomes);
-            let printed = report::print(
-                &mut out,
-                &done.event,
-                &done.outcomes,
-                json,
-                report::Detail::Brief,
-            );
+            tally.add(&done.outcomes, &done.skipped_rules);
+            let seen = report::EventReport {
+                event: &done.event,
+                outcomes: &done.outcomes,
+                quarantined: &done.skipped_rules,
+            };
+            let printed = report::print(&mut out, seen, json, report::Detail::Brief);
             if let Err(err) = printed {
                 print_err.get_or_insert(err);
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::expect::{self, Produced};
-use super::report::{self, Detail, Tally};
+use super::report::{self, Detail, EventReport, Tally};
 use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
 use crate::evaluate::{KvRead, MemoryKv};
@@ -37,7 +37,7 @@ pub struct Args {
 /// 1 when any failed or differed (after all ran).
 pub fn run(ctx: &Context, args: Args) -> Outcome {
     let loaded = load(ctx)?;
-    let events = super::send::read(&args.file)?;
+    let events = super::send::read(&args.file, &loaded.config.ingest)?;
     if args.deliver {
         let tally = replay_for_real(&loaded, events, args.json)?;
         eprintln!("replayed {}", tally.line());
@@ -100,9 +100,14 @@ fn dry_run(
         for outcome in outcomes.iter().filter(|o| o.result.is_ok()) {
             memory.apply(&outcome.rule, &outcome.kv_writes);
         }
-        tally.add(&outcomes);
+        tally.add(&outcomes, &[]);
         produced.add(event, &outcomes, &from)?;
-        report::print(&mut out, event, &outcomes, json, Detail::Full)
+        let seen = EventReport {
+            event,
+            outcomes: &outcomes,
+            quarantined: &[],
+        };
+        report::print(&mut out, seen, json, Detail::Full)
             .map_err(|e| CliError::Runtime(e.into()))?;
     }
     Ok(tally)

@@ -15,12 +15,16 @@ pub struct Tally {
     pub failed: usize,
     pub unmatched: usize,
     pub skipped: usize,
+    /// Invocations not run because the rule is quarantined.
+    pub quarantined: usize,
 }
 
 impl Tally {
-    pub fn add(&mut self, outcomes: &[RuleOutcome]) {
+    /// Count one event: its outcomes and the quarantined rules that were not run for it.
+    pub fn add(&mut self, outcomes: &[RuleOutcome], quarantined: &[String]) {
         self.events += 1;
-        if outcomes.is_empty() {
+        self.quarantined += quarantined.len();
+        if outcomes.is_empty() && quarantined.is_empty() {
             self.unmatched += 1;
         }
         for outcome in outcomes {
@@ -35,10 +39,17 @@ impl Tally {
     }
 
     pub fn line(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} events: {} messages, {} failed invocations, {} events matched by no rule, {} recipients skipped",
             self.events, self.messages, self.failed, self.unmatched, self.skipped
-        )
+        );
+        if self.quarantined > 0 {
+            line.push_str(&format!(
+                ", {} invocations skipped (rule quarantined)",
+                self.quarantined
+            ));
+        }
+        line
     }
 }
 
@@ -51,13 +62,18 @@ pub enum Detail {
     Full,
 }
 
+/// What the rules did with one event: the outcomes of the rules that ran, and the
+/// subscribed rules that did not run because they are quarantined.
+#[derive(Clone, Copy)]
+pub struct EventReport<'a> {
+    pub event: &'a Event,
+    pub outcomes: &'a [RuleOutcome],
+    pub quarantined: &'a [String],
+}
+
 /// Print one event's outcomes for a person.
-pub fn human(
-    out: &mut impl Write,
-    event: &Event,
-    outcomes: &[RuleOutcome],
-    detail: Detail,
-) -> std::io::Result<()> {
+pub fn human(out: &mut impl Write, report: EventReport<'_>, detail: Detail) -> std::io::Result<()> {
+    let event = report.event;
     writeln!(
         out,
         "{} {} ({})",
@@ -65,10 +81,16 @@ pub fn human(
         event.kind,
         event.time_rfc3339()
     )?;
-    if outcomes.is_empty() {
+    if report.outcomes.is_empty() && report.quarantined.is_empty() {
         writeln!(out, "  matched by no rule")?;
     }
-    for outcome in outcomes {
+    for rule in report.quarantined {
+        writeln!(
+            out,
+            "  {rule}: SKIPPED: the rule is quarantined; release it with `herald rules release {rule}`"
+        )?;
+    }
+    for outcome in report.outcomes {
         rule_human(out, outcome, detail)?;
     }
     Ok(())
@@ -118,9 +140,17 @@ fn mail_body(out: &mut impl Write, mail: &crate::mail::Mail) -> std::io::Result<
     Ok(())
 }
 
-/// One JSON object per event, for scripts.
-pub fn json(event: &Event, outcomes: &[RuleOutcome]) -> serde_json::Value {
-    let rules: Vec<_> = outcomes.iter().map(rule_json).collect();
+/// One JSON object per event, for scripts. A quarantined rule is listed with
+/// `"ok": false, "reason": "quarantined"`.
+pub fn json(report: EventReport<'_>) -> serde_json::Value {
+    let event = report.event;
+    let quarantined = report.quarantined.iter().map(|rule| {
+        json!({"rule": rule, "ok": false, "reason": "quarantined",
+               "error": format!("the rule is quarantined; release it with `herald rules release {rule}`")})
+    });
+    let rules: Vec<_> = quarantined
+        .chain(report.outcomes.iter().map(rule_json))
+        .collect();
     json!({"id": event.id, "source": event.source, "type": event.kind, "time": event.time_rfc3339(), "rules": rules})
 }
 
@@ -149,15 +179,14 @@ fn rule_json(outcome: &RuleOutcome) -> serde_json::Value {
 /// Print one event's outcomes as a JSON line or for a person.
 pub fn print(
     out: &mut impl Write,
-    event: &Event,
-    outcomes: &[RuleOutcome],
+    report: EventReport<'_>,
     json: bool,
     detail: Detail,
 ) -> std::io::Result<()> {
     if json {
-        writeln!(out, "{}", self::json(event, outcomes))
+        writeln!(out, "{}", self::json(report))
     } else {
-        human(out, event, outcomes, detail)
+        human(out, report, detail)
     }
 }
 

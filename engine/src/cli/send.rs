@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
-use crate::event::Event;
+use crate::event::{Event, SizeCaps};
 use crate::ingest::{self, ReadError};
 use crate::store::Store;
 
@@ -24,8 +24,8 @@ pub struct Args {
 }
 
 /// Read and validate every event; any invalid one refuses the whole input.
-pub fn read(path: &Path) -> Result<Vec<Event>, CliError> {
-    ingest::read_events(path, Utc::now()).map_err(|err| match err {
+pub fn read(path: &Path, caps: &SizeCaps) -> Result<Vec<Event>, CliError> {
+    ingest::read_events(path, Utc::now(), caps).map_err(|err| match err {
         ReadError::Io(err) => CliError::Usage(format!("{err:#}")),
         ReadError::Invalid(errors) => {
             let lines: Vec<String> = errors
@@ -43,7 +43,7 @@ pub fn read(path: &Path) -> Result<Vec<Event>, CliError> {
 
 pub fn run(ctx: &Context, args: Args) -> Outcome {
     let loaded = load(ctx)?;
-    let events = read(&args.file)?;
+    let events = read(&args.file, &loaded.config.ingest)?;
     let mut store = Store::open(&loaded.config.store.path)?;
     let journaled = ingest::journal(&mut store, &events, Utc::now())?;
     println!(

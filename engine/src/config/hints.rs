@@ -1,6 +1,6 @@
 //! The fix hint shown under a config diagnostic, by the key it is about.
 
-use super::limits::{LogSize, MemorySize, OutputSize, StackSize};
+use super::limits::{EventSize, LogSize, MemorySize, OutputSize, StackSize, StringSize};
 use super::values::builtin_list;
 
 /// The fix hint for a config key, by its name.
@@ -66,6 +66,10 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
         "stack" => return Some(StackSize::hint("512KiB")),
         "max_output" => return Some(OutputSize::hint("1MiB")),
         "max_log" => return Some(LogSize::hint("64KiB")),
+        "ingest" => "write a map with some of: max_event_bytes, max_string_bytes, max_items",
+        "max_items" => "write a whole number from 16 to 1000000, e.g. 512",
+        "max_event_bytes" => return Some(EventSize::hint("256KiB")),
+        "max_string_bytes" => return Some(StringSize::hint("64KiB")),
         "wall_time" => "write a duration above 0 and at most 60s, with a unit, e.g. 100ms or 2s",
         "max_messages" => "set a whole number above 0, e.g. 100",
         "max_recipients" => "set a whole number above 0, e.g. 1000",

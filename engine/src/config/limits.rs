@@ -72,6 +72,25 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
+/// `ingest.max_items`: a count from 16 to 1,000,000.
+#[derive(Clone, Copy)]
+pub(super) struct ItemCount(u64);
+
+impl ItemCount {
+    pub(super) fn count(self) -> u64 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        check_scalar(d, "a whole number from 16 to 1000000", |s| match s {
+            Scalar::Int(n) if (16..=1_000_000).contains(&n) => Ok(ItemCount(n)),
+            _ => rejected(),
+        })
+    }
+}
+
 /// `wall_time`: a humantime duration above 0 and at most 60s.
 #[derive(Clone, Copy)]
 struct WallTime(Duration);
@@ -106,8 +125,15 @@ pub(super) type MemorySize = Size<{ 64 * KIB }, { 4 * GIB }>;
 pub(super) type StackSize = Size<{ 64 * KIB }, { 64 * MIB }>;
 pub(super) type OutputSize = Size<KIB, GIB>;
 pub(super) type LogSize = Size<0, GIB>;
+pub(super) type EventSize = Size<KIB, { 64 * MIB }>;
+pub(super) type StringSize = Size<64, { 64 * MIB }>;
 
 impl<const MIN: u64, const MAX: u64> Size<MIN, MAX> {
+    /// The size in bytes.
+    pub(super) fn bytes(self) -> u64 {
+        self.0
+    }
+
     fn range() -> String {
         format!("from {} to {}", show_size(MIN), show_size(MAX))
     }

@@ -58,6 +58,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// Retries, queue lifetime and the delivery workers' leases.
     pub delivery: DeliveryConfig,
+    /// The `ingest` section: size caps on each incoming event and each of its strings.
+    pub ingest: crate::event::SizeCaps,
     /// The rules, in file order.
     pub rules: Vec<RuleConfig>,
 }

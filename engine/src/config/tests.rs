@@ -490,3 +490,66 @@ fn sizes_show_in_the_largest_exact_unit() {
     assert_eq!(parse_size("1 KB"), Some(1000));
     assert_eq!(parse_size("99999999999GiB"), None);
 }
+
+#[test]
+fn ingest_caps_default_to_256kib_and_64kib_and_take_sizes() {
+    let config = parse("").unwrap();
+    assert_eq!(
+        (
+            config.ingest.max_event_bytes,
+            config.ingest.max_string_bytes
+        ),
+        (256 * KIB, 64 * KIB)
+    );
+    assert_eq!(config.ingest.max_items, 512);
+    let config =
+        parse("ingest:\n  max_event_bytes: 1MiB\n  max_string_bytes: 4096\n  max_items: 50\n")
+            .unwrap();
+    assert_eq!(
+        (
+            config.ingest.max_event_bytes,
+            config.ingest.max_string_bytes
+        ),
+        (MIB, 4096)
+    );
+    assert_eq!(config.ingest.max_items, 50);
+    let d = fail("ingest: {max_items: 3}\n");
+    assert!(
+        d.message.contains("a whole number from 16 to 1000000"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn ingest_keys_are_strict_with_line_key_path_and_fix() {
+    let d = fail("ingest:\n  max_string: 1KiB\n");
+    assert_eq!(
+        (d.location, d.path.as_str()),
+        (at(2, 3), "ingest.max_string")
+    );
+    assert!(
+        d.message
+            .starts_with("unknown field `max_string`, expected one of `max_event_bytes`"),
+        "{}",
+        d.message
+    );
+    let d = fail("ingest:\n  max_event_bytes: 1GiB\n");
+    assert_eq!(
+        (d.location, d.path.as_str()),
+        (at(2, 20), "ingest.max_event_bytes")
+    );
+    assert!(
+        d.message.contains("a size from 1KiB to 64MiB"),
+        "{}",
+        d.message
+    );
+    assert!(d.fix.contains("e.g. 256KiB"), "{}", d.fix);
+    let d = fail("ingest: [1]\n");
+    assert!(
+        d.fix
+            .contains("max_event_bytes, max_string_bytes, max_items"),
+        "{}",
+        d.fix
+    );
+}

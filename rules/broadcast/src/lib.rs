@@ -1,7 +1,9 @@
 //! Default rule `broadcast`: the admin broadcast queued by `herald email` (OMERO's `omero admin email`).
 //!
 //! Subject, body and the optional HTML part go out exactly as given, with no
-//! subject prefix, one message per recipient. Recipients:
+//! subject prefix, one message per recipient; only a subject with control
+//! characters (a line break) has them as spaces, and one longer than 998
+//! characters is cut there (`safe::one_line`). Recipients:
 //!
 //! - `everyone`: every active user (a member of `user`), or every user in the
 //!   directory with `inactive`; any users or groups also given are ignored
@@ -15,8 +17,11 @@
 //! Users are named by id, so the engine reports those without an email.
 //! There is no enriched mode and no config: the admin writes the whole mail.
 
+use std::collections::HashSet;
+
 use herald_sdk::{
     Broadcast, Event, Message, Payload, Recipient, Rule, User, config, directory, export_rule, log,
+    safe,
 };
 use serde::Deserialize;
 
@@ -33,7 +38,8 @@ impl Rule for BroadcastRule {
             return Ok(Vec::new());
         };
         let Settings {} = config::get()?;
-        let mut mail = Message::new(broadcast.subject.clone(), broadcast.body.clone());
+        let subject = safe::one_line(&broadcast.subject, safe::SUBJECT_CHARS);
+        let mut mail = Message::new(subject, broadcast.body.clone());
         mail.html = broadcast.html.clone();
         for user in recipients(broadcast) {
             mail = mail.to(Recipient::UserId(user.id));
@@ -63,7 +69,7 @@ fn recipients(broadcast: &Broadcast) -> Vec<User> {
     }
     let mut users = selected(broadcast);
     if !broadcast.inactive {
-        let active: Vec<i64> = directory::active_users().iter().map(|u| u.id).collect();
+        let active: HashSet<i64> = directory::active_users().iter().map(|u| u.id).collect();
         users.retain(|user| {
             let keep = active.contains(&user.id);
             if !keep {
@@ -89,8 +95,9 @@ fn names_anyone(b: &Broadcast) -> bool {
 /// The union of the named users and the members of the named groups, in order, without duplicates.
 fn selected(broadcast: &Broadcast) -> Vec<User> {
     let mut found: Vec<User> = Vec::new();
+    let mut ids = HashSet::new();
     let mut add = |user: User| {
-        if !found.iter().any(|u| u.id == user.id) {
+        if ids.insert(user.id) {
             found.push(user);
         }
     };

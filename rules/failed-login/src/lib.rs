@@ -2,7 +2,8 @@
 
 use herald_sdk::omero::{self, Mode, Summary};
 use herald_sdk::{
-    Event, LoginFailed, Message, Payload, Recipient, Rule, config, directory, export_rule,
+    Event, LoginFailed, Message, Payload, Recipient, Rule, config, directory, export_rule, json,
+    safe,
 };
 use serde::Deserialize;
 
@@ -81,7 +82,8 @@ impl Rule for FailedLogin {
         }
         let subject = format!(
             "{}Login failed for '{}'",
-            settings.subject_prefix, failed.user
+            settings.subject_prefix,
+            safe::header_value(&failed.user)
         );
         let mut mail = match settings.mode {
             Mode::Parity => Message::new(subject, omero::DEFAULT_BODY),
@@ -95,11 +97,12 @@ impl Rule for FailedLogin {
 /// OMERO mails only when the password check returned `false`: an event whose
 /// raw data carries `success` with any other value (true, null, "unknown")
 /// sends nothing. Without the field, the event type itself means failure.
+/// Only `success` is read (`json::top_level`): parsing the whole data would cost
+/// fuel for every escape in the user agent.
 fn definitely_failed(data_json: &str) -> bool {
-    let data: serde_json::Value = serde_json::from_str(data_json).unwrap_or_default();
-    match data.get("success") {
+    match json::top_level(data_json, "success") {
         None => true,
-        Some(success) => *success == serde_json::Value::Bool(false),
+        Some(success) => success == "false",
     }
 }
 

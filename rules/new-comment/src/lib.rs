@@ -10,8 +10,11 @@
 //! parity body has exactly one `CommentAnnotation` line.
 
 use herald_sdk::omero::{self, Mode, Summary, class};
+use std::collections::HashMap;
+
 use herald_sdk::{
     CommentAdded, Event, Message, ObjectRef, Payload, Recipient, Rule, User, config, export_rule,
+    log, safe,
 };
 
 /// The rule's `config` keys: `mode`, `subject_prefix`, `web_url`.
@@ -53,19 +56,33 @@ impl Rule for NewComment {
     }
 }
 
+/// The most owners one comment mails. A comment linked to images of more owners
+/// tells the first ones and logs the rest, so the rule stays within its
+/// `max_messages`, `max_output` and fuel whatever the event holds.
+const MAX_OWNERS: usize = 5;
+
 /// The owners of the linked images other than the commenter, in link order,
-/// each with their images.
+/// each with their images; at most [`MAX_OWNERS`].
 fn owners_to_tell(added: &CommentAdded) -> Vec<(&User, Vec<&ObjectRef>)> {
     let mut owners: Vec<(&User, Vec<&ObjectRef>)> = Vec::new();
+    let mut index: HashMap<i64, usize> = HashMap::new();
     for image in added.links.iter().filter(|link| link.kind == "Image") {
         let Some(owner) = &image.owner else { continue };
         if owner.id == added.comment.owner.id {
             continue;
         }
-        match owners.iter_mut().find(|(o, _)| o.id == owner.id) {
-            Some((_, images)) => images.push(image),
-            None => owners.push((owner, vec![image])),
-        }
+        let at = *index.entry(owner.id).or_insert_with(|| {
+            owners.push((owner, Vec::new()));
+            owners.len() - 1
+        });
+        owners[at].1.push(image);
+    }
+    if owners.len() > MAX_OWNERS {
+        log::warn(&format!(
+            "new-comment: the comment is on images of {} owners; telling the first {MAX_OWNERS}",
+            owners.len()
+        ));
+        owners.truncate(MAX_OWNERS);
     }
     owners
 }
@@ -79,6 +96,7 @@ fn enriched(
     settings: &Settings,
 ) -> Summary {
     let author = omero::display_name(&added.comment.owner);
+    let author = safe::header_value(&author);
     let comment_id = added.comment.id.to_string();
     let what = if images.len() == 1 { "image" } else { "images" };
     let mut summary = Summary::new(format!("{author} commented on your {what}."));

@@ -5,7 +5,8 @@
 //! Django's `AdminEmailHandler`. Subject
 //! `<prefix>ERROR (EXTERNAL IP): Internal Server Error: <path>` (`internal`
 //! instead of `EXTERNAL` when `internal_ip`; CR and LF shown as `\r` and `\n`,
-//! at most 989 characters after the prefix, as Django's `format_subject`).
+//! at most 989 characters after the prefix, as Django's `format_subject`; any
+//! other control character becomes a space).
 //! Body: the log line, a blank line, then the text report, modelled on
 //! Django's `technical_500.txt`, without the lines Herald cannot know
 //! (Django and Python versions, installed apps, settings, USER, FILES):
@@ -46,10 +47,18 @@
 //!   keep the order they were sent in, META is sorted by key (Django's
 //!   `dictsort`). Empty sections read `GET: No GET data`, `POST: No POST
 //!   data`, `COOKIES: No cookie data`, and a bare `META:`.
-//! - Every entry whose key matches `API|TOKEN|KEY|SECRET|PASS|SIGNATURE`
-//!   (case-insensitive) shows `'********************'`, Django's cleansed
-//!   substitute, in all four sections (Django itself cleanses only META,
-//!   COOKIES and explicitly sensitive POST parameters; Herald errs on the safe side).
+//! - Every entry whose key matches
+//!   `API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE` (case-insensitive,
+//!   anywhere in the key: Django's `SafeExceptionReporterFilter` pattern, so
+//!   `HTTP_COOKIE` and `HTTP_AUTHORIZATION` in META) shows
+//!   `'********************'`, Django's cleansed substitute, in all four
+//!   sections, and so does the session cookie (`session_cookie_name`, default
+//!   `sessionid`) in COOKIES. Django itself cleanses POST only for views
+//!   marked sensitive; Herald cleanses every section, to be safe.
+//! - At most 100 entries are shown per section, then `(N more entries not shown)`.
+//! - A key or value longer than 8 KiB (`safe::BODY_VALUE_BYTES`) is cut there,
+//!   with a note of how much was cut (a value before its repr is taken); an
+//!   entry whose key is that long is cleansed.
 //! - Without request data in the event: `Request data not supplied`.
 //!
 //! # Broken links (status 404)
@@ -69,7 +78,7 @@
 
 use herald_sdk::{
     Entry, Event, ExceptionInfo, Message, Payload, Recipient, RequestInfo, Rule, WebError, config,
-    export_rule,
+    export_rule, safe,
 };
 use serde::Deserialize;
 
@@ -79,8 +88,24 @@ const DEFAULT_PREFIX: &str = "[OMERO.web - admin notification]";
 /// Django's stand-in for a sensitive value.
 const CLEANSED: &str = "********************";
 
-/// Django's `HIDDEN_SETTINGS`, matched case-insensitively.
-const HIDDEN: [&str; 6] = ["API", "TOKEN", "KEY", "SECRET", "PASS", "SIGNATURE"];
+/// Django's `SafeExceptionReporterFilter.hidden_settings`, matched case-insensitively
+/// anywhere in a key: `AUTH` covers `HTTP_AUTHORIZATION`, `HTTP_COOKIE` the cookie header.
+const HIDDEN: [&str; 8] = [
+    "API",
+    "AUTH",
+    "TOKEN",
+    "KEY",
+    "SECRET",
+    "PASS",
+    "SIGNATURE",
+    "HTTP_COOKIE",
+];
+
+/// The most entries shown per section (GET, POST, COOKIES, META); the rest are counted.
+const MAX_ENTRIES: usize = 100;
+
+/// Django's default `SESSION_COOKIE_NAME`, which OMERO.web keeps.
+const DEFAULT_SESSION_COOKIE: &str = "sessionid";
 
 /// The rule's `config` keys. There is no `mode`: this rule has no enriched mode.
 #[derive(Deserialize)]
@@ -92,6 +117,9 @@ struct Settings {
     /// Prepended to every subject as is; default
     /// `[OMERO.web - admin notification]`, with no space after it.
     subject_prefix: String,
+    /// The session cookie's name (Django's `SESSION_COOKIE_NAME`), always
+    /// cleansed in COOKIES; default `sessionid`.
+    session_cookie_name: String,
 }
 
 impl Default for Settings {
@@ -99,6 +127,7 @@ impl Default for Settings {
         Settings {
             web_admins: Vec::new(),
             subject_prefix: DEFAULT_PREFIX.to_owned(),
+            session_cookie_name: DEFAULT_SESSION_COOKIE.to_owned(),
         }
     }
 }
@@ -115,7 +144,7 @@ impl Rule for WebErrorRule {
             return Ok(Vec::new());
         }
         let mail = match error.status {
-            500.. => Some(server_error(error, event.time_unix_ms)),
+            500.. => Some(server_error(error, event.time_unix_ms, &settings)),
             404 => broken_link(error),
             _ => None,
         };
@@ -137,7 +166,7 @@ fn to_admins(settings: &Settings, subject: String, body: String) -> Message {
 }
 
 /// The subject and body of a 5xx report.
-fn server_error(error: &WebError, time_unix_ms: i64) -> (String, String) {
+fn server_error(error: &WebError, time_unix_ms: i64, settings: &Settings) -> (String, String) {
     let ip = if error.internal_ip {
         "internal"
     } else {
@@ -145,22 +174,30 @@ fn server_error(error: &WebError, time_unix_ms: i64) -> (String, String) {
     };
     let log_line = format!("Internal Server Error: {}", error.path);
     let subject = format_subject(&format!("ERROR ({ip} IP): {log_line}"));
-    let body = format!("{log_line}\n\n{}", technical_report(error, time_unix_ms));
+    let body = format!(
+        "{log_line}\n\n{}",
+        technical_report(error, time_unix_ms, settings)
+    );
     (subject, body)
 }
 
-/// Django's `AdminEmailHandler.format_subject`: no line breaks, at most 989 characters.
+/// Django's `AdminEmailHandler.format_subject`: no line breaks, at most 989
+/// characters; any other control character (NUL, tab, ESC) becomes a space.
 fn format_subject(subject: &str) -> String {
-    subject
+    let shown: String = subject
+        .chars()
+        .take(989 * 2)
+        .collect::<String>()
         .replace('\n', "\\n")
         .replace('\r', "\\r")
         .chars()
         .take(989)
-        .collect()
+        .collect();
+    safe::fold_controls(&shown)
 }
 
 /// The text report after the log line (see the crate docs for the format).
-fn technical_report(error: &WebError, time_unix_ms: i64) -> String {
+fn technical_report(error: &WebError, time_unix_ms: i64, settings: &Settings) -> String {
     let exception = error.exception.as_ref();
     let kind = exception.map(|e| e.kind.as_str()).filter(|k| !k.is_empty());
     let value = exception
@@ -179,7 +216,7 @@ fn technical_report(error: &WebError, time_unix_ms: i64) -> String {
         out.push_str(&traceback_section(exception, &error.path));
     }
     out.push('\n');
-    out.push_str(&request_section(error.request.as_ref()));
+    out.push_str(&request_section(error.request.as_ref(), settings));
     out
 }
 
@@ -204,50 +241,85 @@ fn traceback_section(exception: &ExceptionInfo, path: &str) -> String {
 }
 
 /// `Request information:` with GET, POST, COOKIES and META, cleansed.
-fn request_section(request: Option<&RequestInfo>) -> String {
+fn request_section(request: Option<&RequestInfo>, settings: &Settings) -> String {
     let Some(request) = request else {
         return "Request data not supplied\n".to_owned();
     };
     let mut meta: Vec<&Entry> = request.meta.iter().collect();
     meta.sort_by(|a, b| a.key.cmp(&b.key));
+    let hidden = |entry: &Entry| is_hidden(&entry.key);
+    let session = &settings.session_cookie_name;
+    let hidden_cookie = |entry: &Entry| entry.key == *session || is_hidden(&entry.key);
     let mut out = String::from("Request information:\n");
-    out.push_str(&dict("GET", request.get.iter(), Some("No GET data")));
+    out.push_str(&dict(
+        "GET",
+        request.get.iter(),
+        Some("No GET data"),
+        hidden,
+    ));
     out.push_str("\n\n");
-    out.push_str(&dict("POST", request.post.iter(), Some("No POST data")));
+    out.push_str(&dict(
+        "POST",
+        request.post.iter(),
+        Some("No POST data"),
+        hidden,
+    ));
     out.push_str("\n\n");
     out.push_str(&dict(
         "COOKIES",
         request.cookies.iter(),
         Some("No cookie data"),
+        hidden_cookie,
     ));
     out.push_str("\n\n");
-    out.push_str(&dict("META", meta.into_iter(), None));
+    out.push_str(&dict("META", meta.into_iter(), None, hidden));
     out.push('\n');
     out
 }
 
-/// `NAME:` then `\nkey = 'value'` per entry, or ` <empty text>` when there is none.
-fn dict<'a>(name: &str, entries: impl Iterator<Item = &'a Entry>, empty: Option<&str>) -> String {
+/// `NAME:` then `\nkey = 'value'` per entry (Django's substitute where `hidden`
+/// says so), or ` <empty text>` when there is none.
+fn dict<'a>(
+    name: &str,
+    entries: impl Iterator<Item = &'a Entry>,
+    empty: Option<&str>,
+    hidden: impl Fn(&Entry) -> bool,
+) -> String {
     let mut out = format!("{name}:");
-    let mut any = false;
+    let mut shown = 0;
+    let mut hidden_count = 0;
     for entry in entries {
-        any = true;
-        out.push_str(&format!("\n{} = {}", entry.key, py_repr(cleanse(entry))));
+        if shown == MAX_ENTRIES {
+            hidden_count += 1;
+            continue;
+        }
+        shown += 1;
+        let value = if hidden(entry) {
+            CLEANSED
+        } else {
+            entry.value.as_str()
+        };
+        let value = safe::body_value(value);
+        let key = safe::body_value(&entry.key);
+        out.push_str(&format!("\n{key} = {}", py_repr(&value)));
     }
-    if let (false, Some(empty)) = (any, empty) {
+    if let (0, Some(empty)) = (shown, empty) {
         out.push_str(&format!(" {empty}"));
+    }
+    if hidden_count > 0 {
+        out.push_str(&format!("\n({hidden_count} more entries not shown)"));
     }
     out
 }
 
-/// The value, or Django's substitute when the key looks sensitive.
-fn cleanse(entry: &Entry) -> &str {
-    let key = entry.key.to_uppercase();
-    if HIDDEN.iter().any(|word| key.contains(word)) {
-        CLEANSED
-    } else {
-        &entry.value
+/// Whether a key looks sensitive: it holds one of [`HIDDEN`], in any case. A key
+/// too long to show whole (over `safe::BODY_VALUE_BYTES`) counts as sensitive.
+fn is_hidden(key: &str) -> bool {
+    if key.len() > safe::BODY_VALUE_BYTES {
+        return true;
     }
+    let key = key.to_uppercase();
+    HIDDEN.iter().any(|word| key.contains(word))
 }
 
 /// Python's `repr()` of a string: single quotes unless the text has a single
@@ -271,7 +343,7 @@ fn py_repr(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if !py_printable(c) => out.push_str(&py_escape(c)),
+            c if !py_printable(c) => py_escape(&mut out, c),
             c => out.push(c),
         }
     }
@@ -286,12 +358,19 @@ fn py_printable(c: char) -> bool {
     !(c.is_control() || (c.is_whitespace() && c != ' ') || invisible)
 }
 
-/// `\xNN`, `\uNNNN` or `\UNNNNNNNN`, as Python writes them.
-fn py_escape(c: char) -> String {
-    match c as u32 {
-        n @ 0..=0xff => format!("\\x{n:02x}"),
-        n @ 0x100..=0xffff => format!("\\u{n:04x}"),
-        n => format!("\\U{n:08x}"),
+/// Append `\xNN`, `\uNNNN` or `\UNNNNNNNN`, as Python writes them.
+fn py_escape(out: &mut String, c: char) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = c as u32;
+    let (prefix, digits) = match n {
+        0..=0xff => ('x', 2),
+        0x100..=0xffff => ('u', 4),
+        _ => ('U', 8),
+    };
+    out.push('\\');
+    out.push(prefix);
+    for shift in (0..digits).rev() {
+        out.push(char::from(HEX[(n >> (shift * 4)) as usize & 0xf]));
     }
 }
 
@@ -342,10 +421,11 @@ fn broken_link(error: &WebError) -> Option<(String, String)> {
     };
     let subject = format_subject(&format!("Broken {internal}link on {}", error.host));
     let body = format!(
-        "Referrer: {referer}\nRequested URL: {}\nUser agent: {}\nIP address: {}\n",
-        error.path,
-        error.user_agent.as_deref().unwrap_or("<none>"),
-        error.remote_addr.as_deref().unwrap_or("<none>"),
+        "Referrer: {}\nRequested URL: {}\nUser agent: {}\nIP address: {}\n",
+        safe::body_value(referer),
+        safe::body_value(&error.path),
+        safe::body_value(error.user_agent.as_deref().unwrap_or("<none>")),
+        safe::body_value(error.remote_addr.as_deref().unwrap_or("<none>")),
     );
     Some((subject, body))
 }
@@ -381,7 +461,12 @@ fn is_internal(host: &str, referer: &str) -> bool {
 
 /// The network location and path of a URL, as Python's `urlsplit` reads them.
 fn split_url(url: &str) -> (&str, &str) {
-    let url = url.split(['?', '#']).next().unwrap_or("");
+    let end = [url.find('?'), url.find('#')]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(url.len());
+    let url = &url[..end];
     let after_scheme = match url.find("://") {
         Some(i)
             if url[..i]

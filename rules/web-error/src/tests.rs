@@ -64,7 +64,8 @@ fn value_error() -> WebError {
             get: vec![],
             post: entries(&[("n", "x"), ("password", "hunter2"), ("csrfmiddlewaretoken", "abc123")]),
             cookies: entries(&[("sessionid", "s3cr3t"), ("theme", "dark")]),
-            meta: entries(&[("REMOTE_ADDR", "198.51.100.4"), ("HTTP_HOST", "omero.example.org"), ("SECRET_KEY", "k")]),
+            meta: entries(&[("REMOTE_ADDR", "198.51.100.4"), ("HTTP_HOST", "omero.example.org"), ("SECRET_KEY", "k"),
+                ("HTTP_COOKIE", "sessionid=s3cr3t; theme=dark"), ("HTTP_AUTHORIZATION", "Basic cm9vdDpvbWVybw==")]),
         }),
         ..base(500, "/webclient/save/")
     }
@@ -106,16 +107,19 @@ fn server_error_full_report_with_cleansing() {
          csrfmiddlewaretoken = '********************'\n\
          \n\
          COOKIES:\n\
-         sessionid = 's3cr3t'\n\
+         sessionid = '********************'\n\
          theme = 'dark'\n\
          \n\
          META:\n\
+         HTTP_AUTHORIZATION = '********************'\n\
+         HTTP_COOKIE = '********************'\n\
          HTTP_HOST = 'omero.example.org'\n\
          REMOTE_ADDR = '198.51.100.4'\n\
          SECRET_KEY = '********************'\n"
     );
-    assert!(!out[0].text.contains("hunter2"));
-    assert!(!out[0].text.contains("abc123"));
+    for secret in ["hunter2", "abc123", "s3cr3t", "cm9vdDpvbWVybw"] {
+        assert!(!out[0].text.contains(secret), "{secret} was mailed");
+    }
     assert_eq!(out[0].html, None);
     assert_eq!(out[0].addressing, herald_sdk::Addressing::Together);
     assert_eq!(
@@ -148,6 +152,84 @@ fn cleansing_is_case_insensitive_and_covers_get_and_cookies() {
          META:\n"
     ), "{text}");
     assert!(text.ends_with("META:\n"));
+}
+
+/// One key per word of the pattern, each holding only that word, so that dropping any
+/// word from the pattern fails this test; and near misses that must stay in clear.
+#[test]
+fn each_hidden_word_alone_cleanses_its_entry() {
+    let alone = [
+        "X_API_VERSION",
+        "x-auth-user",
+        "csrftoken",
+        "monkey",
+        "client_secret",
+        "passphrase",
+        "Signature",
+        "HTTP_COOKIE",
+    ];
+    let clear = [
+        "Page",
+        "sig",
+        "theme",
+        "HTTP_HOST",
+        "cookie_consent",
+        "sessionid2",
+    ];
+    let pairs: Vec<(&str, &str)> = alone.iter().chain(&clear).map(|k| (*k, "v4lue")).collect();
+    let error = WebError {
+        request: Some(RequestInfo {
+            get: vec![],
+            post: entries(&pairs),
+            cookies: vec![],
+            meta: vec![],
+        }),
+        ..value_error()
+    };
+    let text = &run(error)[0].text;
+    for key in alone {
+        assert!(
+            text.contains(&format!("\n{key} = '********************'\n")),
+            "{key} in clear:\n{text}"
+        );
+    }
+    for key in clear {
+        assert!(
+            text.contains(&format!("\n{key} = 'v4lue'\n")),
+            "{key} cleansed:\n{text}"
+        );
+    }
+    // Each key above holds exactly one word of the pattern, in the pattern's order.
+    assert_eq!(alone.len(), HIDDEN.len());
+    for (key, word) in alone.iter().zip(HIDDEN) {
+        let upper = key.to_uppercase();
+        let words: Vec<&str> = HIDDEN
+            .iter()
+            .copied()
+            .filter(|w| upper.contains(w))
+            .collect();
+        assert_eq!(words, [word], "{key} must hold {word} and no other word");
+    }
+}
+
+#[test]
+fn the_session_cookie_is_cleansed_by_its_configured_name() {
+    let admins: serde_json::Value = serde_json::from_str(ADMINS).unwrap();
+    let error = WebError {
+        request: Some(RequestInfo {
+            get: vec![],
+            post: vec![],
+            cookies: entries(&[("sessionid", "a"), ("omero_session", "b")]),
+            meta: vec![],
+        }),
+        ..value_error()
+    };
+    let config = json!({"web_admins": admins, "session_cookie_name": "omero_session"});
+    let text = &run_with(config, error)[0].text;
+    assert!(
+        text.contains("COOKIES:\nsessionid = 'a'\nomero_session = '********************'\n"),
+        "{text}"
+    );
 }
 
 #[test]
