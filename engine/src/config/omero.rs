@@ -331,7 +331,8 @@ fn rules_section(keys: &Keys, out: &mut String, import: &mut Import) {
         }
     }
     out.push_str(
-        "  - name: broadcast\n    module: builtin:broadcast\n    on: [herald.broadcast]\n",
+        "  - name: broadcast\n    module: builtin:broadcast\n    on: [herald.broadcast]\n    \
+         limits: {max_recipients: 1000000}  # `herald email --everyone` reaches every user\n",
     );
     web_error(keys, out, import);
 }
@@ -451,7 +452,9 @@ mod tests {
             std::time::Duration::from_secs(30)
         );
         assert!(!config.rule("server-up").unwrap().enabled);
-        assert!(config.rule("broadcast").unwrap().enabled);
+        let broadcast = config.rule("broadcast").unwrap();
+        assert!(broadcast.enabled);
+        assert_eq!(broadcast.limits.max_recipients, 1_000_000);
         let web = config.rule("web-error").unwrap();
         assert!(web.enabled);
         assert_eq!(
