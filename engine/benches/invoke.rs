@@ -129,6 +129,7 @@ fn report(label: &str, (times, faults): (Vec<Duration>, f64)) {
 fn minor_faults() -> i64 {
     // SAFETY: getrusage only writes the struct we hand it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage is valid for writes.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     usage.ru_minflt
 }

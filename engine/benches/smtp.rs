@@ -62,6 +62,7 @@ impl Sink {
             .unwrap()
             .port();
         let mut command = tool(usr, "smtp-sink");
+        // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             command.args(["-u", "nobody"]);
         }

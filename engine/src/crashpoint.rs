@@ -7,16 +7,32 @@
 use std::sync::OnceLock;
 
 /// The points a crash test may name.
-pub const POINTS: &[&str] = &[
-    "after-journal",
-    "before-evaluation-commit",
-    "before-delivery-record",
-];
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    /// Just after an ingest transaction committed, before it is acknowledged.
+    AfterJournal,
+    /// Rules ran; their outbox rows are not committed yet.
+    BeforeEvaluationCommit,
+    /// A server replied; the outcome is not recorded yet.
+    BeforeDeliveryRecord,
+}
+
+impl Point {
+    /// The name `HERALD_CRASH_AT` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Point::AfterJournal => "after-journal",
+            Point::BeforeEvaluationCommit => "before-evaluation-commit",
+            Point::BeforeDeliveryRecord => "before-delivery-record",
+        }
+    }
+}
 
 /// Kill the process with SIGKILL if `HERALD_CRASH_AT` names `point`.
-pub fn reached(point: &str) {
+pub fn reached(point: Point) {
     static WANTED: OnceLock<Option<String>> = OnceLock::new();
     let wanted = WANTED.get_or_init(|| std::env::var("HERALD_CRASH_AT").ok());
+    let point = point.name();
     if wanted.as_deref() == Some(point) {
         eprintln!("crash point {point}: killing this process (HERALD_CRASH_AT)");
         // SAFETY: kill(2) on our own pid with a valid signal number.

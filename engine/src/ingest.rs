@@ -62,7 +62,7 @@ pub fn journal(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Journaled> {
     let results = store.ingest(events, now)?;
-    crate::crashpoint::reached("after-journal");
+    crate::crashpoint::reached(crate::crashpoint::Point::AfterJournal);
     let duplicates = results
         .iter()
         .filter(|r| matches!(r, Ingested::Duplicate(_)))

@@ -6,12 +6,12 @@
 pub mod builtin;
 pub mod cli;
 pub mod config;
-pub mod crashpoint;
+pub(crate) mod crashpoint;
 pub mod deliver;
 pub mod directory;
 pub mod evaluate;
 pub mod event;
-pub mod ingest;
+pub(crate) mod ingest;
 pub mod mail;
 pub mod pipeline;
 pub mod store;

@@ -69,7 +69,7 @@ fn evaluate_one(
         );
         store.count_skipped(rule)?;
     }
-    crate::crashpoint::reached("before-evaluation-commit");
+    crate::crashpoint::reached(crate::crashpoint::Point::BeforeEvaluationCommit);
     let committed =
         store.commit_evaluation(item.seq, &item.event, &outcomes, health, Utc::now())?;
     for q in &committed.quarantined {

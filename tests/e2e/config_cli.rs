@@ -206,6 +206,7 @@ fn run_measured(scratch: &Scratch, args: &[&str]) -> (Option<i32>, String, i64) 
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid, and wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child; status and usage are valid for writes.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid);
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));

@@ -140,6 +140,7 @@ impl Filler {
         let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path and a zeroed statvfs to fill.
         let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: c_dir is NUL-terminated and stat is valid for writes.
         assert_eq!(unsafe { libc::statvfs(c_dir.as_ptr(), &mut stat) }, 0);
         let free = stat.f_bavail as u64 * stat.f_frsize as u64;
         let path = dir.join("filler");

@@ -117,6 +117,7 @@ pub(crate) fn smtp_sink(options: &[&str]) -> Server {
 /// Start smtp-sink on a given port (to replace a sink in place).
 pub(crate) fn smtp_sink_on(port: u16, options: &[&str]) -> Server {
     let mut command = postfix_tool("HERALD_SMTP_SINK", "smtp-sink");
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         command.args(["-u", "nobody"]);
     }

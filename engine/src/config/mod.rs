@@ -5,7 +5,7 @@ mod delivery;
 mod diagnostic;
 mod hints;
 mod limits;
-pub mod omero;
+pub(crate) mod omero;
 mod raw;
 mod scalar;
 mod smtp;

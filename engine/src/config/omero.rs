@@ -496,7 +496,7 @@ mod tests {
         );
         assert!(import.skipped.iter().all(|s| !s.contains(char::is_control)));
         assert!(import.skipped.iter().any(|s| s.contains("\\u{1b}[31mred")));
-        assert_ne!(config.state_dir, std::path::Path::new("/tmp/x"));
+        assert_ne!(config.state_dir, Path::new("/tmp/x"));
     }
 
     #[test]

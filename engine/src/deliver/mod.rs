@@ -1,12 +1,12 @@
 //! Deliver: take due outbox rows, render them, hand them to the transport, record the outcome.
 
-pub mod file;
+pub(crate) mod file;
 mod recorder;
-pub mod render;
-pub mod retry;
-pub mod shutdown;
+pub(crate) mod render;
+pub(crate) mod retry;
+pub(crate) mod shutdown;
 pub mod smtp;
-pub mod transport;
+pub(crate) mod transport;
 mod workers;
 
 use std::sync::Arc;

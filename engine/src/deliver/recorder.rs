@@ -56,7 +56,7 @@ pub fn run(
         let attempts: Vec<Attempt> = batch.iter_mut().filter_map(|r| r.done.take()).collect();
         let wanted = batch.iter().filter(|r| r.more).count();
         if !attempts.is_empty() {
-            crate::crashpoint::reached("before-delivery-record");
+            crate::crashpoint::reached(crate::crashpoint::Point::BeforeDeliveryRecord);
         }
         // Lease from the real clock, so a long run never hands out leases that have expired.
         let now = Utc::now().max(start);

@@ -1,11 +1,11 @@
 //! Evaluate: run every rule subscribed to an event, each in a fresh sandbox instance.
 
 pub mod convert;
-pub mod failure;
+pub(crate) mod failure;
 pub mod host;
-pub mod kv;
-pub mod limit;
-pub mod module;
+pub(crate) mod kv;
+pub(crate) mod limit;
+pub(crate) mod module;
 pub mod output;
 pub mod sandbox;
 

@@ -3,7 +3,7 @@
 mod error;
 mod health;
 mod outbox;
-pub mod owner;
+pub(crate) mod owner;
 mod schema;
 
 pub use error::{Refusal, Result, StoreError};

@@ -221,10 +221,10 @@ fn a_manual_retry_restarts_the_age() {
             outbox_id: row.id,
             lease: row.lease,
             at: Utc::now(),
-            outcome: crate::store::Outcome::Permanent,
+            outcome: Outcome::Permanent,
             code: Some(550),
             detail: "no".into(),
-            new_state: crate::store::RowState::Dead,
+            new_state: RowState::Dead,
             next_attempt_at: None,
         })
         .unwrap();

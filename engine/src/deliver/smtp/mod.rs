@@ -1,7 +1,7 @@
 //! The SMTP transport: sessions with a deadline on every phase, each result classified.
 
 mod capped;
-pub mod classify;
+pub(crate) mod classify;
 mod session;
 mod tls;
 
