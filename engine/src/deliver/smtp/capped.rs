@@ -1,10 +1,12 @@
-//! A stream that refuses over-long reply lines, so a hostile server cannot make Herald buffer one without end.
+//! A stream that refuses over-long replies, so a hostile server cannot make Herald buffer one without end.
 //!
 //! lettre reads each reply line whole before it checks its length; this wrapper
 //! counts the bytes read since the last LF and fails the read once a line passes
 //! `MAX_REPLY_LINE`. RFC 5321 allows 512 octets per reply line; the cap leaves room
-//! for lenient servers. (After STARTTLS lettre wraps the socket itself, so there
-//! the cap sees ciphertext and does not apply; plain and implicit-TLS sessions are capped.)
+//! for lenient servers. After STARTTLS lettre wraps this stream in TLS, so it sees
+//! ciphertext and cannot count lines; there it caps the bytes read between two of
+//! Herald's writes at `MAX_READ_BETWEEN_WRITES` instead (a TLS handshake or a reply
+//! needs far less), which bounds what lettre can buffer just the same.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,34 +18,66 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The longest reply line accepted, in bytes.
 pub const MAX_REPLY_LINE: usize = 16 * 1024;
+/// The most bytes accepted between two of Herald's writes (the cap that also holds under STARTTLS).
+pub const MAX_READ_BETWEEN_WRITES: usize = 1024 * 1024;
 
-/// `inner`, with reply lines capped at `MAX_REPLY_LINE`.
+/// `inner`, with what the server may send capped.
 #[derive(Debug)]
 pub struct Capped<S> {
     inner: S,
+    /// Whether the bytes read are SMTP text (lines can be counted) rather than ciphertext.
+    count_lines: bool,
     /// Bytes read since the last LF.
     line: usize,
+    /// Bytes read since Herald last wrote.
+    since_write: usize,
 }
 
 impl<S> Capped<S> {
+    /// A stream that carries SMTP text: reply lines and the bytes between writes are capped.
     pub fn new(inner: S) -> Capped<S> {
-        Capped { inner, line: 0 }
+        Capped {
+            inner,
+            count_lines: true,
+            line: 0,
+            since_write: 0,
+        }
     }
 
-    /// Count what was just read; an error once a line is too long.
+    /// A stream that lettre will wrap in TLS (STARTTLS): only the bytes between writes are capped.
+    pub fn below_tls(inner: S) -> Capped<S> {
+        Capped {
+            count_lines: false,
+            ..Capped::new(inner)
+        }
+    }
+
+    /// Count what was just read; an error once a line or a reply is too long.
     fn account(&mut self, read: &[u8]) -> io::Result<()> {
+        self.since_write += read.len();
+        if self.since_write > MAX_READ_BETWEEN_WRITES {
+            return Err(too_long(format!(
+                "the server sent more than {MAX_READ_BETWEEN_WRITES} bytes without being asked"
+            )));
+        }
+        if !self.count_lines {
+            return Ok(());
+        }
         match read.iter().rposition(|&b| b == b'\n') {
             Some(last) => self.line = read.len() - last - 1,
             None => self.line += read.len(),
         }
         if self.line > MAX_REPLY_LINE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the server sent a reply line longer than {MAX_REPLY_LINE} bytes"),
-            ));
+            return Err(too_long(format!(
+                "the server sent a reply line longer than {MAX_REPLY_LINE} bytes"
+            )));
         }
         Ok(())
     }
+}
+
+fn too_long(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
 impl<S: AsyncTokioStream> AsyncTokioStream for Capped<S> {
@@ -73,7 +107,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(1..)) = &polled {
+            self.since_write = 0;
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -98,7 +136,20 @@ mod tests {
         let err = capped.account(b"x").unwrap_err();
         assert!(err.to_string().contains("reply line longer"), "{err}");
         capped.line = 0;
+        capped.since_write = 0;
         capped.account(b"ok\r\n").unwrap();
         assert_eq!(capped.line, 0);
+    }
+
+    #[test]
+    fn below_tls_only_the_bytes_between_writes_are_capped() {
+        let mut capped = Capped::below_tls(());
+        // Ciphertext has no line structure: a long run without LF is fine...
+        capped.account(&vec![b'x'; MAX_REPLY_LINE * 4]).unwrap();
+        // ...until the server has sent more than the cap without Herald writing.
+        let rest = MAX_READ_BETWEEN_WRITES - MAX_REPLY_LINE * 4;
+        capped.account(&vec![b'x'; rest]).unwrap();
+        let err = capped.account(b"x").unwrap_err();
+        assert!(err.to_string().contains("without being asked"), "{err}");
     }
 }

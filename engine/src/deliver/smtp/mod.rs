@@ -238,8 +238,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_endless_greeting_line_is_cut_off_at_the_cap() {
+    /// Greet with 64 MiB and no line end; what the session reports, and whether Herald hung up first.
+    fn endless_greeting(tls: TlsMode) -> (Report, bool) {
         use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -259,6 +259,7 @@ mod tests {
         let config = SmtpConfig {
             host: "127.0.0.1".into(),
             port,
+            tls,
             ..SmtpConfig::default()
         };
         let transport = SmtpTransport::new(&config).unwrap();
@@ -268,16 +269,31 @@ mod tests {
             bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
         };
         let report = transport.send_all(vec![job]).remove(0);
+        (report, server.join().unwrap())
+    }
+
+    #[test]
+    fn an_endless_greeting_line_is_cut_off_at_the_cap() {
+        let (report, hung_up) = endless_greeting(TlsMode::None);
         assert_eq!(report.class, Class::Transient, "{report:?}");
         assert!(
             report.text.contains("reply line longer than"),
             "{}",
             report.text
         );
+        assert!(hung_up, "Herald hung up before reading it all");
+    }
+
+    #[test]
+    fn an_endless_greeting_on_a_starttls_session_is_cut_off_at_the_volume_cap() {
+        let (report, hung_up) = endless_greeting(TlsMode::Starttls);
+        assert_eq!(report.class, Class::Transient, "{report:?}");
         assert!(
-            server.join().unwrap(),
-            "Herald hung up before reading it all"
+            report.text.contains("without being asked"),
+            "{}",
+            report.text
         );
+        assert!(hung_up, "Herald read the whole 64 MiB");
     }
 
     #[test]

@@ -99,9 +99,10 @@ impl Session {
                 let hello = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &s.hello);
                 step(Phase::Greeting, greet, hello).await?
             }
-            // STARTTLS upgrades lettre's own stream, so only the plain socket can be capped.
+            // lettre wraps this stream in TLS after STARTTLS: cap its volume, not its lines.
             (TlsMode::Starttls, _) => {
-                let hello = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &s.hello);
+                let stream = Capped::below_tls(tcp);
+                let hello = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &s.hello);
                 step(Phase::Greeting, greet, hello).await?
             }
             _ => {
