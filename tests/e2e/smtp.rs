@@ -1,23 +1,22 @@
 //! SMTP delivery against real servers on 127.0.0.1: aiosmtpd (Maildir, TLS, AUTH) and Postfix's smtp-sink.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::mail_bytes::assert_clean_line_ends;
-use crate::support::{Scratch, assert_exit, repo, stderr, stdout};
+use crate::support::{Listening, Scratch, assert_exit, free_port, repo, stderr, stdout};
 
 const RECORDING: &str = "tests/recordings/skeleton.jsonl";
 const GOLDEN: &str = "tests/recordings/skeleton.expected";
 const INSTALL: &str = "run `make test-deps` (it installs aiosmtpd into target/tools/venv and \
                        unpacks Debian's postfix package into target/tools/postfix)";
 
-/// A server process, killed when dropped.
+/// A server process (killed when dropped) and where it keeps what it received.
 pub(crate) struct Server {
-    child: Child,
+    _process: Listening,
     pub(crate) port: u16,
     maildir: PathBuf,
     /// aiosmtpd: each message's DATA exactly as received (`<n>.eml`) and its recipients (`<n>.rcpt`).
@@ -25,18 +24,6 @@ pub(crate) struct Server {
     /// aiosmtpd: one line per command verb, `clear` or `tls` first.
     log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// The tool at `$var`, else at `target/tools/<fallback>`; a missing tool fails the test.
@@ -52,13 +39,25 @@ fn tool(var: &str, fallback: &str) -> PathBuf {
     path
 }
 
-/// Start `tests/smtp/server.py` with `args`; waits for its READY line.
+/// Start `tests/smtp/server.py` with `args` on a free port; waits for its READY line, and
+/// tries another port when the one picked was taken before the server could bind it.
 pub(crate) fn aiosmtpd(args: &[&str]) -> Server {
-    aiosmtpd_on(free_port(), args)
+    let mut last = String::new();
+    for _ in 0..5 {
+        match try_aiosmtpd_on(free_port(), args) {
+            Ok(server) => return server,
+            Err(why) => last = why,
+        }
+    }
+    panic!("{last}");
 }
 
 /// Start `tests/smtp/server.py` on a given port (to replace a server in place).
 pub(crate) fn aiosmtpd_on(port: u16, args: &[&str]) -> Server {
+    try_aiosmtpd_on(port, args).unwrap_or_else(|why| panic!("{why}"))
+}
+
+fn try_aiosmtpd_on(port: u16, args: &[&str]) -> Result<Server, String> {
     let python = tool("HERALD_AIOSMTPD_PYTHON", "venv/bin/python");
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
@@ -84,7 +83,7 @@ pub(crate) fn aiosmtpd_on(port: u16, args: &[&str]) -> Server {
         let _ = tx.send(line);
     });
     let server = Server {
-        child,
+        _process: Listening { child, port },
         port,
         maildir,
         raw,
@@ -92,57 +91,27 @@ pub(crate) fn aiosmtpd_on(port: u16, args: &[&str]) -> Server {
         _dir: dir,
     };
     let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-    assert_eq!(
-        line.trim(),
-        "READY",
-        "aiosmtpd did not start (is aiosmtpd installed? {INSTALL})"
-    );
-    server
+    match line.trim() {
+        "READY" => Ok(server),
+        _ => Err(format!(
+            "aiosmtpd did not start on port {port} (is aiosmtpd installed? {INSTALL})"
+        )),
+    }
 }
 
-/// `smtp-sink` from the postfix package, with LD_LIBRARY_PATH set beside it.
-fn postfix_tool(var: &str, name: &str) -> Command {
-    let path = tool(var, &format!("postfix/usr/sbin/{name}"));
-    let root = path.parent().unwrap().parent().unwrap();
-    let mut command = Command::new(&path);
-    command.env("LD_LIBRARY_PATH", root.join("lib/postfix"));
-    command
-}
-
-/// Start smtp-sink with fault options; waits until it accepts connections.
+/// Start smtp-sink with fault options on a free port (retried on a bind clash).
 pub(crate) fn smtp_sink(options: &[&str]) -> Server {
-    smtp_sink_on(free_port(), options)
-}
-
-/// Start smtp-sink on a given port (to replace a sink in place).
-pub(crate) fn smtp_sink_on(port: u16, options: &[&str]) -> Server {
-    let mut command = postfix_tool("HERALD_SMTP_SINK", "smtp-sink");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        command.args(["-u", "nobody"]);
-    }
-    let child = command
-        .args(options)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("100")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start smtp-sink ({e}); {INSTALL}"));
     let dir = tempfile::tempdir().unwrap();
-    let server = Server {
-        child,
-        port,
-        maildir: dir.path().join("none"),
-        raw: dir.path().join("none"),
-        log: dir.path().join("none"),
+    let none = dir.path().join("none");
+    let process = crate::support::smtp_sink(options);
+    Server {
+        port: process.port,
+        _process: process,
+        maildir: none.clone(),
+        raw: none.clone(),
+        log: none,
         _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "smtp-sink did not start");
-        std::thread::sleep(Duration::from_millis(20));
     }
-    server
 }
 
 /// A test CA and a leaf (CA:FALSE, SAN localhost and 127.0.0.1) signed by it, as PEM files.
