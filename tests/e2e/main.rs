@@ -8,6 +8,7 @@ mod hostile;
 mod input;
 mod outbox;
 mod retry;
+mod serve;
 mod skeleton;
 mod smtp;
 mod support;

@@ -10,6 +10,7 @@ mod replay;
 mod report;
 mod rules_cmd;
 mod send;
+mod serve_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Command {
     },
     /// Deliver the queued messages that are due.
     Deliver(deliver_cmd::Args),
+    /// Run the service: the HTTP API, evaluation and delivery in one process, until SIGTERM.
+    Serve(serve_cmd::Args),
     /// Check or convert configuration.
     #[command(subcommand)]
     Config(config_cmd::Command),
@@ -133,6 +136,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Outbox(cmd) => outbox_cmd::run(&ctx, cmd),
         Command::Rules { command } => rules_cmd::run(&ctx, command),
         Command::Deliver(args) => deliver_cmd::run(&ctx, args),
+        Command::Serve(args) => serve_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
     }

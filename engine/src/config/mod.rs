@@ -8,6 +8,7 @@ mod limits;
 pub mod omero;
 mod raw;
 mod scalar;
+mod serve;
 mod smtp;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ pub(crate) use diagnostic::at_line;
 pub use diagnostic::{Diagnostic, LoadError, Location};
 #[cfg(test)]
 pub(crate) use diagnostic::{at, expect_invalid};
+pub use serve::{HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, TokenConfig, TokenSource};
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
@@ -60,6 +62,12 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The rules, in file order.
     pub rules: Vec<RuleConfig>,
+    /// `herald serve`'s HTTP API.
+    pub http: HttpConfig,
+    /// `herald serve`'s process settings.
+    pub serve: ServeConfig,
+    /// Log format.
+    pub log: LogConfig,
 }
 
 /// The `delivery` section: when a failed message is tried again, and when it is given up.

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::delivery::RawDelivery;
 use super::limits::LimitsPatch;
+use super::serve::{RawHttp, RawLog, RawServe};
 use super::smtp::RawSmtp;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
@@ -30,6 +31,9 @@ pub(super) struct RawConfig {
     sandbox: Option<RawSandbox>,
     delivery: Option<RawDelivery>,
     rules: Option<Vec<RawRule>>,
+    http: Option<RawHttp>,
+    serve: Option<RawServe>,
+    log: Option<RawLog>,
 }
 
 #[derive(Default, Deserialize)]
@@ -115,6 +119,9 @@ impl RawConfig {
             sandbox,
             delivery: self.delivery.unwrap_or_default().resolve(),
             rules,
+            http: self.http.unwrap_or_default().resolve(base),
+            serve: self.serve.unwrap_or_default().resolve(),
+            log: self.log.unwrap_or_default().resolve(),
         }
     }
 }

@@ -1,0 +1,24 @@
+//! `herald serve`: the long-running service (HTTP ingest, evaluation and delivery in one process).
+
+use std::process::ExitCode;
+
+use super::{CliError, Context, Outcome, load};
+use crate::deliver::Deliverer;
+
+/// Runs until SIGTERM or SIGINT, then drains and exits 0.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(ctx: &Context, _args: Args) -> Outcome {
+    let loaded = load(ctx)?;
+    let deliverer = match Deliverer::from_config(&loaded.config) {
+        Ok(deliverer) => Some(deliverer),
+        Err(err) => {
+            eprintln!("warning: {err:#}");
+            None
+        }
+    };
+    crate::serve::run(&loaded.config, loaded.evaluator, deliverer).map_err(CliError::Runtime)?;
+    eprintln!("herald serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}

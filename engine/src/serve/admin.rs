@@ -1,0 +1,45 @@
+//! The endpoints about the process itself: `GET /healthz`, `GET /readyz`, `GET /metrics`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::store::writer::Writer;
+
+/// Health and readiness (no token), and metrics.
+pub fn routes(writer: Writer) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(writer)
+}
+
+/// The process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: the rules are loaded (they are before the API listens) and the store takes a
+/// write (an empty transaction through the writer, so a full or read-only store is not ready).
+async fn readyz(State(writer): State<Writer>) -> Response {
+    match writer.journal(Vec::new()).await {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the store takes no write: {err}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Every series in the Prometheus text format.
+pub async fn metrics() -> Response {
+    let mut response = crate::metrics::render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,424 @@
+//! `herald serve`: the real process on a loopback port, driven by a real HTTP client.
+
+use std::fs::File;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Scratch, Tap, free_port, smtp_sink, wait_for};
+
+/// A running `herald serve`, killed when dropped; its stderr goes to `serve.log`.
+struct Served {
+    child: Child,
+    port: u16,
+    agent: ureq::Agent,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reply: status, content type and body.
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl Served {
+    /// Start `herald serve` with `yaml` plus `http.listen` on a free port (another port when
+    /// the first is taken), once it answers `/healthz`.
+    fn start(scratch: &Scratch, yaml: &str, envs: &[(&str, &str)]) -> Served {
+        for _ in 0..5 {
+            let port = free_port();
+            let config = format!("{yaml}http:\n  listen: 127.0.0.1:{port}\n");
+            std::fs::write(scratch.path("herald.yaml"), config).unwrap();
+            let log = File::options()
+                .create(true)
+                .append(true)
+                .open(scratch.path("serve.log"))
+                .unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+                .arg("--config")
+                .arg(scratch.path("herald.yaml"))
+                .arg("--state-dir")
+                .arg(scratch.path("var"))
+                .arg("serve")
+                .envs(envs.iter().copied())
+                .env("HERALD_LOG", "debug")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build()
+                .into();
+            let mut served = Served { child, port, agent };
+            if served.wait_healthy() {
+                return served;
+            }
+        }
+        panic!("herald serve did not start; log:\n{}", log_of(scratch));
+    }
+
+    /// True once /healthz answers; false when the process exited (its port was taken).
+    fn wait_healthy(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if self.get("/healthz", None).is_some_and(|r| r.status == 200) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("herald serve did not answer /healthz in time");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Option<Reply> {
+        let mut request = self.agent.get(self.url(path));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        request.call().ok().map(reply)
+    }
+
+    /// POST `body` with these headers.
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        reply(
+            request
+                .send(body)
+                .expect("the request reached herald serve"),
+        )
+    }
+
+    /// POST one structured-mode event.
+    fn post_event(&self, event: &Value) -> Reply {
+        self.post(
+            "/v1/events",
+            &[("Content-Type", "application/cloudevents+json")],
+            event.to_string().as_bytes(),
+        )
+    }
+}
+
+fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Reply {
+        status: response.status().as_u16(),
+        content_type,
+        body: response.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+fn log_of(scratch: &Scratch) -> String {
+    std::fs::read_to_string(scratch.path("serve.log")).unwrap_or_default()
+}
+
+/// A new-user event with a unique id; the new-user rule mails the user.
+fn user_created(id: &str, user: u32) -> Value {
+    json!({
+        "specversion": "1.0", "id": id, "source": "omero://test", "type": "omero.user.created",
+        "time": "2026-11-23T09:15:00Z",
+        "data": {"user": {"id": user, "name": format!("u{user}"), "email": format!("u{user}@example.org")}}
+    })
+}
+
+/// Outbox rows the new-user rule queues per event: the new user, and the admin it copies.
+const ROWS_PER_EVENT: i64 = 2;
+
+/// Delivery is disabled (`from: ""`): events are journaled and evaluated, mail stays queued.
+const QUEUE_ONLY: &str = "state_dir: var\nmail: {from: \"\"}\n\
+    rules:\n  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n";
+
+fn events(scratch: &Scratch) -> i64 {
+    scratch.count("SELECT count(*) FROM events")
+}
+
+#[test]
+fn structured_batch_binary_and_duplicate_events_are_journaled_and_answered() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+
+    let one = served.post_event(&user_created("s-1", 60));
+    assert_eq!(one.status, 202, "{}", one.body);
+    assert_eq!(
+        one.json(),
+        json!({"events": [{"id": "s-1", "source": "omero://test", "status": "new"}]})
+    );
+
+    let batch = json!([
+        user_created("b-1", 61),
+        user_created("s-1", 60),
+        user_created("b-2", 62)
+    ]);
+    let reply = served.post(
+        "/v1/events",
+        &[("Content-Type", "application/cloudevents-batch+json")],
+        batch.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let statuses: Vec<String> = reply.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(statuses, ["new", "duplicate", "new"]);
+
+    let binary = served.post(
+        "/v1/events",
+        &[
+            ("Content-Type", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "bin-1"),
+            ("ce-source", "omero://test"),
+            ("ce-type", "omero.user.created"),
+        ],
+        br#"{"user": {"id": 63, "name": "u63", "email": "u63@example.org"}}"#,
+    );
+    assert_eq!(binary.status, 202, "{}", binary.body);
+    assert_eq!(binary.json()["events"][0]["id"], "bin-1");
+    assert_eq!(binary.json()["events"][0]["status"], "new");
+
+    let again = served.post_event(&user_created("bin-1", 63));
+    assert_eq!(again.json()["events"][0]["status"], "duplicate");
+
+    // Acknowledged means journaled: the rows are there as soon as the answer is.
+    assert_eq!(events(&scratch), 4);
+    let stored: String = rusqlite::Connection::open(scratch.path("var/herald.db"))
+        .unwrap()
+        .query_row("SELECT envelope FROM events WHERE id = 'bin-1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(stored.contains("u63@example.org"), "{stored}");
+    // Evaluation picks them up without any other command.
+    assert!(
+        wait_for(Duration::from_secs(30), || scratch
+            .count("SELECT count(*) FROM outbox")
+            == 4 * ROWS_PER_EVENT),
+        "outbox rows: {}",
+        scratch.count("SELECT count(*) FROM outbox")
+    );
+}
+
+/// What is sent (headers, body) and what must come back (status, a part of the detail).
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+
+#[test]
+fn each_bad_input_gets_its_problem_and_nothing_is_stored() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    let cloud = [("Content-Type", "application/cloudevents+json")];
+    let cases: Vec<Case> = vec![
+        ("invalid JSON", cloud.to_vec(), b"{\"id\": \"x\",\n oops}".to_vec(), 400, "invalid JSON: key must be a string at line 2 column 2"),
+        ("wrong content type", vec![("Content-Type", "text/plain")], b"{}".to_vec(), 415, "content type text/plain is not taken"),
+        ("no content type", vec![], b"{}".to_vec(), 415, "the request has no Content-Type"),
+        ("missing source", cloud.to_vec(), br#"{"id":"m1","type":"t"}"#.to_vec(), 422, "event 0: event m1: missing required field `source`"),
+        (
+            "bad typed data",
+            cloud.to_vec(),
+            br#"{"id":"d1","source":"s","type":"omero.user.created","data":{"user":{"id":"x","name":"b"}}}"#.to_vec(),
+            422,
+            "data.user.id: invalid type",
+        ),
+        (
+            "a batch with one bad event",
+            vec![("Content-Type", "application/cloudevents-batch+json")],
+            serde_json::to_vec(&json!([user_created("ok-1", 70), {"id": "bad", "source": "s"}])).unwrap(),
+            422,
+            "event 1: event bad: missing required field `type`",
+        ),
+        (
+            "a batch that is not an array",
+            vec![("Content-Type", "application/cloudevents-batch+json")],
+            serde_json::to_vec(&user_created("ok-2", 71)).unwrap(),
+            400,
+            "must be a JSON array",
+        ),
+        (
+            "binary mode with non-JSON data",
+            vec![("Content-Type", "text/plain"), ("ce-id", "b1"), ("ce-source", "s"), ("ce-type", "t")],
+            b"hello".to_vec(),
+            415,
+            "binary-mode data of type text/plain",
+        ),
+    ];
+    for (what, headers, body, status, detail) in cases {
+        let reply = served.post("/v1/events", &headers, &body);
+        assert_eq!(reply.status, status, "{what}: {}", reply.body);
+        assert_eq!(reply.content_type, "application/problem+json", "{what}");
+        let problem = reply.json();
+        assert_eq!(problem["status"], status, "{what}");
+        let got = problem["detail"].as_str().unwrap();
+        assert!(
+            got.contains(detail),
+            "{what}: detail {got:?} lacks {detail:?}"
+        );
+        assert_eq!(events(&scratch), 0, "{what}: something was stored");
+    }
+    // Over http.max_body: refused from Content-Length, before the body is read. (A plain
+    // socket, because a client that writes the whole body first meets a closed connection.)
+    let answer = raw_post(served.port, 1_100_000);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(
+        answer.contains("over http.max_body (1048576 bytes)"),
+        "{answer}"
+    );
+    assert_eq!(events(&scratch), 0);
+}
+
+/// POST a declared `length` bytes (sending only the first few) and read the whole answer.
+fn raw_post(port: u16, length: usize) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        socket,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n\
+         Content-Length: {length}\r\nConnection: close\r\n\r\n{{\"id\":"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = socket.read_to_string(&mut answer);
+    answer
+}
+
+/// SMTP delivery through a tap on smtp-sink, with a poll interval far longer than the test:
+/// only the notification from evaluation can make the mail go out in time.
+fn smtp_yaml(port: u16) -> String {
+    format!(
+        "state_dir: var\nmail:\n  transport: smtp\n  smtp: {{host: 127.0.0.1, port: {port}, hello_name: herald.test, max_connections: 2}}\n\
+         delivery: {{lease: 5m, poll_interval: 1h}}\n\
+         rules:\n  - {{name: new-user, module: builtin:new-user, on: [omero.user.created]}}\n"
+    )
+}
+
+#[test]
+fn a_posted_event_is_delivered_to_a_real_smtp_server_at_once() {
+    let sink = smtp_sink(&[]);
+    let tap = Tap::to(sink.port);
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, &smtp_yaml(tap.port), &[]);
+    // The first delivery round ran at start (nothing due); from now on only a wake-up delivers.
+    std::thread::sleep(Duration::from_millis(300));
+    let reply = served.post_event(&user_created("smtp-1", 80));
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(
+        wait_for(Duration::from_secs(20), || scratch
+            .count("SELECT count(*) FROM outbox WHERE state = 'sent'")
+            == ROWS_PER_EVENT),
+        "not sent; log:\n{}",
+        log_of(&scratch)
+    );
+    assert_eq!(tap.dots(), ROWS_PER_EVENT as usize);
+}
+
+#[test]
+fn serve_and_deliver_side_by_side_send_every_row_exactly_once() {
+    let sink = smtp_sink(&[]);
+    let tap = Tap::to(sink.port);
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, &smtp_yaml(tap.port), &[]);
+    // `herald deliver` on the same store, polling often.
+    let yaml = smtp_yaml(tap.port).replace("poll_interval: 1h", "poll_interval: 50ms");
+    std::fs::write(scratch.path("deliver.yaml"), yaml).unwrap();
+    let mut deliver = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--config")
+        .arg(scratch.path("deliver.yaml"))
+        .arg("--state-dir")
+        .arg(scratch.path("var"))
+        .arg("deliver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let n = 60;
+    for i in 0..n {
+        let reply = served.post_event(&user_created(&format!("pair-{i}"), 100 + i));
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    let all_sent = wait_for(Duration::from_secs(60), || {
+        scratch.count("SELECT count(*) FROM outbox WHERE state = 'sent'")
+            == i64::from(n) * ROWS_PER_EVENT
+    });
+    let _ = deliver.kill();
+    let _ = deliver.wait();
+    assert!(all_sent, "log:\n{}", log_of(&scratch));
+    // Each row was sent once: one attempt each, and one final dot each at the server.
+    let rows = i64::from(n) * ROWS_PER_EVENT;
+    assert_eq!(scratch.count("SELECT count(*) FROM attempts"), rows);
+    assert_eq!(
+        scratch.count(
+            "SELECT count(*) FROM (SELECT outbox_id FROM attempts GROUP BY outbox_id HAVING count(*) != 1)"
+        ),
+        0
+    );
+    assert_eq!(tap.dots(), rows as usize);
+}
+
+#[test]
+fn a_loopback_load_test_puts_every_event_in_the_outbox_exactly_once() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    let (clients, per_client) = (16, 25);
+    std::thread::scope(|scope| {
+        for c in 0..clients {
+            let served = &served;
+            scope.spawn(move || {
+                for i in 0..per_client {
+                    let user = 1000 + c * per_client + i;
+                    let reply = served.post_event(&user_created(&format!("load-{user}"), user));
+                    assert_eq!(reply.status, 202, "{}", reply.body);
+                    assert_eq!(reply.json()["events"][0]["status"], "new");
+                }
+            });
+        }
+    });
+    let n = i64::from(clients * per_client);
+    assert_eq!(events(&scratch), n);
+    assert!(
+        wait_for(Duration::from_secs(60), || scratch
+            .count("SELECT count(*) FROM events WHERE state = 'pending'")
+            == 0),
+        "events left pending"
+    );
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM outbox"),
+        n * ROWS_PER_EVENT
+    );
+    assert_eq!(
+        scratch.count("SELECT count(DISTINCT event_seq) FROM outbox"),
+        n
+    );
+}
