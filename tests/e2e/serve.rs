@@ -8,6 +8,10 @@ use serde_json::{Value, json};
 
 use crate::support::{Scratch, Tap, free_port, smtp_sink, wait_for};
 
+/// The secrets of the two tokens every test configures (`omero`: ingest, `ops`: admin).
+const INGEST_TOKEN: &str = "ingest-3f1d9a7c0b5e4d2a";
+const ADMIN_TOKEN: &str = "admin-8c2e6b4f1a9d7e3c";
+
 /// A running `herald serve`, killed when dropped; its stderr goes to `serve.log`.
 struct Served {
     child: Child,
@@ -41,8 +45,13 @@ impl Served {
     fn start(scratch: &Scratch, yaml: &str, envs: &[(&str, &str)]) -> Served {
         for _ in 0..5 {
             let port = free_port();
-            let config = format!("{yaml}http:\n  listen: 127.0.0.1:{port}\n");
+            let config = format!(
+                "{yaml}http:\n  listen: 127.0.0.1:{port}\n  tokens:\n    \
+                 - {{name: omero, scope: ingest, token_file: ingest.token}}\n    \
+                 - {{name: ops, scope: admin, token_env: HERALD_TEST_ADMIN_TOKEN}}\n"
+            );
             std::fs::write(scratch.path("herald.yaml"), config).unwrap();
+            std::fs::write(scratch.path("ingest.token"), format!("{INGEST_TOKEN}\n")).unwrap();
             let log = File::options()
                 .create(true)
                 .append(true)
@@ -55,6 +64,7 @@ impl Served {
                 .arg(scratch.path("var"))
                 .arg("serve")
                 .envs(envs.iter().copied())
+                .env("HERALD_TEST_ADMIN_TOKEN", ADMIN_TOKEN)
                 .env("HERALD_LOG", "debug")
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -100,9 +110,23 @@ impl Served {
         request.call().ok().map(reply)
     }
 
-    /// POST `body` with these headers.
+    /// POST `body` with these headers and the ingest token.
     fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.post_as(Some(INGEST_TOKEN), path, headers, body)
+    }
+
+    /// POST `body` with these headers and `token`, if any.
+    fn post_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         let mut request = self.agent.post(self.url(path));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -306,7 +330,8 @@ fn raw_post(port: u16, length: usize) -> String {
     write!(
         socket,
         "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n\
-         Content-Length: {length}\r\nConnection: close\r\n\r\n{{\"id\":"
+         Content-Length: {length}\r\nAuthorization: Bearer {INGEST_TOKEN}\r\n\
+         Connection: close\r\n\r\n{{\"id\":"
     )
     .unwrap();
     let mut answer = String::new();
@@ -420,5 +445,96 @@ fn a_loopback_load_test_puts_every_event_in_the_outbox_exactly_once() {
     assert_eq!(
         scratch.count("SELECT count(DISTINCT event_seq) FROM outbox"),
         n
+    );
+}
+
+#[test]
+fn tokens_are_checked_by_scope_and_never_logged() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    let cloud = [("Content-Type", "application/cloudevents+json")];
+    let body = user_created("auth-1", 90).to_string();
+
+    for (token, status) in [
+        (None, 401),
+        (Some("not-a-token-at-all-000"), 401),
+        (Some(&ADMIN_TOKEN[..10]), 401),
+    ] {
+        let reply = served.post_as(token, "/v1/events", &cloud, body.as_bytes());
+        assert_eq!(reply.status, status, "{token:?}: {}", reply.body);
+        assert_eq!(reply.content_type, "application/problem+json");
+    }
+    assert_eq!(events(&scratch), 0, "a refused request stored nothing");
+
+    let metrics = served.get("/metrics", Some(INGEST_TOKEN)).unwrap();
+    assert_eq!(metrics.status, 403, "{}", metrics.body);
+    assert!(
+        metrics.body.contains("token omero has scope ingest"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(served.get("/metrics", None).unwrap().status, 401);
+    let metrics = served.get("/metrics", Some(ADMIN_TOKEN)).unwrap();
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    assert!(metrics.body.contains("herald_"), "{}", metrics.body);
+
+    // Both scopes may post events; health and readiness need no token.
+    assert_eq!(
+        served.post("/v1/events", &cloud, body.as_bytes()).status,
+        202
+    );
+    let admin = user_created("auth-2", 91).to_string();
+    assert_eq!(
+        served
+            .post_as(Some(ADMIN_TOKEN), "/v1/events", &cloud, admin.as_bytes())
+            .status,
+        202
+    );
+    assert_eq!(events(&scratch), 2);
+    assert_eq!(served.get("/healthz", None).unwrap().status, 200);
+    assert_eq!(served.get("/readyz", None).unwrap().status, 200);
+
+    let log = log_of(&scratch);
+    assert!(
+        log.contains("authorized"),
+        "the debug log shows who was authorized:\n{log}"
+    );
+    for secret in [
+        INGEST_TOKEN,
+        ADMIN_TOKEN,
+        &ADMIN_TOKEN[..10],
+        "not-a-token-at-all-000",
+    ] {
+        assert!(!log.contains(secret), "a token is in the log:\n{log}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_readable_token() {
+    let scratch = Scratch::with_config("");
+    let yaml = format!(
+        "{QUEUE_ONLY}http:\n  tokens:\n    - {{name: omero, scope: ingest, token_env: HERALD_TEST_UNSET_TOKEN}}\n"
+    );
+    std::fs::write(scratch.path("herald.yaml"), yaml).unwrap();
+    let out = scratch.herald_own(&["serve"]);
+    crate::support::assert_exit(&out, 2);
+    let err = crate::support::stderr(&out);
+    assert!(
+        err.contains(
+            "http.tokens omero: environment variable HERALD_TEST_UNSET_TOKEN (token_env) is not set"
+        ),
+        "{err}"
+    );
+    let both = format!(
+        "{QUEUE_ONLY}http:\n  tokens:\n    - {{name: omero, scope: ingest, token_env: A, token_file: b}}\n"
+    );
+    std::fs::write(scratch.path("herald.yaml"), both).unwrap();
+    let out = scratch.herald_own(&["serve"]);
+    crate::support::assert_exit(&out, 2);
+    let err = crate::support::stderr(&out);
+    assert!(err.contains("needs exactly one of token_file"), "{err}");
+    assert!(
+        err.contains("herald.yaml:"),
+        "the error names the file and line: {err}"
     );
 }

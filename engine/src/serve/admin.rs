@@ -1,19 +1,28 @@
 //! The endpoints about the process itself: `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::config::Scope;
+use crate::sources::http::auth::{self, Tokens};
 use crate::store::writer::Writer;
 
-/// Health and readiness (no token), and metrics.
-pub fn routes(writer: Writer) -> Router {
+/// Health and readiness (no token), and metrics (an `admin` token).
+pub fn routes(writer: Writer, tokens: Arc<Tokens>) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(from_fn_with_state((tokens, Scope::Admin), auth::require));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(writer)
+        .merge(guarded)
 }
 
 /// The process answers.
@@ -35,7 +44,7 @@ async fn readyz(State(writer): State<Writer>) -> Response {
 }
 
 /// Every series in the Prometheus text format.
-pub async fn metrics() -> Response {
+async fn metrics() -> Response {
     let mut response = crate::metrics::render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

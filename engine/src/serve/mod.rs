@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::deliver::{Deliverer, shutdown};
 use crate::evaluate::Evaluator;
+use crate::sources::http::auth::Tokens;
 use crate::sources::http::{self, Ingest};
 use crate::store::Store;
 use crate::store::writer::Writer;
@@ -30,6 +31,7 @@ use stages::Bells;
 /// Run until SIGTERM or SIGINT. `deliverer` is `None` when sending is disabled (`mail.from: ""`).
 pub fn run(
     config: &Config,
+    tokens: Tokens,
     evaluator: Evaluator,
     deliverer: Option<Deliverer>,
 ) -> anyhow::Result<()> {
@@ -63,7 +65,7 @@ pub fn run(
         writer,
         max_body: config.http.max_body,
     });
-    let served = runtime.block_on(serve_http(config.http.listen, ingest));
+    let served = runtime.block_on(serve_http(config.http.listen, ingest, Arc::new(tokens)));
     // Stop the stages (a failed bind stops them too), then wait for them within the grace.
     shutdown::global().store(true, Ordering::SeqCst);
     bells.ring_all();
@@ -102,9 +104,14 @@ fn join_until(thread: JoinHandle<()>, deadline: Instant) {
 }
 
 /// Serve the API until a signal; requests in flight are finished first.
-async fn serve_http(listen: SocketAddr, ingest: Arc<Ingest>) -> anyhow::Result<()> {
+async fn serve_http(
+    listen: SocketAddr,
+    ingest: Arc<Ingest>,
+    tokens: Arc<Tokens>,
+) -> anyhow::Result<()> {
     let listener = bind(listen).await?;
-    let app = admin::routes(ingest.writer.clone()).merge(http::routes(ingest));
+    let app =
+        admin::routes(ingest.writer.clone(), tokens.clone()).merge(http::routes(ingest, tokens));
     eprintln!(
         "herald serve: listening on http://{}",
         listener.local_addr()?

@@ -1,5 +1,6 @@
 //! The HTTP event source: `POST /v1/events`, answered 202 only once the events are journaled.
 
+pub mod auth;
 pub mod parse;
 pub mod problem;
 
@@ -9,11 +10,13 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use serde_json::json;
 
+use crate::config::Scope;
 use crate::event::Event;
 use crate::store::Ingested;
 use crate::store::writer::{WriteFailed, Writer};
@@ -26,10 +29,11 @@ pub struct Ingest {
     pub max_body: usize,
 }
 
-/// `POST /v1/events`.
-pub fn routes(ingest: Arc<Ingest>) -> Router {
+/// `POST /v1/events`, for tokens of scope `ingest` or `admin`.
+pub fn routes(ingest: Arc<Ingest>, tokens: Arc<auth::Tokens>) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
+        .route_layer(from_fn_with_state((tokens, Scope::Ingest), auth::require))
         .with_state(ingest)
 }
 
