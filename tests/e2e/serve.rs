@@ -137,6 +137,23 @@ impl Served {
         )
     }
 
+    /// SIGTERM, and the exit status (within 30 s).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill has no memory preconditions; the pid is our live child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// POST one structured-mode event.
     fn post_event(&self, event: &Value) -> Reply {
         self.post(
@@ -537,4 +554,66 @@ fn serve_refuses_to_start_without_a_readable_token() {
         err.contains("herald.yaml:"),
         "the error names the file and line: {err}"
     );
+}
+
+#[test]
+fn sigterm_finishes_mail_in_flight_exits_0_and_the_rest_is_sent_after_a_restart() {
+    // The server waits 1 s before answering each DATA: sessions are in flight when the signal comes.
+    let sink = smtp_sink(&["-w", "1"]);
+    let tap = Tap::to(sink.port);
+    let scratch = Scratch::with_config("");
+    let mut served = Served::start(&scratch, &smtp_yaml(tap.port), &[]);
+    let n = 6;
+    for i in 0..n {
+        assert_eq!(
+            served
+                .post_event(&user_created(&format!("term-{i}"), 200 + i))
+                .status,
+            202
+        );
+    }
+    let rows = i64::from(n) * ROWS_PER_EVENT;
+    assert!(
+        wait_for(Duration::from_secs(30), || tap.data() >= 1),
+        "no session started"
+    );
+    let status = served.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}; log:\n{}",
+        log_of(&scratch)
+    );
+    let sent = scratch.count("SELECT count(*) FROM outbox WHERE state = 'sent'");
+    assert_eq!(
+        sent as usize,
+        tap.dots(),
+        "every message the server took is recorded"
+    );
+    assert!(sent >= 1, "the sessions in flight finished");
+    assert!(
+        sent < rows,
+        "it stopped taking new rows ({sent} of {rows} sent)"
+    );
+    assert_eq!(
+        scratch.count(
+            "SELECT count(*) FROM outbox WHERE lease_until IS NOT NULL AND state = 'queued'"
+        ),
+        0,
+        "no row is left leased"
+    );
+    let log = log_of(&scratch);
+    assert!(log.contains("herald serve: stopped"), "{log}");
+
+    // A restart sends the rest, and nothing twice.
+    let _served = Served::start(&scratch, &smtp_yaml(tap.port), &[]);
+    assert!(
+        wait_for(Duration::from_secs(60), || scratch
+            .count("SELECT count(*) FROM outbox WHERE state = 'sent'")
+            == rows),
+        "log:\n{}",
+        log_of(&scratch)
+    );
+    assert_eq!(scratch.count("SELECT count(*) FROM attempts"), rows);
+    assert_eq!(tap.dots(), rows as usize);
 }
