@@ -6,10 +6,13 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// A histogram family needs a constructor that can be named in a type.
+type Buckets = fn() -> Histogram;
 
 /// Every series this process keeps.
 struct Metrics {
@@ -19,6 +22,8 @@ struct Metrics {
     commit_batch: Histogram,
     evaluated: Counter,
     rule_runs: Family<Labels, Counter>,
+    rule_seconds: Family<Labels, Histogram, Buckets>,
+    rule_fuel: Family<Labels, Histogram, Buckets>,
     deliveries: Family<Labels, Counter>,
     outbox: Family<Labels, Gauge>,
 }
@@ -39,6 +44,12 @@ impl Metrics {
             ]),
             evaluated: Counter::default(),
             rule_runs: Family::default(),
+            rule_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_01, 4.0, 10))
+            }),
+            rule_fuel: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1000.0, 4.0, 10))
+            }),
             deliveries: Family::default(),
             outbox: Family::default(),
             registry: Registry::default(),
@@ -67,6 +78,16 @@ impl Metrics {
             "rule_runs",
             "Rule invocations by rule and result (ok or failed)",
             m.rule_runs.clone(),
+        );
+        registry.register(
+            "rule_duration_seconds",
+            "Wall time of each rule invocation, by rule",
+            m.rule_seconds.clone(),
+        );
+        registry.register(
+            "rule_fuel_used",
+            "Fuel (roughly wasm instructions) each rule invocation used, by rule",
+            m.rule_fuel.clone(),
         );
         registry.register(
             "deliveries",
@@ -104,18 +125,29 @@ pub fn commit_batch(events: usize) {
     metrics().commit_batch.observe(events as f64);
 }
 
-/// One event evaluated, and how each rule run on it ended.
-pub fn evaluated<'a>(rules: impl IntoIterator<Item = (&'a str, bool)>) {
+/// How one rule invocation ended.
+pub struct RuleRun<'a> {
+    pub rule: &'a str,
+    pub ok: bool,
+    pub seconds: f64,
+    pub fuel: u64,
+}
+
+/// One event evaluated, and each rule run on it.
+pub fn evaluated<'a>(runs: impl IntoIterator<Item = RuleRun<'a>>) {
     let m = metrics();
     m.evaluated.inc();
-    for (rule, ok) in rules {
-        let result = if ok { "ok" } else { "failed" };
+    for run in runs {
+        let result = if run.ok { "ok" } else { "failed" };
+        let rule = vec![("rule", run.rule.to_owned())];
         m.rule_runs
             .get_or_create(&vec![
-                ("rule", rule.to_owned()),
+                ("rule", run.rule.to_owned()),
                 ("result", result.to_owned()),
             ])
             .inc();
+        m.rule_seconds.get_or_create(&rule).observe(run.seconds);
+        m.rule_fuel.get_or_create(&rule).observe(run.fuel as f64);
     }
 }
 
@@ -127,9 +159,10 @@ pub fn delivery(outcome: &str) {
         .inc();
 }
 
-/// The outbox's row counts by state, as read from the store.
+/// The outbox's row counts by state, as read from the store (states absent from it are 0).
 pub fn outbox_rows(counts: &[(String, i64)]) {
     let m = metrics();
+    m.outbox.clear();
     for (state, count) in counts {
         m.outbox
             .get_or_create(&vec![("state", state.clone())])

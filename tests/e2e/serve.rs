@@ -449,6 +449,16 @@ fn a_loopback_load_test_puts_every_event_in_the_outbox_exactly_once() {
     });
     let n = i64::from(clients * per_client);
     assert_eq!(events(&scratch), n);
+    // Group commit: concurrent requests shared transactions (one fsync for several).
+    let text = served.get("/metrics", Some(ADMIN_TOKEN)).unwrap().body;
+    let commits = series(&text, "herald_ingest_commit_batch_events_count").unwrap();
+    let journaled = series(&text, "herald_ingest_commit_batch_events_sum").unwrap();
+    eprintln!("{journaled} events in {commits} commits");
+    assert_eq!(journaled, n as f64);
+    assert!(
+        commits < n as f64,
+        "{commits} commits for {n} requests: none was shared"
+    );
     assert!(
         wait_for(Duration::from_secs(60), || scratch
             .count("SELECT count(*) FROM events WHERE state = 'pending'")
@@ -616,4 +626,81 @@ fn sigterm_finishes_mail_in_flight_exits_0_and_the_rest_is_sent_after_a_restart(
     );
     assert_eq!(scratch.count("SELECT count(*) FROM attempts"), rows);
     assert_eq!(tap.dots(), rows as usize);
+}
+
+/// The value of the series line that starts with `series` (name and labels), if any.
+fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_count_ingest_evaluation_delivery_and_the_outbox() {
+    let scratch = Scratch::with_config("");
+    let yaml = "state_dir: var\nmail: {from: omero@localhost, transport: file}\n\
+        rules:\n  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n";
+    let served = Served::start(&scratch, yaml, &[]);
+    for i in 0..3 {
+        assert_eq!(
+            served
+                .post_event(&user_created(&format!("m-{i}"), 300 + i))
+                .status,
+            202
+        );
+    }
+    assert_eq!(served.post_event(&user_created("m-0", 300)).status, 202);
+    let bad = served.post("/v1/events", &[("Content-Type", "text/plain")], b"x");
+    assert_eq!(bad.status, 415);
+    let rows = 3 * ROWS_PER_EVENT;
+    assert!(wait_for(Duration::from_secs(30), || scratch.mails().len()
+        as i64
+        == rows));
+    assert!(wait_for(Duration::from_secs(10), || scratch
+        .count("SELECT count(*) FROM outbox WHERE state = 'sent'")
+        == rows));
+
+    let text = served.get("/metrics", Some(ADMIN_TOKEN)).unwrap().body;
+    let user = "type=\"omero.user.created\"";
+    let expect = [
+        (
+            format!("herald_events_received_total{{{user},status=\"new\"}}"),
+            3.0,
+        ),
+        (
+            format!("herald_events_received_total{{{user},status=\"duplicate\"}}"),
+            1.0,
+        ),
+        ("herald_requests_refused_total".to_owned(), 1.0),
+        ("herald_ingest_commit_batch_events_sum".to_owned(), 4.0),
+        ("herald_events_evaluated_total".to_owned(), 3.0),
+        (
+            "herald_rule_runs_total{rule=\"new-user\",result=\"ok\"}".to_owned(),
+            3.0,
+        ),
+        (
+            "herald_rule_duration_seconds_count{rule=\"new-user\"}".to_owned(),
+            3.0,
+        ),
+        (
+            "herald_rule_fuel_used_count{rule=\"new-user\"}".to_owned(),
+            3.0,
+        ),
+        (
+            "herald_deliveries_total{outcome=\"sent\"}".to_owned(),
+            rows as f64,
+        ),
+        ("herald_outbox_rows{state=\"sent\"}".to_owned(), rows as f64),
+    ];
+    for (name, value) in expect {
+        assert_eq!(series(&text, &name), Some(value), "{name} in\n{text}");
+    }
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(
+            line.starts_with("herald_"),
+            "a series not named herald_*: {line}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The endpoints about the process itself: `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::State;
@@ -11,12 +11,14 @@ use axum::routing::get;
 
 use crate::config::Scope;
 use crate::sources::http::auth::{self, Tokens};
+use crate::store::Store;
 use crate::store::writer::Writer;
 
-/// Health and readiness (no token), and metrics (an `admin` token).
-pub fn routes(writer: Writer, tokens: Arc<Tokens>) -> Router {
+/// Health and readiness (no token), and metrics (an `admin` token; `reader` counts the outbox).
+pub fn routes(writer: Writer, reader: Store, tokens: Arc<Tokens>) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics))
+        .with_state(Arc::new(Mutex::new(reader)))
         .route_layer(from_fn_with_state((tokens, Scope::Admin), auth::require));
     Router::new()
         .route("/healthz", get(healthz))
@@ -43,8 +45,18 @@ async fn readyz(State(writer): State<Writer>) -> Response {
     }
 }
 
-/// Every series in the Prometheus text format.
-async fn metrics() -> Response {
+/// Every series in the Prometheus text format, the outbox counted at this moment.
+async fn metrics(State(reader): State<Arc<Mutex<Store>>>) -> Response {
+    let counted = tokio::task::spawn_blocking(move || {
+        let store = reader.lock().unwrap_or_else(PoisonError::into_inner);
+        store.outbox_counts()
+    })
+    .await;
+    match counted {
+        Ok(Ok(counts)) => crate::metrics::outbox_rows(&counts),
+        Ok(Err(err)) => tracing::warn!("metrics: cannot count the outbox: {err}"),
+        Err(err) => tracing::warn!("metrics: cannot count the outbox: {err}"),
+    }
     let mut response = crate::metrics::render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

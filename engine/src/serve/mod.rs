@@ -65,7 +65,13 @@ pub fn run(
         writer,
         max_body: config.http.max_body,
     });
-    let served = runtime.block_on(serve_http(config.http.listen, ingest, Arc::new(tokens)));
+    let reader = open(config)?;
+    let served = runtime.block_on(serve_http(
+        config.http.listen,
+        ingest,
+        reader,
+        Arc::new(tokens),
+    ));
     // Stop the stages (a failed bind stops them too), then wait for them within the grace.
     shutdown::global().store(true, Ordering::SeqCst);
     bells.ring_all();
@@ -107,11 +113,12 @@ fn join_until(thread: JoinHandle<()>, deadline: Instant) {
 async fn serve_http(
     listen: SocketAddr,
     ingest: Arc<Ingest>,
+    reader: Store,
     tokens: Arc<Tokens>,
 ) -> anyhow::Result<()> {
     let listener = bind(listen).await?;
-    let app =
-        admin::routes(ingest.writer.clone(), tokens.clone()).merge(http::routes(ingest, tokens));
+    let admin = admin::routes(ingest.writer.clone(), reader, tokens.clone());
+    let app = admin.merge(http::routes(ingest, tokens));
     eprintln!(
         "herald serve: listening on http://{}",
         listener.local_addr()?

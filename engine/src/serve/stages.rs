@@ -45,11 +45,12 @@ pub fn evaluate(mut store: Store, evaluator: Evaluator, quarantine_after: u32, b
         let mut queued = false;
         let done =
             crate::pipeline::evaluate_pending(&mut store, &evaluator, quarantine_after, |done| {
-                crate::metrics::evaluated(
-                    done.outcomes
-                        .iter()
-                        .map(|o| (o.rule.as_str(), o.result.is_ok())),
-                );
+                crate::metrics::evaluated(done.outcomes.iter().map(|o| crate::metrics::RuleRun {
+                    rule: &o.rule,
+                    ok: o.result.is_ok(),
+                    seconds: o.elapsed.as_secs_f64(),
+                    fuel: o.fuel_used,
+                }));
                 if done.committed.queued > 0 {
                     queued = true;
                     bells.queued.ring();
