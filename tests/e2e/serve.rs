@@ -704,3 +704,51 @@ fn metrics_count_ingest_evaluation_delivery_and_the_outbox() {
         );
     }
 }
+
+#[test]
+fn herald_log_debug_shows_heralds_own_lines_not_the_wasm_compilers() {
+    // Served runs with HERALD_LOG=debug, and a fresh state dir makes it compile every rule.
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    assert_eq!(served.post_event(&user_created("log-1", 400)).status, 202);
+    assert!(wait_for(Duration::from_secs(30), || {
+        log_of(&scratch).contains("evaluated pending events")
+    }));
+    let log = log_of(&scratch);
+    assert!(log.contains("DEBUG"), "{log}");
+    assert!(
+        !log.contains("ignoring section"),
+        "the compiler's debug lines are shown"
+    );
+    assert!(
+        log.lines().count() < 100,
+        "{} lines:\n{log}",
+        log.lines().count()
+    );
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let scratch = Scratch::with_config("");
+    let yaml = format!("log: {{format: json}}\n{QUEUE_ONLY}");
+    let served = Served::start(&scratch, &yaml, &[]);
+    assert_eq!(served.post_event(&user_created("json-1", 401)).status, 202);
+    assert!(wait_for(Duration::from_secs(30), || {
+        log_of(&scratch).contains("evaluated pending events")
+    }));
+    let log = log_of(&scratch);
+    // The lines Herald prints for people (listening, stopping) are plain; every log line is JSON.
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.starts_with("herald serve:"))
+        .collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    assert!(
+        log.contains(r#""message":"evaluated pending events""#),
+        "{log}"
+    );
+}

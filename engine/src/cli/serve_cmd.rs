@@ -17,7 +17,7 @@ pub fn run(ctx: &Context, _args: Args) -> Outcome {
     let deliverer = match Deliverer::from_config(&loaded.config) {
         Ok(deliverer) => Some(deliverer),
         Err(err) => {
-            eprintln!("warning: {err:#}");
+            tracing::warn!("{err:#}");
             None
         }
     };

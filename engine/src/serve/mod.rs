@@ -47,14 +47,14 @@ pub fn run(
         );
         move || stages::evaluate(store, evaluator, after, bells)
     })?];
-    match deliverer {
-        Some(deliverer) => workers.push(spawn("herald-deliver", {
+    // None when mail.from is empty: mail stays queued (the CLI said so).
+    if let Some(deliverer) = deliverer {
+        workers.push(spawn("herald-deliver", {
             let (store, bells, poll) =
                 (open(config)?, bells.clone(), config.delivery.poll_interval);
             let deliverer = deliverer.with_stop(shutdown::global(), config.serve.shutdown_grace);
             move || stages::deliver(store, deliverer, poll, bells)
-        })?),
-        None => tracing::warn!("mail.from is empty: messages are queued but not sent"),
+        })?);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

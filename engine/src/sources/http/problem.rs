@@ -45,10 +45,14 @@ impl IntoResponse for Problem {
             body["errors"] = Value::Array(self.errors);
         }
         let mut response = (self.status, body.to_string()).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        // A refused request's body may be left unread (401, 413): the connection is not
+        // reused, and saying so keeps a client from sending its next request into it.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     }
 }
