@@ -752,3 +752,41 @@ fn log_format_json_writes_one_json_object_per_line() {
         "{log}"
     );
 }
+
+#[test]
+fn strict_types_refuses_an_unknown_type_and_takes_herald_and_custom_types() {
+    let scratch = Scratch::with_config("");
+    let yaml =
+        format!("{QUEUE_ONLY}ingest: {{strict_types: true, custom_types: [lab.booking.made]}}\n");
+    let served = Served::start(&scratch, &yaml, &[]);
+    let typed = |id: &str, kind: &str| json!({"id": id, "source": "s", "type": kind, "data": {}});
+
+    let unknown = served.post_event(&typed("t-1", "omero.thumbnail.generated"));
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert_eq!(unknown.content_type, "application/problem+json");
+    let detail = unknown.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains("type \"omero.thumbnail.generated\" is unknown")
+            && detail.contains("ingest.custom_types"),
+        "{detail}"
+    );
+    let batch = json!([typed("t-2", "lab.booking.made"), typed("t-3", "nope")]);
+    let reply = served.post(
+        "/v1/events",
+        &[("Content-Type", "application/cloudevents-batch+json")],
+        batch.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert_eq!(
+        events(&scratch),
+        0,
+        "nothing of a refused request is stored"
+    );
+
+    assert_eq!(
+        served.post_event(&typed("t-4", "lab.booking.made")).status,
+        202
+    );
+    assert_eq!(served.post_event(&user_created("t-5", 500)).status, 202);
+    assert_eq!(events(&scratch), 2);
+}

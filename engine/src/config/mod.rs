@@ -27,7 +27,9 @@ pub(crate) use diagnostic::at_line;
 pub use diagnostic::{Diagnostic, LoadError, Location};
 #[cfg(test)]
 pub(crate) use diagnostic::{at, expect_invalid};
-pub use serve::{HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, TokenConfig, TokenSource};
+pub use serve::{
+    HttpConfig, IngestConfig, LogConfig, LogFormat, Scope, ServeConfig, TokenConfig, TokenSource,
+};
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
@@ -68,6 +70,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Log format.
     pub log: LogConfig,
+    /// Which event types ingest takes.
+    pub ingest: IngestConfig,
 }
 
 /// The `delivery` section: when a failed message is tried again, and when it is given up.

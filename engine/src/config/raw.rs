@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::delivery::RawDelivery;
 use super::limits::LimitsPatch;
-use super::serve::{RawHttp, RawLog, RawServe};
+use super::serve::{RawHttp, RawIngest, RawLog, RawServe};
 use super::smtp::RawSmtp;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
     http: Option<RawHttp>,
     serve: Option<RawServe>,
     log: Option<RawLog>,
+    ingest: Option<RawIngest>,
 }
 
 #[derive(Default, Deserialize)]
@@ -122,6 +123,7 @@ impl RawConfig {
             http: self.http.unwrap_or_default().resolve(base),
             serve: self.serve.unwrap_or_default().resolve(),
             log: self.log.unwrap_or_default().resolve(),
+            ingest: self.ingest.unwrap_or_default().resolve(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `http`, `serve` and `log` sections: where `herald serve` listens, who may call it, how it stops and logs.
+//! The `http`, `serve`, `log` and `ingest` (type policy) sections: where `herald serve` listens, who may
+//! call it, which event types it takes, how it stops and logs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use super::delivery::Interval;
 use super::scalar::{check_text, rejected};
 use super::units::{MIB, parse_size};
-use super::values::PathValue;
+use super::values::{EventTypes, PathValue};
 
 /// The `http` section.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +86,40 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// The `ingest` section's type policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Refuse events whose type Herald does not define and `custom_types` does not list.
+    pub strict_types: bool,
+    /// Types taken besides Herald's own when `strict_types` is on.
+    pub custom_types: Vec<String>,
+}
+
+impl IngestConfig {
+    /// Whether an event of type `kind` is taken.
+    pub fn takes(&self, kind: &str) -> bool {
+        !self.strict_types
+            || crate::event::types::ALL.contains(&kind)
+            || self.custom_types.iter().any(|t| t == kind)
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIngest {
+    strict_types: Option<bool>,
+    custom_types: Option<EventTypes>,
+}
+
+impl RawIngest {
+    pub(super) fn resolve(self) -> IngestConfig {
+        IngestConfig {
+            strict_types: self.strict_types.unwrap_or(false),
+            custom_types: self.custom_types.map(|t| t.0).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Default, Deserialize)]

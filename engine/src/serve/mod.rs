@@ -64,6 +64,7 @@ pub fn run(
     let ingest = Arc::new(Ingest {
         writer,
         max_body: config.http.max_body,
+        types: config.ingest.clone(),
     });
     let reader = open(config)?;
     let served = runtime.block_on(serve_http(

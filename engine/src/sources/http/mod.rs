@@ -16,7 +16,7 @@ use axum::routing::post;
 use chrono::Utc;
 use serde_json::json;
 
-use crate::config::Scope;
+use crate::config::{IngestConfig, Scope};
 use crate::event::Event;
 use crate::store::Ingested;
 use crate::store::writer::{WriteFailed, Writer};
@@ -27,6 +27,8 @@ pub struct Ingest {
     pub writer: Writer,
     /// The largest body taken (`http.max_body`).
     pub max_body: usize,
+    /// Which event types are taken (`ingest.strict_types`, `ingest.custom_types`).
+    pub types: IngestConfig,
 }
 
 /// `POST /v1/events`, for tokens of scope `ingest` or `admin`.
@@ -55,6 +57,7 @@ async fn post_events(
 async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
     let body = read_body(headers, body, ingest.max_body).await?;
     let events = parse::events(headers, &body, Utc::now())?;
+    parse::check_types(&events, &ingest.types)?;
     let results = ingest
         .writer
         .journal(events.clone())

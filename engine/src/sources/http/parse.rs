@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::problem::Problem;
+use crate::config::IngestConfig;
 use crate::event::{self, Event, InvalidEvent};
 
 const STRUCTURED: &str = "application/cloudevents+json";
@@ -126,4 +127,33 @@ fn refused(errors: &[(usize, InvalidEvent)]) -> Problem {
         .map(|(index, err)| json!({"index": index, "id": err.id, "detail": err.reason}))
         .collect();
     problem
+}
+
+/// With `ingest.strict_types` on, 422 for an event whose type is neither Herald's nor listed.
+pub fn check_types(events: &[Event], types: &IngestConfig) -> Result<(), Problem> {
+    let unknown: Vec<(usize, InvalidEvent)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !types.takes(&e.kind))
+        .map(|(index, e)| {
+            let reason = format!(
+                "type {:?} is unknown: it is not one of Herald's types and not in \
+                 ingest.custom_types; add it there, or turn ingest.strict_types off",
+                e.kind
+            );
+            (
+                index,
+                InvalidEvent {
+                    line: None,
+                    id: Some(e.id.clone()),
+                    reason,
+                },
+            )
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(refused(&unknown))
+    }
 }
