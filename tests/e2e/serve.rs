@@ -659,6 +659,7 @@ fn metrics_count_ingest_evaluation_delivery_and_the_outbox() {
         .count("SELECT count(*) FROM outbox WHERE state = 'sent'")
         == rows));
 
+    assert_eq!(served.get("/readyz", None).unwrap().status, 200);
     let text = served.get("/metrics", Some(ADMIN_TOKEN)).unwrap().body;
     let user = "type=\"omero.user.created\"";
     let expect = [
@@ -672,6 +673,8 @@ fn metrics_count_ingest_evaluation_delivery_and_the_outbox() {
         ),
         ("herald_requests_refused_total".to_owned(), 1.0),
         ("herald_ingest_commit_batch_events_sum".to_owned(), 4.0),
+        // One commit per request here (they came one by one); readiness probes are not counted.
+        ("herald_ingest_commit_batch_events_count".to_owned(), 4.0),
         ("herald_events_evaluated_total".to_owned(), 3.0),
         (
             "herald_rule_runs_total{rule=\"new-user\",result=\"ok\"}".to_owned(),

@@ -82,9 +82,12 @@ fn commit(store: &mut Store, group: Vec<Job>) -> bool {
         .iter()
         .flat_map(|j| j.events.iter().cloned())
         .collect();
-    crate::metrics::commit_batch(events.len());
     match store.ingest(&events, Utc::now()) {
         Ok(results) => {
+            // An empty group is a readiness probe, not an ingest commit.
+            if !events.is_empty() {
+                crate::metrics::commit_batch(events.len());
+            }
             for (event, result) in events.iter().zip(&results) {
                 let duplicate = matches!(result, Ingested::Duplicate(_));
                 crate::metrics::event_received(&event.kind, duplicate);
