@@ -793,3 +793,41 @@ fn strict_types_refuses_an_unknown_type_and_takes_herald_and_custom_types() {
     assert_eq!(served.post_event(&user_created("t-5", 500)).status, 202);
     assert_eq!(events(&scratch), 2);
 }
+
+#[test]
+fn sigterm_finishes_the_evaluation_in_flight_and_leaves_the_rest_pending() {
+    // Each event runs a rule that spins until its 200 ms deadline: 30 events take 6 s.
+    let wasm = crate::support::fixture_wasm("herald-rule-hostile");
+    let yaml = format!(
+        "state_dir: var\nmail: {{from: \"\"}}\nsandbox: {{quarantine_after: 0}}\nserve: {{shutdown_grace: 30s}}\n\
+         rules:\n  - name: spin\n    module: {}\n    on: [test.spin]\n    config: {{misdeed: loop}}\n    \
+         limits: {{fuel: 1000000000000, wall_time: 200ms}}\n",
+        wasm.display()
+    );
+    let scratch = Scratch::with_config("");
+    let mut served = Served::start(&scratch, &yaml, &[]);
+    let batch: Vec<Value> = (0..30)
+        .map(|i| json!({"id": format!("spin-{i}"), "source": "s", "type": "test.spin"}))
+        .collect();
+    let reply = served.post(
+        "/v1/events",
+        &[("Content-Type", "application/cloudevents-batch+json")],
+        Value::Array(batch).to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let done = || scratch.count("SELECT count(*) FROM events WHERE state = 'done'");
+    assert!(wait_for(Duration::from_secs(30), || done() >= 1));
+    let asked = Instant::now();
+    let status = served.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "it went on evaluating for {:?}",
+        asked.elapsed()
+    );
+    let left = scratch.count("SELECT count(*) FROM events WHERE state = 'pending'");
+    assert!(left > 0 && left < 30, "{left} pending");
+    // The next start evaluates the rest.
+    let _served = Served::start(&scratch, &yaml, &[]);
+    assert!(wait_for(Duration::from_secs(60), || done() == 30));
+}

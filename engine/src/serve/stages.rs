@@ -38,13 +38,18 @@ impl Bells {
 const EVALUATE_POLL: Duration = Duration::from_secs(1);
 
 /// Evaluate pending events until a stop is asked for. Each event is committed in its own
-/// transaction; an event in flight at the stop is finished (or, past the grace period, left
-/// pending: its transaction never committed, so it is evaluated after a restart).
+/// transaction; at a stop the event in flight is finished and the others stay pending for the
+/// next start (past the grace period even the one in flight is left: it never committed).
 pub fn evaluate(mut store: Store, evaluator: Evaluator, quarantine_after: u32, bells: Arc<Bells>) {
     while !shutdown::requested(shutdown::global()) {
         let mut queued = false;
-        let done =
-            crate::pipeline::evaluate_pending(&mut store, &evaluator, quarantine_after, |done| {
+        let going_on = || !shutdown::requested(shutdown::global());
+        let done = crate::pipeline::evaluate_pending_while(
+            &mut store,
+            &evaluator,
+            quarantine_after,
+            going_on,
+            |done| {
                 crate::metrics::evaluated(done.outcomes.iter().map(|o| crate::metrics::RuleRun {
                     rule: &o.rule,
                     ok: o.result.is_ok(),
@@ -55,7 +60,8 @@ pub fn evaluate(mut store: Store, evaluator: Evaluator, quarantine_after: u32, b
                     queued = true;
                     bells.queued.ring();
                 }
-            });
+            },
+        );
         match done {
             Ok(n) if n > 0 => tracing::debug!(events = n, queued, "evaluated pending events"),
             Ok(_) => {}
