@@ -831,3 +831,24 @@ fn sigterm_finishes_the_evaluation_in_flight_and_leaves_the_rest_pending() {
     let _served = Served::start(&scratch, &yaml, &[]);
     assert!(wait_for(Duration::from_secs(60), || done() == 30));
 }
+
+#[test]
+fn a_taken_listen_address_is_an_error_naming_http_listen() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let scratch = Scratch::with_config("");
+    std::fs::write(scratch.path("ingest.token"), INGEST_TOKEN).unwrap();
+    let yaml = format!(
+        "{QUEUE_ONLY}http:\n  listen: 127.0.0.1:{port}\n  tokens:\n    \
+         - {{name: omero, scope: ingest, token_file: ingest.token}}\n"
+    );
+    std::fs::write(scratch.path("herald.yaml"), yaml).unwrap();
+    let out = scratch.herald_own(&["serve"]);
+    crate::support::assert_exit(&out, 1);
+    let err = crate::support::stderr(&out);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port} (http.listen)")),
+        "{err}"
+    );
+    assert!(!err.contains(INGEST_TOKEN));
+}
