@@ -18,6 +18,19 @@ pub mod types {
     pub const WEB_ERROR: &str = "omero.web.error";
     pub const BROADCAST: &str = "herald.broadcast";
     pub const TICK: &str = "herald.tick";
+
+    /// Every type Herald defines.
+    pub const ALL: [&str; 9] = [
+        SERVER_UP,
+        SERVER_DOWN,
+        LOGIN_FAILED,
+        USER_CREATED,
+        GROUP_CREATED,
+        COMMENT_ADDED,
+        WEB_ERROR,
+        BROADCAST,
+        TICK,
+    ];
 }
 
 /// A validated event: the envelope fields plus the typed data.

@@ -13,5 +13,8 @@ pub mod evaluate;
 pub mod event;
 pub(crate) mod ingest;
 pub mod mail;
+pub mod metrics;
 pub mod pipeline;
+pub mod serve;
+pub mod sources;
 pub mod store;

@@ -29,6 +29,18 @@ pub fn evaluate_pending(
     store: &mut Store,
     evaluator: &Evaluator,
     quarantine_after: u32,
+    each: impl FnMut(&Evaluated),
+) -> anyhow::Result<usize> {
+    evaluate_pending_while(store, evaluator, quarantine_after, || true, each)
+}
+
+/// [`evaluate_pending`], asking `go_on` before each event: once it says no, the events
+/// not started stay pending (for `herald serve` stopping on SIGTERM).
+pub fn evaluate_pending_while(
+    store: &mut Store,
+    evaluator: &Evaluator,
+    quarantine_after: u32,
+    go_on: impl Fn() -> bool,
     mut each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
     let kv: Arc<dyn KvRead> = store.kv_reader()?;
@@ -44,6 +56,9 @@ pub fn evaluate_pending(
             return Ok(done);
         }
         for item in pending {
+            if !go_on() {
+                return Ok(done);
+            }
             let evaluated = evaluate_one(store, evaluator, &kv, &health, item)?;
             each(&evaluated);
             done += 1;

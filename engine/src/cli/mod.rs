@@ -10,6 +10,7 @@ mod replay;
 mod report;
 mod rules_cmd;
 mod send;
+mod serve_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LogFormat};
 use crate::directory::{self, Directory};
 use crate::evaluate::Evaluator;
 
@@ -58,6 +59,8 @@ enum Command {
     },
     /// Deliver the queued messages that are due.
     Deliver(deliver_cmd::Args),
+    /// Run the service: the HTTP API, evaluation and delivery in one process, until SIGTERM.
+    Serve(serve_cmd::Args),
     /// Check or convert configuration.
     #[command(subcommand)]
     Config(config_cmd::Command),
@@ -101,7 +104,6 @@ const EXIT_TEMPFAIL: u8 = 75;
 /// Parse the arguments, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
     die_quietly_on_a_closed_pipe();
-    init_tracing();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -127,6 +129,9 @@ fn run(cli: Cli) -> Outcome {
         config_path: cli.config,
         state_dir: cli.state_dir,
     };
+    // The log format is in the config; a config that does not load is reported by the command.
+    let format = ctx.config().map(|c| c.log.format).unwrap_or_default();
+    init_tracing(format);
     match cli.command {
         Command::Replay(args) => replay::run(&ctx, args),
         Command::Send(args) => send::run(&ctx, args),
@@ -134,6 +139,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Outbox(cmd) => outbox_cmd::run(&ctx, cmd),
         Command::Rules { command } => rules_cmd::run(&ctx, command),
         Command::Deliver(args) => deliver_cmd::run(&ctx, args),
+        Command::Serve(args) => serve_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
     }
@@ -152,14 +158,35 @@ fn die_quietly_on_a_closed_pipe() {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+/// Logs on stderr, as text or JSON (`log.format`), filtered by `HERALD_LOG`.
+fn init_tracing(format: LogFormat) {
+    let filter = log_filter(std::env::var("HERALD_LOG").ok().as_deref());
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// `HERALD_LOG`: a bare level (`debug`) is Herald's own lines at that level, other crates
+/// (the wasm compiler, HTTP, SQLite) staying at `warn`; a full filter (`herald=debug,
+/// cranelift=info`) is taken as written, so a crate named there is shown.
+fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    match spec.map(str::trim) {
+        None | Some("") => EnvFilter::new("warn"),
+        Some(level) if LEVELS.contains(&level.to_ascii_lowercase().as_str()) => {
+            EnvFilter::new(format!("warn,herald={level}"))
+        }
+        Some(spec) => EnvFilter::try_new(spec).unwrap_or_else(|err| {
+            eprintln!("warning: HERALD_LOG={spec:?} is not a log filter ({err}); using warn");
+            EnvFilter::new("warn")
+        }),
+    }
 }
 
 /// What every command gets from the global options.

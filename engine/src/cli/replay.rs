@@ -37,7 +37,7 @@ pub struct Args {
 /// 1 when any failed or differed (after all ran).
 pub fn run(ctx: &Context, args: Args) -> Outcome {
     let loaded = load(ctx)?;
-    let events = super::send::read(&args.file, &loaded.config.ingest)?;
+    let events = super::send::read(&args.file, &loaded.config.ingest.caps)?;
     if args.deliver {
         let tally = replay_for_real(&loaded, events, args.json)?;
         eprintln!("replayed {}", tally.line());

@@ -43,7 +43,7 @@ pub fn read(path: &Path, caps: &SizeCaps) -> Result<Vec<Event>, CliError> {
 
 pub fn run(ctx: &Context, args: Args) -> Outcome {
     let loaded = load(ctx)?;
-    let events = read(&args.file, &loaded.config.ingest)?;
+    let events = read(&args.file, &loaded.config.ingest.caps)?;
     let mut store = Store::open(&loaded.config.store.path)?;
     let journaled = ingest::journal(&mut store, &events, Utc::now())?;
     println!(

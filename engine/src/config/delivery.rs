@@ -51,7 +51,7 @@ impl RawDelivery {
 }
 
 /// A duration with a unit, above 0 and at most 60 days.
-struct Interval(Duration);
+pub(super) struct Interval(pub(super) Duration);
 
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

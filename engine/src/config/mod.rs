@@ -4,10 +4,12 @@ mod checks;
 mod delivery;
 mod diagnostic;
 mod hints;
+mod ingest;
 mod limits;
 pub(crate) mod omero;
 mod raw;
 mod scalar;
+mod serve;
 mod smtp;
 #[cfg(test)]
 mod tests;
@@ -26,6 +28,8 @@ pub(crate) use diagnostic::at_line;
 pub use diagnostic::{Diagnostic, LoadError, Location};
 #[cfg(test)]
 pub(crate) use diagnostic::{at, expect_invalid};
+pub use ingest::IngestConfig;
+pub use serve::{HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, TokenConfig, TokenSource};
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
@@ -58,10 +62,16 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// Retries, queue lifetime and the delivery workers' leases.
     pub delivery: DeliveryConfig,
-    /// The `ingest` section: size caps on each incoming event and each of its strings.
-    pub ingest: crate::event::SizeCaps,
     /// The rules, in file order.
     pub rules: Vec<RuleConfig>,
+    /// `herald serve`'s HTTP API.
+    pub http: HttpConfig,
+    /// `herald serve`'s process settings.
+    pub serve: ServeConfig,
+    /// Log format.
+    pub log: LogConfig,
+    /// What ingest admits: size caps and which event types.
+    pub ingest: IngestConfig,
 }
 
 /// The `delivery` section: when a failed message is tried again, and when it is given up.

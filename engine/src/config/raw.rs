@@ -5,10 +5,10 @@ use std::path::Path;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
-use crate::event::SizeCaps;
-
 use super::delivery::RawDelivery;
-use super::limits::{EventSize, ItemCount, LimitsPatch, StringSize};
+use super::ingest::RawIngest;
+use super::limits::LimitsPatch;
+use super::serve::{RawHttp, RawLog, RawServe};
 use super::smtp::RawSmtp;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
@@ -33,30 +33,9 @@ pub(super) struct RawConfig {
     delivery: Option<RawDelivery>,
     ingest: Option<RawIngest>,
     rules: Option<Vec<RawRule>>,
-}
-
-/// The `ingest` section: size caps on incoming events.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIngest {
-    max_event_bytes: Option<EventSize>,
-    max_string_bytes: Option<StringSize>,
-    max_items: Option<ItemCount>,
-}
-
-impl RawIngest {
-    fn resolve(self) -> SizeCaps {
-        let d = SizeCaps::default();
-        SizeCaps {
-            max_event_bytes: self
-                .max_event_bytes
-                .map_or(d.max_event_bytes, |s| s.bytes()),
-            max_string_bytes: self
-                .max_string_bytes
-                .map_or(d.max_string_bytes, |s| s.bytes()),
-            max_items: self.max_items.map_or(d.max_items, |n| n.count()),
-        }
-    }
+    http: Option<RawHttp>,
+    serve: Option<RawServe>,
+    log: Option<RawLog>,
 }
 
 #[derive(Default, Deserialize)]
@@ -143,6 +122,9 @@ impl RawConfig {
             delivery: self.delivery.unwrap_or_default().resolve(),
             ingest: self.ingest.unwrap_or_default().resolve(),
             rules,
+            http: self.http.unwrap_or_default().resolve(base),
+            serve: self.serve.unwrap_or_default().resolve(),
+            log: self.log.unwrap_or_default().resolve(),
         }
     }
 }

@@ -496,23 +496,23 @@ fn ingest_caps_default_to_256kib_and_64kib_and_take_sizes() {
     let config = parse("").unwrap();
     assert_eq!(
         (
-            config.ingest.max_event_bytes,
-            config.ingest.max_string_bytes
+            config.ingest.caps.max_event_bytes,
+            config.ingest.caps.max_string_bytes
         ),
         (256 * KIB, 64 * KIB)
     );
-    assert_eq!(config.ingest.max_items, 512);
+    assert_eq!(config.ingest.caps.max_items, 512);
     let config =
         parse("ingest:\n  max_event_bytes: 1MiB\n  max_string_bytes: 4096\n  max_items: 50\n")
             .unwrap();
     assert_eq!(
         (
-            config.ingest.max_event_bytes,
-            config.ingest.max_string_bytes
+            config.ingest.caps.max_event_bytes,
+            config.ingest.caps.max_string_bytes
         ),
         (MIB, 4096)
     );
-    assert_eq!(config.ingest.max_items, 50);
+    assert_eq!(config.ingest.caps.max_items, 50);
     let d = fail("ingest: {max_items: 3}\n");
     assert!(
         d.message.contains("a whole number from 16 to 1000000"),

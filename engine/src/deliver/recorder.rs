@@ -62,7 +62,10 @@ pub fn run(
         let now = Utc::now().max(start);
         match store.record_and_claim(&attempts, wanted, now, lease) {
             Ok(rows) => {
-                attempts.iter().for_each(|a| summary.count(a));
+                for attempt in &attempts {
+                    summary.count(attempt);
+                    crate::metrics::delivery(attempt.outcome.as_str());
+                }
                 answer(batch, rows, true);
             }
             Err(err) => {

@@ -5,6 +5,7 @@ mod health;
 mod outbox;
 pub(crate) mod owner;
 mod schema;
+pub mod writer;
 
 pub use error::{Refusal, Result, StoreError};
 pub use health::{Quarantined, RuleHealth};

@@ -1,0 +1,155 @@
+//! `herald serve`: one process that wires the HTTP source, the group-commit writer, evaluation and delivery.
+//!
+//! Threads: the store writer (ingest, group commit), evaluation (wasm rules, never a
+//! tokio worker), delivery (the `Deliverer` with its recorder), and a tokio runtime
+//! for the HTTP API. SIGTERM or SIGINT stops accepting, lets requests, evaluations
+//! and SMTP sessions in flight finish within `serve.shutdown_grace`, and leaves the
+//! rest queued in the store.
+
+pub mod admin;
+mod stages;
+mod wake;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::deliver::{Deliverer, shutdown};
+use crate::evaluate::Evaluator;
+use crate::sources::http::auth::Tokens;
+use crate::sources::http::{self, Ingest};
+use crate::store::Store;
+use crate::store::writer::Writer;
+use stages::Bells;
+
+/// Run until SIGTERM or SIGINT. `deliverer` is `None` when sending is disabled (`mail.from: ""`).
+pub fn run(
+    config: &Config,
+    tokens: Tokens,
+    evaluator: Evaluator,
+    deliverer: Option<Deliverer>,
+) -> anyhow::Result<()> {
+    let bells = Arc::new(Bells::default());
+    let journaled = bells.clone();
+    let (writer, writer_thread) = Writer::spawn(open(config)?, move || journaled.journaled.ring())
+        .context("cannot start the store writer")?;
+    let mut workers = vec![spawn("herald-evaluate", {
+        let (store, bells, after) = (
+            open(config)?,
+            bells.clone(),
+            config.sandbox.quarantine_after,
+        );
+        move || stages::evaluate(store, evaluator, after, bells)
+    })?];
+    // None when mail.from is empty: mail stays queued (the CLI said so).
+    if let Some(deliverer) = deliverer {
+        workers.push(spawn("herald-deliver", {
+            let (store, bells, poll) =
+                (open(config)?, bells.clone(), config.delivery.poll_interval);
+            let deliverer = deliverer.with_stop(shutdown::global(), config.serve.shutdown_grace);
+            move || stages::deliver(store, deliverer, poll, bells)
+        })?);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let ingest = Arc::new(Ingest {
+        writer,
+        max_body: config.http.max_body,
+        types: config.ingest.clone(),
+    });
+    let reader = open(config)?;
+    let served = runtime.block_on(serve_http(
+        config.http.listen,
+        ingest,
+        reader,
+        Arc::new(tokens),
+    ));
+    // Stop the stages (a failed bind stops them too), then wait for them within the grace.
+    shutdown::global().store(true, Ordering::SeqCst);
+    bells.ring_all();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let deadline = Instant::now() + config.serve.shutdown_grace + Duration::from_secs(1);
+    join_until(writer_thread, deadline);
+    for worker in workers {
+        join_until(worker, deadline);
+    }
+    served
+}
+
+fn open(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.store.path)?)
+}
+
+fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(work)
+        .with_context(|| format!("cannot start the {name} thread"))
+}
+
+/// Wait for `thread` until `deadline`; past it, leave it (its uncommitted work stays queued).
+fn join_until(thread: JoinHandle<()>, deadline: Instant) {
+    while !thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if thread.is_finished() {
+        if let Err(panic) = thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    } else {
+        tracing::warn!("a stage did not finish within serve.shutdown_grace; its work stays queued");
+    }
+}
+
+/// Serve the API until a signal; requests in flight are finished first.
+async fn serve_http(
+    listen: SocketAddr,
+    ingest: Arc<Ingest>,
+    reader: Store,
+    tokens: Arc<Tokens>,
+) -> anyhow::Result<()> {
+    let listener = bind(listen).await?;
+    let admin = admin::routes(ingest.writer.clone(), reader, tokens.clone());
+    let app = admin.merge(http::routes(ingest, tokens));
+    eprintln!(
+        "herald serve: listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signalled())
+        .await
+        .context("the HTTP server failed")
+}
+
+async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen} (http.listen); is something else listening there?")
+    })
+}
+
+/// Resolves at SIGTERM or SIGINT, and sets the stop flag every stage reads.
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot catch SIGTERM/SIGINT; stop herald serve with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("herald serve: stopping (requests, evaluations and sessions in flight finish first)");
+    shutdown::global().store(true, Ordering::SeqCst);
+}

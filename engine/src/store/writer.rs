@@ -1,0 +1,114 @@
+//! The one ingest writer: a thread that journals every waiting request in one transaction (group commit).
+//!
+//! Callers hand over validated events and wait for the answer. Whatever requests are
+//! waiting when the writer looks are journaled together, with one fsync, and each
+//! caller is answered only once that commit is durable. A failed commit fails every
+//! request in it (nothing of them was stored), and the next group is tried afresh.
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Ingested, Store};
+use crate::event::Event;
+
+/// At most this many events are journaled in one transaction.
+const MAX_GROUP: usize = 10_000;
+
+/// One request: its events, and where the answer goes.
+struct Job {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<Ingested>, String>>,
+}
+
+/// The handle callers use; the writer stops once every handle is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+/// Why a request was not journaled. Nothing of it was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteFailed {
+    #[error("{0}")]
+    Store(String),
+    #[error("the store writer has stopped")]
+    Stopped,
+}
+
+impl Writer {
+    /// Start the writer thread on `store`; `journaled` runs after each commit that stored a new event.
+    pub fn spawn(
+        mut store: Store,
+        journaled: impl Fn() + Send + 'static,
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+        let (jobs, inbox) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("herald-writer".into())
+            .spawn(move || run(&mut store, inbox, journaled))?;
+        Ok((Writer { jobs }, thread))
+    }
+
+    /// Journal `events`; returns once they are durable (or refused as a whole).
+    pub async fn journal(&self, events: Vec<Event>) -> Result<Vec<Ingested>, WriteFailed> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { events, reply })
+            .map_err(|_| WriteFailed::Stopped)?;
+        answer
+            .await
+            .map_err(|_| WriteFailed::Stopped)?
+            .map_err(WriteFailed::Store)
+    }
+}
+
+fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: impl Fn()) {
+    while let Some(first) = inbox.blocking_recv() {
+        let mut group = vec![first];
+        let mut size = group[0].events.len();
+        while size < MAX_GROUP {
+            let Ok(more) = inbox.try_recv() else { break };
+            size += more.events.len();
+            group.push(more);
+        }
+        if commit(store, group) {
+            journaled();
+        }
+    }
+}
+
+/// Journal a group in one transaction and answer each job; true if any event was new.
+fn commit(store: &mut Store, group: Vec<Job>) -> bool {
+    let events: Vec<Event> = group
+        .iter()
+        .flat_map(|j| j.events.iter().cloned())
+        .collect();
+    match store.ingest(&events, Utc::now()) {
+        Ok(results) => {
+            // An empty group is a readiness probe, not an ingest commit.
+            if !events.is_empty() {
+                crate::metrics::commit_batch(events.len());
+            }
+            for (event, result) in events.iter().zip(&results) {
+                let duplicate = matches!(result, Ingested::Duplicate(_));
+                crate::metrics::event_received(&event.kind, duplicate);
+            }
+            let any_new = results.iter().any(|r| matches!(r, Ingested::New(_)));
+            let mut results = results.into_iter();
+            for job in group {
+                let mine = results.by_ref().take(job.events.len()).collect();
+                // A caller that went away (its connection closed) needs no answer.
+                let _ = job.reply.send(Ok(mine));
+            }
+            any_new
+        }
+        Err(err) => {
+            let err = anyhow::Error::from(err);
+            let account = super::temporary_failure(&err).unwrap_or_else(|| format!("{err:#}"));
+            tracing::error!("cannot journal {} event(s): {account}", events.len());
+            for job in group {
+                let _ = job.reply.send(Err(account.clone()));
+            }
+            false
+        }
+    }
+}
