@@ -42,3 +42,4 @@ bench: wasm-target test-deps
 	$(CARGO) bench --bench invoke
 	$(CARGO) bench --bench ingest
 	$(CARGO) bench --bench smtp
+	$(CARGO) bench --bench serve

@@ -343,7 +343,9 @@ fn starttls_with_auth_delivers_over_tls_and_the_password_is_never_logged_at_debu
     let (_certs, server, scratch) = tls_with_auth("--starttls", "starttls");
     let out = scratch.herald_own(&["send", RECORDING]);
     assert_exit(&out, 0);
-    let out = deliver_with_password(&scratch, "s3cret", "debug");
+    // Every crate at debug (lettre, rustls, SQLite too), Herald at trace: a bare level would
+    // show Herald's own lines only.
+    let out = deliver_with_password(&scratch, "s3cret", "debug,herald=trace");
     assert_exit(&out, 0);
     assert_received_match_golden(&server, &["alice@example.org", "bob@example.org"]);
     let commands = commands(&server);
