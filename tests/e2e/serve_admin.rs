@@ -1,0 +1,269 @@
+//! `herald serve` admin API: broadcast, the outbox and the rules over HTTP, against the real process.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::serve::{
+    ADMIN_TOKEN, INGEST_TOKEN, QUEUE_ONLY, ROWS_PER_EVENT, Reply, Served, events, user_created,
+};
+use crate::support::{Scratch, wait_for};
+
+/// Mail goes to the mail folder; the broadcast rule handles `herald.broadcast`.
+const BROADCASTING: &str = "state_dir: var\nmail: {from: herald@example.org, transport: file}\n\
+    rules:\n  - {name: broadcast, module: builtin:broadcast, on: [herald.broadcast]}\n";
+
+fn sql(scratch: &Scratch, statement: &str) {
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    conn.execute(statement, []).unwrap();
+}
+
+impl Served {
+    fn admin_get(&self, path: &str) -> Reply {
+        self.get(path, Some(ADMIN_TOKEN))
+            .expect("herald serve answered")
+    }
+
+    fn admin_post(&self, path: &str, body: &Value) -> Reply {
+        self.post_as(
+            Some(ADMIN_TOKEN),
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+}
+
+fn assert_problem(reply: &Reply, status: u16, detail: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(
+        reply.content_type, "application/problem+json",
+        "{}",
+        reply.body
+    );
+    let text = reply.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(text.contains(detail), "`{detail}` not in `{text}`");
+}
+
+/// Two queued rows of the new-user rule; their ids, newest first.
+fn two_queued_rows(served: &Served, scratch: &Scratch) -> Vec<i64> {
+    assert_eq!(served.post_event(&user_created("adm-1", 61)).status, 202);
+    assert!(wait_for(Duration::from_secs(20), || scratch
+        .count("SELECT count(*) FROM outbox")
+        == ROWS_PER_EVENT));
+    let list = served.admin_get("/v1/outbox");
+    assert_eq!(list.status, 200, "{}", list.body);
+    list.json()["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn outbox_list_filters_like_the_cli_and_refuses_a_bad_filter_by_name() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    let ids = two_queued_rows(&served, &scratch);
+    assert_eq!(ids.len(), 2);
+    let count = |query: &str| {
+        let reply = served.admin_get(&format!("/v1/outbox{query}"));
+        assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+        reply.json()["rows"].as_array().unwrap().len()
+    };
+    assert_eq!(count("?state=queued&rule=new-user"), 2);
+    assert_eq!(count("?state=sent"), 0);
+    assert_eq!(count("?rule=other"), 0);
+    assert_eq!(count("?limit=1"), 1);
+    assert_eq!(count("?since=1h"), 2);
+    assert_eq!(count("?since=2099-01-01T00:00:00Z"), 0);
+    assert_problem(&served.admin_get("/v1/outbox?state=lost"), 400, "`state`");
+    assert_problem(&served.admin_get("/v1/outbox?since=soon"), 400, "`since`");
+    assert_problem(&served.admin_get("/v1/outbox?colour=red"), 400, "`colour`");
+}
+
+#[test]
+fn outbox_show_retry_and_cancel_change_real_rows_and_404_an_unknown_id() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    let ids = two_queued_rows(&served, &scratch);
+
+    let shown = served.admin_get(&format!("/v1/outbox/{}", ids[0]));
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let shown = shown.json();
+    assert_eq!(shown["row"]["id"], ids[0]);
+    assert!(
+        shown["message"].as_str().unwrap().contains("Subject:"),
+        "{shown}"
+    );
+    assert_problem(
+        &served.admin_get("/v1/outbox/999999"),
+        404,
+        "no outbox row 999999",
+    );
+    assert_problem(&served.admin_get("/v1/outbox/abc"), 400, "`abc`");
+
+    let cancel = served.admin_post(&format!("/v1/outbox/{}/cancel", ids[0]), &json!({}));
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    assert_eq!(cancel.json()["state"], "cancelled");
+    let cancelled = format!(
+        "SELECT count(*) FROM outbox WHERE id = {} AND state = 'cancelled'",
+        ids[0]
+    );
+    assert_eq!(scratch.count(&cancelled), 1);
+    let again = served.admin_post(&format!("/v1/outbox/{}/cancel", ids[0]), &json!({}));
+    assert_problem(&again, 409, "not queued or dead");
+    assert_problem(
+        &served.admin_post("/v1/outbox/999999/cancel", &json!({})),
+        404,
+        "no outbox row",
+    );
+
+    sql(
+        &scratch,
+        &format!("UPDATE outbox SET state = 'dead' WHERE id = {}", ids[1]),
+    );
+    let retry = served.admin_post(&format!("/v1/outbox/{}/retry", ids[1]), &json!({}));
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    let dead = format!(
+        "SELECT count(*) FROM outbox WHERE id = {} AND state = 'dead'",
+        ids[1]
+    );
+    assert_eq!(scratch.count(&dead), 0, "the dead row is queued again");
+    assert_problem(
+        &served.admin_post("/v1/outbox/999999/retry", &json!({})),
+        404,
+        "no outbox row",
+    );
+}
+
+#[test]
+fn rules_are_listed_with_health_and_a_quarantined_rule_is_released() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    let rules = served.admin_get("/v1/rules");
+    assert_eq!(rules.status, 200, "{}", rules.body);
+    let rules = rules.json();
+    assert_eq!(rules["rules"][0]["rule"], "new-user", "{rules}");
+    assert_eq!(rules["rules"][0]["state"], "active", "{rules}");
+
+    sql(
+        &scratch,
+        "INSERT INTO rule_health (rule, consecutive_failures, last_failure_at, last_reason, quarantined_at, skipped) \
+         VALUES ('new-user', 5, '2026-11-23T09:00:00Z', 'trap', '2026-11-23T09:00:00Z', 0)",
+    );
+    assert_eq!(
+        served.admin_get("/v1/rules").json()["rules"][0]["state"],
+        "quarantined"
+    );
+    let release = served.admin_post("/v1/rules/new-user/release", &json!({}));
+    assert_eq!(release.status, 200, "{}", release.body);
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM rule_health WHERE quarantined_at IS NOT NULL"),
+        0
+    );
+    assert_problem(
+        &served.admin_post("/v1/rules/new-user/release", &json!({})),
+        409,
+        "not quarantined",
+    );
+    assert_problem(
+        &served.admin_post("/v1/rules/nope/release", &json!({})),
+        404,
+        "no rule named nope",
+    );
+}
+
+#[test]
+fn admin_endpoints_need_an_admin_token() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    for path in ["/v1/outbox", "/v1/outbox/1", "/v1/rules"] {
+        assert_problem(&served.get(path, None).unwrap(), 401, "");
+        assert_problem(
+            &served.get(path, Some(INGEST_TOKEN)).unwrap(),
+            403,
+            "scope ingest",
+        );
+    }
+    for path in [
+        "/v1/broadcast",
+        "/v1/outbox/1/retry",
+        "/v1/outbox/1/cancel",
+        "/v1/rules/new-user/release",
+    ] {
+        assert_problem(&served.post_as(None, path, &[], b"{}"), 401, "");
+        assert_problem(
+            &served.post_as(Some(INGEST_TOKEN), path, &[], b"{}"),
+            403,
+            "scope ingest",
+        );
+    }
+}
+
+#[test]
+fn broadcast_queues_like_herald_email_with_its_notices_and_counts() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, BROADCASTING, &[]);
+    let reply = served.admin_post(
+        "/v1/broadcast",
+        &json!({"subject": "Maintenance", "body": "Down at 6.", "user_names": ["alice", "bob", "nobody"],
+                "extra": ["not an address", "ops@example.org"]}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["message"], "Queued 3 emails", "{answer}");
+    assert_eq!(answer["invalid_extra"], 1, "{answer}");
+    let notices = answer["notices"].to_string();
+    assert!(notices.contains("Unknown user: nobody"), "{notices}");
+    assert!(
+        notices.contains("Invalid email address: not an address"),
+        "{notices}"
+    );
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM outbox WHERE rule = 'broadcast'"),
+        3
+    );
+}
+
+#[test]
+fn a_refused_broadcast_gets_omeros_message_as_a_problem_and_stores_nothing() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, BROADCASTING, &[]);
+    for (body, status, detail) in [
+        (
+            json!({"subject": "S", "body": "B"}),
+            422,
+            "ApiUsageException:No recipients specified.",
+        ),
+        (
+            json!({"subject": " ", "body": "B", "everyone": true}),
+            422,
+            "no-subject: Email must contain subject.",
+        ),
+        (
+            json!({"subject": "S", "body": " ", "everyone": true}),
+            422,
+            "ApiUsageException:Email must contain body.",
+        ),
+        (
+            json!({"subject": "S", "body": "B", "user_names": ["nobody"]}),
+            422,
+            "No recipients specified.",
+        ),
+        (
+            json!({"subject": "S", "body": "B", "everybody": true}),
+            400,
+            "unknown field `everybody`",
+        ),
+    ] {
+        assert_problem(&served.admin_post("/v1/broadcast", &body), status, detail);
+    }
+    let bad = served.post_as(Some(ADMIN_TOKEN), "/v1/broadcast", &[], b"{\"subject\": ");
+    assert_problem(&bad, 400, "line 1 column");
+    assert_eq!(events(&scratch), 0, "a refused broadcast stored nothing");
+}
