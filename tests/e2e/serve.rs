@@ -137,6 +137,10 @@ impl Served {
         )
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, and the exit status (within 30 s).
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: kill has no memory preconditions; the pid is our live child's.

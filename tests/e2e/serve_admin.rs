@@ -267,3 +267,120 @@ fn a_refused_broadcast_gets_omeros_message_as_a_problem_and_stores_nothing() {
     assert_problem(&bad, 400, "line 1 column");
     assert_eq!(events(&scratch), 0, "a refused broadcast stored nothing");
 }
+
+/// `herald.yaml` as written by `Served::start`, with the rule `from` renamed `to`.
+fn rename_rule(scratch: &Scratch, from: &str, to: &str) {
+    let path = scratch.path("herald.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    assert!(yaml.contains(&format!("name: {from},")), "{yaml}");
+    std::fs::write(
+        &path,
+        yaml.replace(&format!("name: {from},"), &format!("name: {to},")),
+    )
+    .unwrap();
+}
+
+fn sighup(served: &Served) {
+    // SAFETY: kill has no memory preconditions; the pid is our live child's.
+    unsafe { libc::kill(served.pid() as i32, libc::SIGHUP) };
+}
+
+#[test]
+fn a_reload_swaps_the_rule_while_events_flow_and_none_is_lost_or_evaluated_twice() {
+    const N: usize = 240;
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    std::thread::scope(|scope| {
+        let poster = scope.spawn(|| {
+            for i in 0..N {
+                let reply = served.post_event(&user_created(&format!("rl-{i}"), 1000 + i as u32));
+                assert_eq!(reply.status, 202, "{}", reply.body);
+            }
+        });
+        assert!(wait_for(Duration::from_secs(30), || events(&scratch) >= 40));
+        rename_rule(&scratch, "new-user", "welcome");
+        let reloaded = served.admin_post("/v1/admin/reload", &json!({}));
+        assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+        assert_eq!(reloaded.json()["rules"], json!(["welcome"]));
+        assert!(wait_for(Duration::from_secs(30), || events(&scratch) >= 140));
+        rename_rule(&scratch, "welcome", "hello");
+        sighup(&served);
+        poster.join().unwrap();
+    });
+    let evaluated = || scratch.count("SELECT count(*) FROM events WHERE state = 'done'");
+    assert!(wait_for(Duration::from_secs(60), || evaluated() == N as i64));
+    assert_eq!(events(&scratch), N as i64, "no event lost");
+    assert_eq!(
+        scratch.count("SELECT count(DISTINCT event_seq) FROM rule_runs"),
+        N as i64,
+        "every event ran a rule"
+    );
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM (SELECT event_seq FROM rule_runs GROUP BY event_seq HAVING count(*) != 1)"),
+        0,
+        "no event ran under two rule sets"
+    );
+    assert_eq!(
+        scratch.count(
+            "SELECT count(*) FROM (SELECT event_seq FROM outbox GROUP BY event_seq \
+                       HAVING count(*) != 2 OR count(DISTINCT rule) != 1)"
+        ),
+        0,
+        "each event queued its two rows, from one rule"
+    );
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM outbox"),
+        ROWS_PER_EVENT * N as i64
+    );
+    for rule in ["new-user", "welcome", "hello"] {
+        let rows = format!("SELECT count(*) FROM rule_runs WHERE rule = '{rule}'");
+        assert!(scratch.count(&rows) > 0, "{rule} evaluated no event");
+    }
+    let last = "SELECT rule FROM rule_runs ORDER BY event_seq DESC LIMIT 1";
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let rule: String = conn.query_row(last, [], |r| r.get(0)).unwrap();
+    assert_eq!(rule, "hello", "the SIGHUP set is in force");
+}
+
+#[test]
+fn a_broken_config_or_module_is_refused_and_the_old_rules_keep_serving() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    let path = scratch.path("herald.yaml");
+    let good = std::fs::read_to_string(&path).unwrap();
+
+    std::fs::write(
+        &path,
+        good.replace("builtin:new-user", "./missing-rule.wasm"),
+    )
+    .unwrap();
+    let refused = served.admin_post("/v1/admin/reload", &json!({}));
+    assert_problem(&refused, 422, "missing-rule.wasm");
+    assert_problem(&refused, 422, "the rules in force are unchanged");
+
+    std::fs::write(&path, good.replace("rules:\n", "rules: [\n")).unwrap();
+    assert_problem(
+        &served.admin_post("/v1/admin/reload", &json!({})),
+        422,
+        "line",
+    );
+
+    sighup(&served);
+    assert!(wait_for(Duration::from_secs(20), || crate::serve::log_of(
+        &scratch
+    )
+    .contains("reload failed")));
+
+    assert_eq!(
+        served.post_event(&user_created("after-broken", 70)).status,
+        202
+    );
+    let by_old = "SELECT count(*) FROM outbox WHERE rule = 'new-user'";
+    assert!(
+        wait_for(Duration::from_secs(20), || scratch.count(by_old)
+            == ROWS_PER_EVENT),
+        "the old rule did not evaluate; log:\n{}",
+        crate::serve::log_of(&scratch)
+    );
+    assert_eq!(served.get("/readyz", None).unwrap().status, 200);
+}

@@ -15,6 +15,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::live::Live;
+use super::reload::Reloader;
 use crate::config::Scope;
 use crate::deliver::render;
 use crate::manage::broadcast::{self, Counts, Refusal, Request};
@@ -28,6 +29,7 @@ pub struct Api {
     pub store: Arc<Mutex<Store>>,
     pub writer: Writer,
     pub live: Arc<Live>,
+    pub reloader: Arc<Reloader>,
 }
 
 /// How long `POST /v1/broadcast` waits for the evaluation stage to queue the mail.
@@ -43,6 +45,7 @@ pub fn routes(api: Arc<Api>, tokens: Arc<Tokens>) -> Router {
         .route("/v1/outbox/{id}/cancel", post(cancel_row))
         .route("/v1/rules", get(list_rules))
         .route("/v1/rules/{name}/release", post(release_rule))
+        .route("/v1/admin/reload", post(reload))
         .route_layer(from_fn_with_state((tokens, Scope::Admin), auth::require))
         .with_state(api)
 }
@@ -356,4 +359,21 @@ async fn wait_evaluated(api: &Api, seq: i64) -> Result<Option<(Counts, usize)>, 
         }
     }
     Ok(None)
+}
+
+/// `POST /v1/admin/reload`: the config, directory and rules from disk, swapped in whole; a
+/// 422 with the config diagnostic when anything fails to load (the old set stays in force).
+async fn reload(State(api): State<Arc<Api>>) -> Response {
+    let reloader = api.reloader.clone();
+    let done = tokio::task::spawn_blocking(move || reloader.reload()).await;
+    answer(match done {
+        Ok(Ok(reloaded)) => ok(json!(reloaded)),
+        Ok(Err(err)) => Err(Problem::invalid(format!(
+            "reload refused, the rules in force are unchanged: {err:#}"
+        ))),
+        Err(err) => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {err}; the rules in force are unchanged"),
+        )),
+    })
 }

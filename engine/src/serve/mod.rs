@@ -9,6 +9,7 @@
 pub mod admin;
 mod api;
 pub mod live;
+pub mod reload;
 mod stages;
 mod wake;
 
@@ -30,14 +31,17 @@ use crate::store::Store;
 use crate::store::writer::Writer;
 use api::Api;
 use live::{Live, RuleSet};
+use reload::{Loader, Reloader};
 use stages::Bells;
 
-/// Run until SIGTERM or SIGINT. `deliverer` is `None` when sending is disabled (`mail.from: ""`).
+/// Run until SIGTERM or SIGINT. `deliverer` is `None` when sending is disabled (`mail.from: ""`);
+/// `loader` builds a fresh rule set from disk at each reload (SIGHUP, `POST /v1/admin/reload`).
 pub fn run(
     config: &Config,
     tokens: Tokens,
     evaluator: Evaluator,
     deliverer: Option<Deliverer>,
+    loader: Loader,
 ) -> anyhow::Result<()> {
     let bells = Arc::new(Bells::default());
     let journaled = bells.clone();
@@ -73,7 +77,8 @@ pub fn run(
     let api = Arc::new(Api {
         store: Arc::new(Mutex::new(open(config)?)),
         writer: ingest.writer.clone(),
-        live,
+        live: live.clone(),
+        reloader: Arc::new(Reloader::new(live, loader)),
     });
     let reader = open(config)?;
     let served = runtime.block_on(serve_http(
@@ -127,6 +132,7 @@ async fn serve_http(
     tokens: Arc<Tokens>,
 ) -> anyhow::Result<()> {
     let listener = bind(listen).await?;
+    tokio::spawn(reload::on_sighup(api.reloader.clone()));
     let admin = admin::routes(ingest.writer.clone(), reader, tokens.clone());
     let app = admin
         .merge(api::routes(api, tokens.clone()))
