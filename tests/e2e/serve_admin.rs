@@ -384,3 +384,82 @@ fn a_broken_config_or_module_is_refused_and_the_old_rules_keep_serving() {
     );
     assert_eq!(served.get("/readyz", None).unwrap().status, 200);
 }
+
+/// `herald status` against the scratch config, with `envs` and `args`.
+fn status(scratch: &Scratch, envs: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--config")
+        .arg(scratch.path("herald.yaml"))
+        .arg("--state-dir")
+        .arg(scratch.path("var"))
+        .arg("status")
+        .args(args)
+        .env_remove("HERALD_ADMIN_TOKEN")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn herald_status_prints_readiness_outbox_depth_rules_and_the_oldest_due_row() {
+    let scratch = Scratch::with_config("");
+    let served = Served::start(&scratch, QUEUE_ONLY, &[]);
+    two_queued_rows(&served, &scratch);
+    let out = status(&scratch, &[("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "ready",
+        "rules: new-user",
+        "quarantined: none",
+        "outbox: queued 2",
+        "oldest due row: waiting",
+    ] {
+        assert!(text.contains(line), "`{line}` not in:\n{text}");
+    }
+    std::fs::write(scratch.path("admin.token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    let token_file = scratch.path("admin.token");
+    let out = status(
+        &scratch,
+        &[],
+        &["--json", "--token-file", token_file.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ready"], true);
+    assert_eq!(json["status"]["outbox"]["queued"], 2);
+
+    let out = status(&scratch, &[("HERALD_ADMIN_TOKEN", INGEST_TOKEN)], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn herald_status_says_the_service_is_down_and_exits_1() {
+    let scratch = Scratch::with_config("");
+    let port = crate::support::free_port();
+    std::fs::write(
+        scratch.path("herald.yaml"),
+        format!("{QUEUE_ONLY}http:\n  listen: 127.0.0.1:{port}\n  tokens: [{{name: ops, scope: admin, token_env: X}}]\n"),
+    )
+    .unwrap();
+    let out = status(&scratch, &[("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)], &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("does not answer at http://127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("is it running?"), "{err}");
+}

@@ -30,6 +30,8 @@ pub struct Api {
     pub writer: Writer,
     pub live: Arc<Live>,
     pub reloader: Arc<Reloader>,
+    /// When the service started (for the uptime in `GET /v1/status`).
+    pub started: Instant,
 }
 
 /// How long `POST /v1/broadcast` waits for the evaluation stage to queue the mail.
@@ -46,6 +48,7 @@ pub fn routes(api: Arc<Api>, tokens: Arc<Tokens>) -> Router {
         .route("/v1/rules", get(list_rules))
         .route("/v1/rules/{name}/release", post(release_rule))
         .route("/v1/admin/reload", post(reload))
+        .route("/v1/status", get(status))
         .route_layer(from_fn_with_state((tokens, Scope::Admin), auth::require))
         .with_state(api)
 }
@@ -376,4 +379,41 @@ async fn reload(State(api): State<Arc<Api>>) -> Response {
             format!("reload failed: {err}; the rules in force are unchanged"),
         )),
     })
+}
+
+/// `GET /v1/status`: what the service is doing, for `herald status` and monitoring.
+async fn status(State(api): State<Arc<Api>>) -> Response {
+    let set = api.live.current();
+    let rules: Vec<String> = set
+        .evaluator
+        .rules()
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let generation = api.live.generation();
+    let uptime = api.started.elapsed().as_secs();
+    answer(
+        async {
+            let (outbox, oldest, quarantined) = with_store(&api, |store| {
+                let now = Utc::now();
+                let oldest = store
+                    .oldest_due_millis(now)?
+                    .map(|due| (now.timestamp_millis() - due).max(0) as f64 / 1000.0);
+                let mut quarantined: Vec<String> = store.quarantined()?.into_iter().collect();
+                quarantined.sort();
+                Ok((store.outbox_counts()?, oldest, quarantined))
+            })
+            .await?;
+            let outbox: serde_json::Map<String, Value> = outbox
+                .into_iter()
+                .map(|(state, n)| (state, json!(n)))
+                .collect();
+            ok(json!({
+                "version": env!("CARGO_PKG_VERSION"), "uptime_seconds": uptime,
+                "rules": rules, "reload_generation": generation, "quarantined": quarantined,
+                "outbox": outbox, "oldest_due_seconds": oldest,
+            }))
+        }
+        .await,
+    )
 }

@@ -79,6 +79,7 @@ pub fn run(
         writer: ingest.writer.clone(),
         live: live.clone(),
         reloader: Arc::new(Reloader::new(live, loader)),
+        started: Instant::now(),
     });
     let reader = open(config)?;
     let served = runtime.block_on(serve_http(
