@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod event;
 pub(crate) mod ingest;
 pub mod mail;
+pub mod manage;
 pub mod metrics;
 pub mod pipeline;
 pub mod serve;

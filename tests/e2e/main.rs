@@ -15,6 +15,7 @@ mod retry;
 mod rule_props;
 mod sandbox;
 mod serve;
+mod serve_admin;
 mod skeleton;
 mod smtp;
 mod support;

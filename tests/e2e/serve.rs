@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use crate::support::{Scratch, Tap, free_port, smtp_sink, wait_for};
 
 /// The secrets of the two tokens every test configures (`omero`: ingest, `ops`: admin).
-const INGEST_TOKEN: &str = "ingest-3f1d9a7c0b5e4d2a";
-const ADMIN_TOKEN: &str = "admin-8c2e6b4f1a9d7e3c";
+pub(crate) const INGEST_TOKEN: &str = "ingest-3f1d9a7c0b5e4d2a";
+pub(crate) const ADMIN_TOKEN: &str = "admin-8c2e6b4f1a9d7e3c";
 
 /// A running `herald serve`, killed when dropped; its stderr goes to `serve.log`.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     port: u16,
     agent: ureq::Agent,
@@ -27,14 +27,14 @@ impl Drop for Served {
 }
 
 /// A reply: status, content type and body.
-struct Reply {
-    status: u16,
-    content_type: String,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 }
@@ -42,7 +42,7 @@ impl Reply {
 impl Served {
     /// Start `herald serve` with `yaml` plus `http.listen` on a free port (another port when
     /// the first is taken), once it answers `/healthz`.
-    fn start(scratch: &Scratch, yaml: &str, envs: &[(&str, &str)]) -> Served {
+    pub(crate) fn start(scratch: &Scratch, yaml: &str, envs: &[(&str, &str)]) -> Served {
         for _ in 0..5 {
             let port = free_port();
             let config = format!(
@@ -102,7 +102,7 @@ impl Served {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn get(&self, path: &str, token: Option<&str>) -> Option<Reply> {
+    pub(crate) fn get(&self, path: &str, token: Option<&str>) -> Option<Reply> {
         let mut request = self.agent.get(self.url(path));
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
@@ -111,12 +111,12 @@ impl Served {
     }
 
     /// POST `body` with these headers and the ingest token.
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    pub(crate) fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         self.post_as(Some(INGEST_TOKEN), path, headers, body)
     }
 
     /// POST `body` with these headers and `token`, if any.
-    fn post_as(
+    pub(crate) fn post_as(
         &self,
         token: Option<&str>,
         path: &str,
@@ -137,8 +137,12 @@ impl Served {
         )
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, and the exit status (within 30 s).
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: kill has no memory preconditions; the pid is our live child's.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -155,7 +159,7 @@ impl Served {
     }
 
     /// POST one structured-mode event.
-    fn post_event(&self, event: &Value) -> Reply {
+    pub(crate) fn post_event(&self, event: &Value) -> Reply {
         self.post(
             "/v1/events",
             &[("Content-Type", "application/cloudevents+json")],
@@ -178,12 +182,12 @@ fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
     }
 }
 
-fn log_of(scratch: &Scratch) -> String {
+pub(crate) fn log_of(scratch: &Scratch) -> String {
     std::fs::read_to_string(scratch.path("serve.log")).unwrap_or_default()
 }
 
 /// A new-user event with a unique id; the new-user rule mails the user.
-fn user_created(id: &str, user: u32) -> Value {
+pub(crate) fn user_created(id: &str, user: u32) -> Value {
     json!({
         "specversion": "1.0", "id": id, "source": "omero://test", "type": "omero.user.created",
         "time": "2026-11-23T09:15:00Z",
@@ -192,13 +196,13 @@ fn user_created(id: &str, user: u32) -> Value {
 }
 
 /// Outbox rows the new-user rule queues per event: the new user, and the admin it copies.
-const ROWS_PER_EVENT: i64 = 2;
+pub(crate) const ROWS_PER_EVENT: i64 = 2;
 
 /// Delivery is disabled (`from: ""`): events are journaled and evaluated, mail stays queued.
-const QUEUE_ONLY: &str = "state_dir: var\nmail: {from: \"\"}\n\
+pub(crate) const QUEUE_ONLY: &str = "state_dir: var\nmail: {from: \"\"}\n\
     rules:\n  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n";
 
-fn events(scratch: &Scratch) -> i64 {
+pub(crate) fn events(scratch: &Scratch) -> i64 {
     scratch.count("SELECT count(*) FROM events")
 }
 

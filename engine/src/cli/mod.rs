@@ -11,6 +11,7 @@ mod report;
 mod rules_cmd;
 mod send;
 mod serve_cmd;
+mod status_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ enum Command {
     Deliver(deliver_cmd::Args),
     /// Run the service: the HTTP API, evaluation and delivery in one process, until SIGTERM.
     Serve(serve_cmd::Args),
+    /// Ask the running service what it is doing (readiness, outbox, rules), with an admin token.
+    Status(status_cmd::Args),
     /// Check or convert configuration.
     #[command(subcommand)]
     Config(config_cmd::Command),
@@ -140,6 +143,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Rules { command } => rules_cmd::run(&ctx, command),
         Command::Deliver(args) => deliver_cmd::run(&ctx, args),
         Command::Serve(args) => serve_cmd::run(&ctx, args),
+        Command::Status(args) => status_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
     }

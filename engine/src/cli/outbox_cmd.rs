@@ -20,7 +20,7 @@ pub enum Command {
         #[arg(long)]
         rule: Option<String>,
         /// Only rows queued since this time: RFC 3339, or an age such as `2h` or `7d`.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::manage::parse_time)]
         since: Option<DateTime<Utc>>,
         /// At most this many rows (0: all).
         #[arg(long, default_value_t = 100)]
@@ -45,7 +45,7 @@ pub enum Command {
     Cancel { id: i64 },
     /// Delete rows sent before a time (RFC 3339, or an age such as `30d`).
     Purge {
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::manage::parse_time)]
         sent_before: DateTime<Utc>,
     },
 }
@@ -78,17 +78,6 @@ pub fn run(ctx: &Context, cmd: Command) -> Outcome {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// An RFC 3339 time, or an age (`90m`, `7d`) counted back from now.
-fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    let age = humantime::parse_duration(text).map_err(|_| {
-        format!("`{text}` is neither an RFC 3339 time (2026-11-23T09:00:00Z) nor an age (7d, 2h)")
-    })?;
-    Ok(Utc::now() - chrono::Duration::from_std(age).map_err(|e| e.to_string())?)
 }
 
 fn list(store: &Store, filter: &Filter, json: bool) -> Outcome {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{CliError, Context, Outcome, report};
-use crate::store::{RuleHealth, Store};
+use crate::store::Store;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -28,19 +28,7 @@ pub fn run(ctx: &Context, cmd: Option<Command>) -> Outcome {
 }
 
 fn list(config: &crate::config::Config, store: &Store, json: bool) -> Outcome {
-    let health = store.rule_health()?;
-    let rows: Vec<serde_json::Value> = config
-        .rules
-        .iter()
-        .map(|rule| {
-            let h = health.iter().find(|h| h.rule == rule.name).cloned().unwrap_or_default();
-            serde_json::json!({
-                "rule": rule.name, "module": rule.module.to_string(), "on": rule.on,
-                "state": state(rule.enabled, &h), "consecutive_failures": h.consecutive_failures,
-                "skipped": h.skipped, "last_failure_at": h.last_failure_at, "last_reason": h.last_reason,
-            })
-        })
-        .collect();
+    let rows = crate::manage::rules::listing(config, store)?;
     if json {
         report::print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
@@ -63,14 +51,6 @@ fn row_cells(row: &serde_json::Value) -> Vec<String> {
         on.unwrap_or_default(),
         text(&row["last_reason"]),
     ]
-}
-
-fn state(enabled: bool, health: &RuleHealth) -> &'static str {
-    match (enabled, health.quarantined_at.is_some()) {
-        (false, _) => "disabled",
-        (true, true) => "quarantined",
-        (true, false) => "active",
-    }
 }
 
 fn text(value: &serde_json::Value) -> String {

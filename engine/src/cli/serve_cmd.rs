@@ -1,9 +1,11 @@
 //! `herald serve`: the long-running service (HTTP ingest, evaluation and delivery in one process).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
+use crate::serve::live::RuleSet;
 use crate::sources::http::auth::Tokens;
 
 /// Runs until SIGTERM or SIGINT, then drains and exits 0.
@@ -21,8 +23,32 @@ pub fn run(ctx: &Context, _args: Args) -> Outcome {
             None
         }
     };
-    crate::serve::run(&loaded.config, tokens, loaded.evaluator, deliverer)
-        .map_err(CliError::Runtime)?;
+    crate::serve::run(
+        &loaded.config,
+        tokens,
+        loaded.evaluator,
+        deliverer,
+        reloader(ctx),
+    )
+    .map_err(CliError::Runtime)?;
     eprintln!("herald serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the config, directory and rules again from the same files, as at start.
+fn reloader(ctx: &Context) -> crate::serve::reload::Loader {
+    let ctx = Context {
+        config_path: ctx.config_path.clone(),
+        state_dir: ctx.state_dir.clone(),
+    };
+    Box::new(move || {
+        let loaded = load(&ctx).map_err(|err| match err {
+            CliError::Usage(message) => anyhow::anyhow!(message),
+            CliError::Runtime(err) => err,
+        })?;
+        Ok(RuleSet {
+            config: Arc::new(loaded.config),
+            evaluator: Arc::new(loaded.evaluator),
+        })
+    })
 }

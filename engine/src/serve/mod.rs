@@ -7,12 +7,15 @@
 //! rest queued in the store.
 
 pub mod admin;
+mod api;
+pub mod live;
+pub mod reload;
 mod stages;
 mod wake;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,26 +29,31 @@ use crate::sources::http::auth::Tokens;
 use crate::sources::http::{self, Ingest};
 use crate::store::Store;
 use crate::store::writer::Writer;
+use api::Api;
+use live::{Live, RuleSet};
+use reload::{Loader, Reloader};
 use stages::Bells;
 
-/// Run until SIGTERM or SIGINT. `deliverer` is `None` when sending is disabled (`mail.from: ""`).
+/// Run until SIGTERM or SIGINT. `deliverer` is `None` when sending is disabled (`mail.from: ""`);
+/// `loader` builds a fresh rule set from disk at each reload (SIGHUP, `POST /v1/admin/reload`).
 pub fn run(
     config: &Config,
     tokens: Tokens,
     evaluator: Evaluator,
     deliverer: Option<Deliverer>,
+    loader: Loader,
 ) -> anyhow::Result<()> {
     let bells = Arc::new(Bells::default());
     let journaled = bells.clone();
     let (writer, writer_thread) = Writer::spawn(open(config)?, move || journaled.journaled.ring())
         .context("cannot start the store writer")?;
+    let live = Arc::new(Live::new(RuleSet {
+        config: Arc::new(config.clone()),
+        evaluator: Arc::new(evaluator),
+    }));
     let mut workers = vec![spawn("herald-evaluate", {
-        let (store, bells, after) = (
-            open(config)?,
-            bells.clone(),
-            config.sandbox.quarantine_after,
-        );
-        move || stages::evaluate(store, evaluator, after, bells)
+        let (store, bells, live) = (open(config)?, bells.clone(), live.clone());
+        move || stages::evaluate(store, live, bells)
     })?];
     // None when mail.from is empty: mail stays queued (the CLI said so).
     if let Some(deliverer) = deliverer {
@@ -66,11 +74,18 @@ pub fn run(
         max_body: config.http.max_body,
         types: config.ingest.clone(),
     });
+    let api = Arc::new(Api {
+        store: Arc::new(Mutex::new(open(config)?)),
+        writer: ingest.writer.clone(),
+        live: live.clone(),
+        reloader: Arc::new(Reloader::new(live, loader)),
+        started: Instant::now(),
+    });
     let reader = open(config)?;
     let served = runtime.block_on(serve_http(
         config.http.listen,
         ingest,
-        reader,
+        (reader, api),
         Arc::new(tokens),
     ));
     // Stop the stages (a failed bind stops them too), then wait for them within the grace.
@@ -114,12 +129,15 @@ fn join_until(thread: JoinHandle<()>, deadline: Instant) {
 async fn serve_http(
     listen: SocketAddr,
     ingest: Arc<Ingest>,
-    reader: Store,
+    (reader, api): (Store, Arc<Api>),
     tokens: Arc<Tokens>,
 ) -> anyhow::Result<()> {
     let listener = bind(listen).await?;
+    tokio::spawn(reload::on_sighup(api.reloader.clone()));
     let admin = admin::routes(ingest.writer.clone(), reader, tokens.clone());
-    let app = admin.merge(http::routes(ingest, tokens));
+    let app = admin
+        .merge(api::routes(api, tokens.clone()))
+        .merge(http::routes(ingest, tokens));
     eprintln!(
         "herald serve: listening on http://{}",
         listener.local_addr()?

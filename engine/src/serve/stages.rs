@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::live::Live;
 use super::wake::Wake;
 use crate::deliver::{Deliverer, shutdown};
-use crate::evaluate::Evaluator;
 use crate::store::Store;
 
 /// What wakes the stages, and what they tell each other.
@@ -40,13 +40,20 @@ const EVALUATE_POLL: Duration = Duration::from_secs(1);
 /// Evaluate pending events until a stop is asked for. Each event is committed in its own
 /// transaction; at a stop the event in flight is finished and the others stay pending for the
 /// next start (past the grace period even the one in flight is left: it never committed).
-pub fn evaluate(mut store: Store, evaluator: Evaluator, quarantine_after: u32, bells: Arc<Bells>) {
+///
+/// The rule set is taken from `live` before each pass; a reload ends the pass after the event
+/// in flight commits, so every event is evaluated once, by the old set or the new one whole.
+pub fn evaluate(mut store: Store, live: Arc<Live>, bells: Arc<Bells>) {
     while !shutdown::requested(shutdown::global()) {
+        let generation = live.generation();
+        let set = live.current();
+        let quarantine_after = set.config.sandbox.quarantine_after;
         let mut queued = false;
-        let going_on = || !shutdown::requested(shutdown::global());
+        let going_on =
+            || !shutdown::requested(shutdown::global()) && live.generation() == generation;
         let done = crate::pipeline::evaluate_pending_while(
             &mut store,
-            &evaluator,
+            &set.evaluator,
             quarantine_after,
             going_on,
             |done| {
@@ -69,6 +76,9 @@ pub fn evaluate(mut store: Store, evaluator: Evaluator, quarantine_after: u32, b
                 Some(account) => tracing::warn!("evaluation: {account}; trying again"),
                 None => tracing::error!("evaluation failed: {err:#}; trying again"),
             },
+        }
+        if live.generation() != generation {
+            continue; // a reload: the rest pending goes to the new set at once
         }
         bells.journaled.wait(EVALUATE_POLL);
     }

@@ -216,6 +216,19 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
     }
 
+    /// True once the event journaled as `seq` has been evaluated (or does not exist).
+    pub fn evaluated(&self, seq: i64) -> Result<bool> {
+        let pending: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM events WHERE seq = ?1 AND state = 'pending'",
+                [seq],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(pending.is_none())
+    }
+
     /// Counts of one event's outbox rows by state (queued, sent, dead…).
     pub fn event_outbox_counts(&self, seq: i64) -> Result<Vec<(String, i64)>> {
         let mut stmt = self.conn.prepare_cached(

@@ -152,6 +152,17 @@ impl Store {
             .collect()
     }
 
+    /// When the oldest queued row that is due now became due (ms since the epoch), if any.
+    pub fn oldest_due_millis(&self, now: DateTime<Utc>) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1",
+                [now.timestamp_millis()],
+                |r| r.get(0),
+            )
+            .map_err(Into::into)
+    }
+
     /// Queued rows that a live worker holds now: `deliver --until-empty` waits for them.
     pub fn leased_count(&self, now: DateTime<Utc>) -> Result<i64> {
         self.conn
