@@ -20,7 +20,8 @@ demo: wasm-target
 	@echo "mail written to var/demo/mail:"
 	@ls var/demo/mail
 
-# aiosmtpd from PyPI into a venv; smtp-sink/smtp-source from Debian's postfix package, unpacked (no daemon).
+# aiosmtpd from PyPI into a venv; smtp-sink/smtp-source from Debian's postfix package, unpacked (no daemon);
+# systemd-analyze (Debian's systemd) to verify etc/herald.service.
 test-deps:
 	@mkdir -p $(TOOLS)
 	@test -x $(HERALD_AIOSMTPD_PYTHON) && $(HERALD_AIOSMTPD_PYTHON) -c 'import aiosmtpd' 2>/dev/null || \
@@ -29,6 +30,7 @@ test-deps:
 		apt-get update -qq && \
 		cd $(TOOLS) && rm -f postfix_*.deb && apt-get download postfix && \
 		dpkg -x postfix_*.deb $(TOOLS)/postfix; }
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
 
 test: lint test-deps
 	$(CARGO) test --workspace --lib --bins --tests
