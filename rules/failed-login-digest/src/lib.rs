@@ -78,7 +78,7 @@ impl Collected {
         seen.last_from = from.map_or_else(String::new, |a| safe::one_line(a, NAME_CHARS));
     }
 
-    /// The summary's body: usernames by count, most first.
+    /// The summary's body: usernames by count, most first; two short lines each.
     fn body(&self) -> String {
         let mut users: Vec<_> = self.users.iter().collect();
         users.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
@@ -93,7 +93,7 @@ impl Collected {
                 from => format!(" from {from}"),
             };
             text.push_str(&format!(
-                "  '{name}': {} (last at {}{from})\n",
+                "  '{name}': {}\n    last at {}{from}\n",
                 seen.count, seen.last_time
             ));
         }
@@ -180,7 +180,7 @@ mod tests {
         let out = FailedLoginDigest::handle(tick()).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].subject, "[OMERO] Failed logins: 3 since the last digest");
-        assert!(out[0].text.contains("'root': 2 (last at 2026-01-01T00:00:00Z from 192.0.2.7)"));
+        assert!(out[0].text.contains("'root': 2\n    last at 2026-01-01T00:00:00Z from 192.0.2.7\n"));
         assert!(out[0].text.find("'root'") < out[0].text.find("'alice'"));
         assert!(FailedLoginDigest::handle(tick()).unwrap().is_empty());
     }
