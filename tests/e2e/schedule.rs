@@ -4,6 +4,7 @@ use std::fs::File;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::smtp::{aiosmtpd, header, received_raw, scratch_with_rules};
 use crate::support::{Scratch, assert_exit, free_port, stderr, wait_for};
 
 /// A running `herald serve` on a free port, killed when dropped; stderr goes to `serve.log`.
@@ -19,11 +20,17 @@ impl Drop for Serving {
 }
 
 impl Serving {
-    /// Start `herald serve` with `rules` (YAML list items) and wait until it answers `/healthz`.
+    /// Start `herald serve` with `rules` (YAML list items) and mail kept queued.
     fn start(scratch: &Scratch, rules: &str) -> Serving {
+        Serving::start_with(scratch, &format!("mail: {{from: \"\"}}\nrules:\n{rules}"))
+    }
+
+    /// Start `herald serve` with `yaml` plus an `http` section on a free port, state in
+    /// `var/`, and wait until it answers `/healthz`.
+    fn start_with(scratch: &Scratch, yaml: &str) -> Serving {
         let port = free_port();
         let config = format!(
-            "state_dir: var\nmail: {{from: \"\"}}\nrules:\n{rules}http:\n  listen: 127.0.0.1:{port}\n  \
+            "{yaml}http:\n  listen: 127.0.0.1:{port}\n  \
              tokens:\n    - {{name: omero, scope: ingest, token_env: HERALD_TEST_TOKEN}}\n"
         );
         std::fs::write(scratch.path("herald.yaml"), config).unwrap();
@@ -35,6 +42,8 @@ impl Serving {
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("--config")
             .arg(scratch.path("herald.yaml"))
+            .arg("--state-dir")
+            .arg(scratch.path("var"))
             .arg("serve")
             .env("HERALD_TEST_TOKEN", "token-5b7d0e2a9c4f1e3d")
             .stdout(Stdio::null())
@@ -212,4 +221,90 @@ fn a_bad_schedule_is_a_config_error_naming_the_key_and_line() {
     let err = stderr(&out);
     assert!(err.contains(":5:") && err.contains("rules[0].missed"), "{err}");
     assert!(err.contains("latest") && err.contains("none"), "{err}");
+}
+
+/// The admins with an email in `etc/directory.yaml` (root has none): each gets its own envelope.
+const ADMINS: [&str; 2] = ["alice@example.org", "bob@example.org"];
+
+/// `n` failed logins as `user`, one minute apart from 09:00, ids `<prefix>-<i>`.
+fn failures(prefix: &str, user: &str, n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"specversion\":\"1.0\",\"id\":\"{prefix}-{i}\",\"source\":\"omero://test\",\
+                 \"type\":\"omero.login.failed\",\"time\":\"2026-11-23T09:{i:02}:00Z\",\
+                 \"data\":{{\"user\":\"{user}\",\"remote_addr\":\"192.0.2.7\"}}}}\n"
+            )
+        })
+        .collect()
+}
+
+/// (subject, recipients) of each message aiosmtpd received, sorted.
+fn subjects_and_recipients(server: &crate::smtp::Server) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = received_raw(server)
+        .into_iter()
+        .map(|(data, rcpt)| {
+            let text = String::from_utf8_lossy(&data).replace("\r\n", "\n");
+            (header(&text, "Subject").unwrap_or_default(), rcpt.join(","))
+        })
+        .collect();
+    got.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    got
+}
+
+#[test]
+fn the_throttle_sends_one_mail_for_many_failures_within_its_window() {
+    let server = aiosmtpd(&[]);
+    let scratch = scratch_with_rules(
+        server.port,
+        "",
+        "  - {name: throttle, module: builtin:failed-login-throttle, on: [omero.login.failed], \
+         config: {window: 1h}}\n",
+    );
+    // Five failures in five minutes, in two runs: the window outlives each process.
+    std::fs::write(scratch.path("a.jsonl"), failures("a", "root", 3)).unwrap();
+    std::fs::write(scratch.path("b.jsonl"), failures("b", "root", 2)).unwrap();
+    for file in ["a.jsonl", "b.jsonl"] {
+        let path = scratch.path(file);
+        let out = scratch.herald_own(&["send", path.to_str().unwrap(), "--deliver"]);
+        assert_exit(&out, 0);
+    }
+    let want: Vec<(String, String)> = ADMINS
+        .iter()
+        .map(|a| ("[OMERO] Login failed for 'root'".to_owned(), (*a).to_owned()))
+        .collect();
+    assert_eq!(subjects_and_recipients(&server), want, "one mail per admin");
+}
+
+#[test]
+fn the_digest_mails_one_summary_on_its_tick() {
+    let server = aiosmtpd(&[]);
+    let rules = "  - {name: digest, module: builtin:failed-login-digest, on: [omero.login.failed], \
+                 schedule: \"* * * * * *\"}\n";
+    let scratch = scratch_with_rules(server.port, "", rules);
+    // Four failures are collected (no mail) before the service starts.
+    let mut events = failures("a", "root", 3);
+    events.push_str(&failures("b", "alice", 1));
+    std::fs::write(scratch.path("events.jsonl"), events).unwrap();
+    let path = scratch.path("events.jsonl");
+    assert_exit(&scratch.herald_own(&["send", path.to_str().unwrap()]), 0);
+    let yaml = std::fs::read_to_string(scratch.path("herald.yaml")).unwrap();
+    let serving = Serving::start_with(&scratch, &yaml);
+    let arrived = wait_for(Duration::from_secs(30), || {
+        received_raw(&server).len() >= ADMINS.len()
+    });
+    assert!(arrived, "no summary; log:\n{}", log_of(&scratch));
+    // Later ticks find nothing collected and send nothing.
+    let later = ticks(&scratch).len();
+    assert!(wait_for(Duration::from_secs(10), || ticks(&scratch).len() >= later + 2));
+    serving.stop();
+    let want: Vec<(String, String)> = ADMINS
+        .iter()
+        .map(|a| ("[OMERO] Failed logins: 4 since the last digest".to_owned(), (*a).to_owned()))
+        .collect();
+    assert_eq!(subjects_and_recipients(&server), want);
+    let (body, _) = &received_raw(&server)[0];
+    let body = String::from_utf8_lossy(body);
+    assert!(body.contains("'root': 3\r\n"), "{body}");
+    assert!(body.contains("'alice': 1\r\n"), "{body}");
 }
