@@ -146,7 +146,10 @@ fn a_missed_tick_is_caught_up_once_for_the_latest_instant() {
     Serving::start(&scratch, &rules).stop();
     assert_eq!(
         ticks(&scratch),
-        [("digest@2021-01-01T00:00:00Z".into(), "2021-01-01T00:00:00Z".into())],
+        [(
+            "digest@2021-01-01T00:00:00Z".into(),
+            "2021-01-01T00:00:00Z".into()
+        )],
         "one catch-up tick, for the most recent missed instant"
     );
     // Caught up: a further restart sends no other tick.
@@ -198,7 +201,11 @@ fn a_live_schedule_restarted_journals_each_instant_once() {
     let mut times: Vec<_> = ticks.iter().map(|(_, t)| t.clone()).collect();
     times.sort();
     times.dedup();
-    assert_eq!(times.len(), ticks.len(), "an instant ticked twice: {ticks:?}");
+    assert_eq!(
+        times.len(),
+        ticks.len(),
+        "an instant ticked twice: {ticks:?}"
+    );
 }
 
 #[test]
@@ -219,7 +226,10 @@ fn a_bad_schedule_is_a_config_error_naming_the_key_and_line() {
     let out = scratch.herald_own(&["serve"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
-    assert!(err.contains(":5:") && err.contains("rules[0].missed"), "{err}");
+    assert!(
+        err.contains(":5:") && err.contains("rules[0].missed"),
+        "{err}"
+    );
     assert!(err.contains("latest") && err.contains("none"), "{err}");
 }
 
@@ -271,7 +281,12 @@ fn the_throttle_sends_one_mail_for_many_failures_within_its_window() {
     }
     let want: Vec<(String, String)> = ADMINS
         .iter()
-        .map(|a| ("[OMERO] Login failed for 'root'".to_owned(), (*a).to_owned()))
+        .map(|a| {
+            (
+                "[OMERO] Login failed for 'root'".to_owned(),
+                (*a).to_owned(),
+            )
+        })
         .collect();
     assert_eq!(subjects_and_recipients(&server), want, "one mail per admin");
 }
@@ -296,11 +311,17 @@ fn the_digest_mails_one_summary_on_its_tick() {
     assert!(arrived, "no summary; log:\n{}", log_of(&scratch));
     // Later ticks find nothing collected and send nothing.
     let later = ticks(&scratch).len();
-    assert!(wait_for(Duration::from_secs(10), || ticks(&scratch).len() >= later + 2));
+    assert!(wait_for(Duration::from_secs(10), || ticks(&scratch).len()
+        >= later + 2));
     serving.stop();
     let want: Vec<(String, String)> = ADMINS
         .iter()
-        .map(|a| ("[OMERO] Failed logins: 4 since the last digest".to_owned(), (*a).to_owned()))
+        .map(|a| {
+            (
+                "[OMERO] Failed logins: 4 since the last digest".to_owned(),
+                (*a).to_owned(),
+            )
+        })
         .collect();
     assert_eq!(subjects_and_recipients(&server), want);
     let (body, _) = &received_raw(&server)[0];

@@ -12,8 +12,8 @@ use super::serve::{RawHttp, RawLog, RawServe};
 use super::smtp::RawSmtp;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
-    Config, DirectoryConfig, Limits, MailConfig, ModuleRef, RuleConfig, SandboxConfig, Missed, Schedule,
-    StoreConfig, TransportKind,
+    Config, DirectoryConfig, Limits, MailConfig, Missed, ModuleRef, RuleConfig, SandboxConfig,
+    Schedule, StoreConfig, TransportKind,
 };
 
 /// Failures in a row after which a rule is quarantined, unless configured.

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use herald_sdk::{Event, Message, Payload, Recipient, Rule, config, export_rule, json, kv, log, safe};
+use herald_sdk::{
+    Event, Message, Payload, Recipient, Rule, config, export_rule, json, kv, log, safe,
+};
 use serde::{Deserialize, Serialize};
 
 /// The kv key that holds what was collected since the last summary.
@@ -60,7 +62,9 @@ impl Collected {
             return Collected::default();
         };
         serde_json::from_slice(&bytes).unwrap_or_else(|err| {
-            log::warn(&format!("the collected digest was unreadable ({err}); starting afresh"));
+            log::warn(&format!(
+                "the collected digest was unreadable ({err}); starting afresh"
+            ));
             Collected::default()
         })
     }
@@ -134,7 +138,9 @@ fn summary() -> Result<Vec<Message>, String> {
         "{}Failed logins: {} since the last digest",
         settings.subject_prefix, collected.total
     );
-    Ok(vec![Message::new(subject, collected.body()).to(Recipient::Admins)])
+    Ok(vec![
+        Message::new(subject, collected.body()).to(Recipient::Admins),
+    ])
 }
 
 /// As failed-login: only a login whose `success` is absent or `false` failed.
@@ -179,8 +185,15 @@ mod tests {
         }
         let out = FailedLoginDigest::handle(tick()).unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].subject, "[OMERO] Failed logins: 3 since the last digest");
-        assert!(out[0].text.contains("'root': 2\n    last at 2026-01-01T00:00:00Z from 192.0.2.7\n"));
+        assert_eq!(
+            out[0].subject,
+            "[OMERO] Failed logins: 3 since the last digest"
+        );
+        assert!(
+            out[0]
+                .text
+                .contains("'root': 2\n    last at 2026-01-01T00:00:00Z from 192.0.2.7\n")
+        );
         assert!(out[0].text.find("'root'") < out[0].text.find("'alice'"));
         assert!(FailedLoginDigest::handle(tick()).unwrap().is_empty());
     }
@@ -195,7 +208,11 @@ mod tests {
         let stored = TestHost::current().kv[KEY].len();
         assert!(stored < 60 * 1024, "{stored} bytes");
         let out = FailedLoginDigest::handle(tick()).unwrap();
-        assert!(out[0].text.contains("other usernames: 5"), "{}", out[0].text);
+        assert!(
+            out[0].text.contains("other usernames: 5"),
+            "{}",
+            out[0].text
+        );
         assert!(!out[0].subject.contains('\n'));
     }
 
@@ -205,6 +222,10 @@ mod tests {
         kv::set(KEY, b"\xff not json", None);
         FailedLoginDigest::handle(failed("root")).unwrap();
         let out = FailedLoginDigest::handle(tick()).unwrap();
-        assert!(out[0].text.starts_with("1 failed login(s)"), "{}", out[0].text);
+        assert!(
+            out[0].text.starts_with("1 failed login(s)"),
+            "{}",
+            out[0].text
+        );
     }
 }

@@ -96,7 +96,12 @@ impl Rule for FailedLoginThrottle {
             return Ok(Vec::new());
         }
         kv::set(&key, event.time.as_bytes(), Some(settings.window.0));
-        Ok(vec![mail(&event, &failed.user, failed.remote_addr.as_deref(), &settings)])
+        Ok(vec![mail(
+            &event,
+            &failed.user,
+            failed.remote_addr.as_deref(),
+            &settings,
+        )])
     }
 }
 
@@ -104,7 +109,10 @@ impl Rule for FailedLoginThrottle {
 fn mail(event: &Event, user: &str, from: Option<&str>, settings: &Settings) -> Message {
     let name = safe::one_line(user, NAME_CHARS);
     let subject = format!("{}Login failed for '{name}'", settings.subject_prefix);
-    let from = from.map_or_else(|| "an unknown address".to_owned(), |a| safe::one_line(a, NAME_CHARS));
+    let from = from.map_or_else(
+        || "an unknown address".to_owned(),
+        |a| safe::one_line(a, NAME_CHARS),
+    );
     let window = show_window(settings.window.0);
     let text = format!(
         "A login as '{name}' failed at {} from {from}.\n\n\
@@ -149,9 +157,20 @@ mod tests {
         let first = FailedLoginThrottle::handle(failed("root")).unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].subject, "[OMERO] Login failed for 'root'");
-        assert!(first[0].text.contains("not mailed for 30m"), "{}", first[0].text);
-        assert!(FailedLoginThrottle::handle(failed("root")).unwrap().is_empty());
-        assert_eq!(FailedLoginThrottle::handle(failed("alice")).unwrap().len(), 1);
+        assert!(
+            first[0].text.contains("not mailed for 30m"),
+            "{}",
+            first[0].text
+        );
+        assert!(
+            FailedLoginThrottle::handle(failed("root"))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            FailedLoginThrottle::handle(failed("alice")).unwrap().len(),
+            1
+        );
     }
 
     #[test]
