@@ -130,3 +130,72 @@ fn sleep_until(instant: Option<DateTime<Utc>>, stop: &AtomicBool) {
         std::thread::sleep(left.min(STOP_POLL));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(cron: &str, missed: Missed) -> Scheduled {
+        Scheduled {
+            rule: "digest".into(),
+            schedule: Schedule {
+                source: cron.into(),
+                cron: cron.parse().unwrap(),
+            },
+            missed,
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn latest_catches_up_the_most_recent_missed_instant_only() {
+        let daily = rule("0 0 8 * * *", Missed::Latest);
+        let now = at("2026-11-28T09:00:00Z");
+        let missed = catch_up(&daily, Some(at("2026-11-25T09:00:00Z")), now);
+        assert_eq!(missed, Some(at("2026-11-28T08:00:00Z")));
+        // Nothing missed since the last instant journaled.
+        assert_eq!(
+            catch_up(&daily, Some(at("2026-11-28T08:00:00Z")), now),
+            None
+        );
+        // An instant exactly now counts as missed.
+        assert_eq!(
+            catch_up(
+                &daily,
+                Some(at("2026-11-27T08:00:00Z")),
+                at("2026-11-28T08:00:00Z")
+            ),
+            Some(at("2026-11-28T08:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn none_and_a_first_start_catch_nothing_up() {
+        let now = at("2026-11-28T09:00:00Z");
+        let none = rule("0 0 8 * * *", Missed::None);
+        assert_eq!(catch_up(&none, Some(at("2026-11-20T00:00:00Z")), now), None);
+        let latest = rule("0 0 8 * * *", Missed::Latest);
+        assert_eq!(catch_up(&latest, None, now), None);
+    }
+
+    #[test]
+    fn a_tick_is_addressed_to_its_rule_with_an_id_from_the_instant() {
+        let tick = tick(
+            &rule("0 0 8 * * *", Missed::Latest),
+            at("2026-11-28T08:00:00Z"),
+        );
+        assert_eq!(tick.id, "digest@2026-11-28T08:00:00Z");
+        assert_eq!(tick.source, SOURCE);
+        assert_eq!(tick.time_rfc3339(), "2026-11-28T08:00:00Z");
+        let crate::event::EventData::Tick(data) = tick.data else {
+            panic!("not a tick: {:?}", tick.data)
+        };
+        assert_eq!(
+            (data.rule.as_str(), data.schedule.as_str()),
+            ("digest", "0 0 8 * * *")
+        );
+    }
+}
