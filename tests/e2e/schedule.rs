@@ -64,15 +64,19 @@ impl Serving {
         serving
     }
 
-    /// SIGTERM and wait for a clean exit.
+    /// SIGTERM, and a clean exit (0) within 30 s.
     fn stop(mut self) {
         // SAFETY: kill has no memory preconditions; the pid is our live child's.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
             assert!(Instant::now() < deadline, "herald serve ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        assert!(status.success(), "herald serve exited with {status}");
     }
 }
 

@@ -23,7 +23,7 @@ pub const SOURCE: &str = "herald:schedule";
 /// How often a sleeping scheduler looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
-/// One enabled rule with a schedule, and its next instant.
+/// One enabled rule with a schedule, and what it does with missed ticks.
 #[derive(Clone, Debug)]
 pub struct Scheduled {
     pub rule: String,
@@ -190,7 +190,7 @@ mod tests {
         assert_eq!(tick.id, "digest@2026-11-28T08:00:00Z");
         assert_eq!(tick.source, SOURCE);
         assert_eq!(tick.time_rfc3339(), "2026-11-28T08:00:00Z");
-        let crate::event::EventData::Tick(data) = tick.data else {
+        let event::EventData::Tick(data) = tick.data else {
             panic!("not a tick: {:?}", tick.data)
         };
         assert_eq!(

@@ -309,7 +309,7 @@ fn schedule_state_is_per_rule_and_never_moves_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("s.db")).unwrap();
     assert_eq!(store.schedule_through("digest").unwrap(), None);
-    let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+    let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
     store.set_schedule_through("digest", at(2_000)).unwrap();
     store.set_schedule_through("digest", at(1_000)).unwrap();
     store.set_schedule_through("other", at(5)).unwrap();
