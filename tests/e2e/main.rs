@@ -14,6 +14,7 @@ mod outbox;
 mod retry;
 mod rule_props;
 mod sandbox;
+mod schedule;
 mod serve;
 mod serve_admin;
 mod skeleton;

@@ -227,7 +227,6 @@ fn load(ctx: &Context) -> Result<Loaded, CliError> {
     let config = ctx.config()?;
     let directory = load_directory(&config.directory.path)?;
     warn_if_no_admin_email(&directory, &config.directory.path);
-    warn_about_schedules(&config);
     let evaluator = Evaluator::new(&config, Arc::new(directory))
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;
     Ok(Loaded { config, evaluator })
@@ -269,7 +268,7 @@ fn load_directory(path: &Path) -> Result<Directory, CliError> {
     Directory::load(path).map_err(|err| CliError::Usage(err.to_string()))
 }
 
-/// Cron schedules are parsed and checked, but nothing makes ticks yet: say so.
+/// Only `herald serve` makes ticks: `config check` says so for each scheduled rule.
 fn warn_about_schedules(config: &Config) {
     for rule in config
         .rules
@@ -277,8 +276,7 @@ fn warn_about_schedules(config: &Config) {
         .filter(|r| r.enabled && r.schedule.is_some())
     {
         eprintln!(
-            "warning: rule {} has a schedule, but this version does not run schedules yet; \
-             send it `herald.tick` events to run it",
+            "note: rule {} has a schedule; only `herald serve` makes its `herald.tick` events",
             rule.name
         );
     }

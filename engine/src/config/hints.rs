@@ -88,6 +88,9 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
             "write a cron line in quotes with seconds first: sec min hour day month weekday [year], \
              e.g. \"0 0 8 * * *\" for 08:00:00 every day"
         }
+        "missed" => {
+            "write latest (one catch-up tick for ticks missed while Herald was down) or none"
+        }
         "enabled" => "write true or false",
         "config" => {
             "write a map of the rule's settings with text keys, e.g. `config: {mode: parity}`"

@@ -219,12 +219,25 @@ pub struct RuleConfig {
     pub on: Vec<String>,
     /// When the rule also runs on a timer (`herald.tick` events).
     pub schedule: Option<Schedule>,
+    /// What happens to ticks missed while Herald was down (`missed`, default `latest`).
+    pub missed: Missed,
     /// Whether the rule runs at all.
     pub enabled: bool,
     /// The rule's own settings (always a JSON object).
     pub config: serde_json::Value,
     /// The limits: the rule's overrides merged over `sandbox.limits`.
     pub limits: Limits,
+}
+
+/// Ticks missed while Herald was down: `latest` sends one catch-up tick, `none` sends none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missed {
+    /// One catch-up tick for the most recent missed instant.
+    #[default]
+    Latest,
+    /// No catch-up: the schedule resumes at its next instant.
+    None,
 }
 
 /// A cron schedule (6 or 7 fields, seconds first) with the text it came from.

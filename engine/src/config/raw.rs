@@ -12,8 +12,8 @@ use super::serve::{RawHttp, RawLog, RawServe};
 use super::smtp::RawSmtp;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
-    Config, DirectoryConfig, Limits, MailConfig, ModuleRef, RuleConfig, SandboxConfig, Schedule,
-    StoreConfig, TransportKind,
+    Config, DirectoryConfig, Limits, MailConfig, Missed, ModuleRef, RuleConfig, SandboxConfig,
+    Schedule, StoreConfig, TransportKind,
 };
 
 /// Failures in a row after which a rule is quarantined, unless configured.
@@ -68,6 +68,7 @@ struct RawRule {
     module: ModuleSpec,
     on: Option<EventTypes>,
     schedule: Option<Schedule>,
+    missed: Option<Missed>,
     enabled: Option<bool>,
     config: Option<serde_json::Map<String, serde_json::Value>>,
     limits: Option<LimitsPatch>,
@@ -140,6 +141,7 @@ impl RawRule {
             module,
             on: self.on.map(|on| on.0).unwrap_or_default(),
             schedule: self.schedule,
+            missed: self.missed.unwrap_or_default(),
             enabled: self.enabled.unwrap_or(true),
             config: serde_json::Value::Object(self.config.unwrap_or_default()),
             limits: self.limits.unwrap_or_default().over(defaults),

@@ -553,3 +553,32 @@ fn ingest_keys_are_strict_with_line_key_path_and_fix() {
         d.fix
     );
 }
+
+#[test]
+fn missed_defaults_to_latest_and_accepts_none() {
+    let config = parse(&rule_yaml("    schedule: \"*/2 * * * * *\"\n")).unwrap();
+    assert_eq!(config.rules[0].missed, Missed::Latest);
+    let config = parse(&rule_yaml(
+        "    schedule: \"*/2 * * * * *\"\n    missed: none\n",
+    ))
+    .unwrap();
+    assert_eq!(config.rules[0].missed, Missed::None);
+}
+
+#[test]
+fn an_unknown_missed_policy_names_the_key_line_and_choices() {
+    let d = fail(&rule_yaml(
+        "    schedule: \"0 0 8 * * *\"\n    missed: all\n",
+    ));
+    assert_eq!(
+        (d.location.map(|at| at.line), d.path.as_str()),
+        (Some(6), "rules[0].missed")
+    );
+    assert!(
+        d.message
+            .contains("unknown variant `all`, expected `latest` or `none`"),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.fix, "use one of the values listed above");
+}

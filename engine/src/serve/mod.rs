@@ -64,6 +64,16 @@ pub fn run(
             move || stages::deliver(store, deliverer, poll, bells)
         })?);
     }
+    let scheduled = crate::sources::schedule::scheduled(config);
+    if !scheduled.is_empty() {
+        let (store, writer) = (open(config)?, writer.clone());
+        workers.push(spawn("herald-schedule", move || {
+            let stop = shutdown::global();
+            if let Err(err) = crate::sources::schedule::run(scheduled, store, writer, stop) {
+                tracing::error!("the scheduler stopped: {err:#}");
+            }
+        })?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

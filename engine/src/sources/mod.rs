@@ -1,3 +1,4 @@
-//! Sources: everything that produces events and hands them to ingest (so far: the HTTP API).
+//! Sources: everything that produces events and hands them to ingest (the HTTP API, the scheduler).
 
 pub mod http;
+pub mod schedule;

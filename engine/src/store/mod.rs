@@ -4,6 +4,7 @@ mod error;
 mod health;
 mod outbox;
 pub(crate) mod owner;
+mod schedule;
 mod schema;
 pub mod writer;
 

@@ -81,6 +81,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE outbox ADD COLUMN retried_at TEXT;",
     // 4: who holds a lease (`host:pid:start`), so a dead holder's rows are reclaimed at once.
     "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;",
+    // 5: how far each scheduled rule's ticks have been journaled (unix seconds).
+    "CREATE TABLE schedule_state (
+        rule TEXT PRIMARY KEY,
+        through INTEGER NOT NULL
+    );",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

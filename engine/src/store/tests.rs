@@ -252,7 +252,8 @@ fn a_version_3_store_gains_lease_owners_and_keeps_its_leased_rows() {
         store
             .conn
             .execute_batch(
-                "ALTER TABLE outbox DROP COLUMN lease_owner; PRAGMA user_version = 3;
+                "ALTER TABLE outbox DROP COLUMN lease_owner; DROP TABLE schedule_state;
+                 PRAGMA user_version = 3;
                  UPDATE outbox SET lease_until = 99999999999999;",
             )
             .unwrap();
@@ -301,4 +302,17 @@ fn an_older_store_is_upgraded_in_place_keeping_its_data() {
     let pending = store.pending(10).unwrap();
     assert_eq!(pending.len(), 1, "the old event survives the upgrade");
     assert_eq!(pending[0].event.id, "old-1");
+}
+
+#[test]
+fn schedule_state_is_per_rule_and_never_moves_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(store.schedule_through("digest").unwrap(), None);
+    let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+    store.set_schedule_through("digest", at(2_000)).unwrap();
+    store.set_schedule_through("digest", at(1_000)).unwrap();
+    store.set_schedule_through("other", at(5)).unwrap();
+    assert_eq!(store.schedule_through("digest").unwrap(), Some(at(2_000)));
+    assert_eq!(store.schedule_through("other").unwrap(), Some(at(5)));
 }

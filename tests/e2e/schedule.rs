@@ -1,0 +1,335 @@
+//! Scheduled rules under the real `herald serve`: ticks fire, a restart never doubles one, missed ticks follow `missed`.
+
+use std::fs::File;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::smtp::{aiosmtpd, header, received_raw, scratch_with_rules};
+use crate::support::{Scratch, assert_exit, free_port, stderr, wait_for};
+
+/// A running `herald serve` on a free port, killed when dropped; stderr goes to `serve.log`.
+struct Serving {
+    child: Child,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serving {
+    /// Start `herald serve` with `rules` (YAML list items) and mail kept queued.
+    fn start(scratch: &Scratch, rules: &str) -> Serving {
+        Serving::start_with(scratch, &format!("mail: {{from: \"\"}}\nrules:\n{rules}"))
+    }
+
+    /// Start `herald serve` with `yaml` plus an `http` section on a free port, state in
+    /// `var/`, and wait until it answers `/healthz`.
+    fn start_with(scratch: &Scratch, yaml: &str) -> Serving {
+        let port = free_port();
+        let config = format!(
+            "{yaml}http:\n  listen: 127.0.0.1:{port}\n  \
+             tokens:\n    - {{name: omero, scope: ingest, token_env: HERALD_TEST_TOKEN}}\n"
+        );
+        std::fs::write(scratch.path("herald.yaml"), config).unwrap();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(scratch.path("serve.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--config")
+            .arg(scratch.path("herald.yaml"))
+            .arg("--state-dir")
+            .arg(scratch.path("var"))
+            .arg("serve")
+            .env("HERALD_TEST_TOKEN", "token-5b7d0e2a9c4f1e3d")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut serving = Serving { child };
+        let url = format!("http://127.0.0.1:{port}/healthz");
+        let up = wait_for(Duration::from_secs(120), || {
+            assert!(
+                serving.child.try_wait().unwrap().is_none(),
+                "herald serve exited; log:\n{}",
+                log_of(scratch)
+            );
+            ureq::get(&url).call().is_ok_and(|r| r.status() == 200)
+        });
+        assert!(up, "herald serve did not start; log:\n{}", log_of(scratch));
+        serving
+    }
+
+    /// SIGTERM, and a clean exit (0) within 30 s.
+    fn stop(mut self) {
+        // SAFETY: kill has no memory preconditions; the pid is our live child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "herald serve ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "herald serve exited with {status}");
+    }
+}
+
+fn log_of(scratch: &Scratch) -> String {
+    std::fs::read_to_string(scratch.path("serve.log")).unwrap_or_default()
+}
+
+/// A rule that runs on ticks only (failed-login sends nothing for a tick, so its run is `ok`).
+fn rule(name: &str, schedule: &str, missed: &str) -> String {
+    format!(
+        "  - {{name: {name}, module: builtin:failed-login, schedule: \"{schedule}\", missed: {missed}}}\n"
+    )
+}
+
+/// The (id, time) of every tick journaled, in journal order.
+fn ticks(scratch: &Scratch) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, time FROM events WHERE type = 'herald.tick' ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Pretend Herald was last up (its ticks journaled through) at `instant`.
+fn last_up_at(scratch: &Scratch, instant: &str) {
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let secs = chrono::DateTime::parse_from_rfc3339(instant)
+        .unwrap()
+        .timestamp();
+    let changed = conn
+        .execute("UPDATE schedule_state SET through = ?1", [secs])
+        .unwrap();
+    assert_eq!(changed, 1, "the rule's schedule state was saved at start");
+}
+
+#[test]
+fn a_rule_on_a_schedule_of_seconds_fires() {
+    let scratch = Scratch::with_config("");
+    let serving = Serving::start(&scratch, &rule("beat", "* * * * * *", "latest"));
+    let fired = wait_for(Duration::from_secs(20), || {
+        scratch.count(
+            "SELECT count(*) FROM rule_runs r JOIN events e ON e.seq = r.event_seq \
+             WHERE e.type = 'herald.tick' AND r.rule = 'beat' AND r.state = 'ok'",
+        ) >= 2
+    });
+    serving.stop();
+    assert!(fired, "no ticks evaluated; log:\n{}", log_of(&scratch));
+    let ticks = ticks(&scratch);
+    for (id, time) in &ticks {
+        assert_eq!(id, &format!("beat@{time}"), "a tick's id is rule@instant");
+    }
+    let mut times: Vec<_> = ticks.iter().map(|(_, t)| t.clone()).collect();
+    times.dedup();
+    assert_eq!(times.len(), ticks.len(), "one tick per instant: {ticks:?}");
+}
+
+/// Only instants in the past: 2020-01-01 and 2021-01-01, midnight UTC.
+const PAST: &str = "0 0 0 1 1 * 2020,2021";
+
+#[test]
+fn a_missed_tick_is_caught_up_once_for_the_latest_instant() {
+    let scratch = Scratch::with_config("");
+    let rules = rule("digest", PAST, "latest");
+    // The first start saves where the schedule stands and catches nothing up.
+    Serving::start(&scratch, &rules).stop();
+    assert!(ticks(&scratch).is_empty(), "a first start ticks nothing");
+    last_up_at(&scratch, "2019-06-01T00:00:00Z");
+    Serving::start(&scratch, &rules).stop();
+    assert_eq!(
+        ticks(&scratch),
+        [(
+            "digest@2021-01-01T00:00:00Z".into(),
+            "2021-01-01T00:00:00Z".into()
+        )],
+        "one catch-up tick, for the most recent missed instant"
+    );
+    // Caught up: a further restart sends no other tick.
+    Serving::start(&scratch, &rules).stop();
+    assert_eq!(ticks(&scratch).len(), 1);
+}
+
+#[test]
+fn missed_none_sends_no_catch_up_tick() {
+    let scratch = Scratch::with_config("");
+    let rules = rule("digest", PAST, "none");
+    Serving::start(&scratch, &rules).stop();
+    last_up_at(&scratch, "2019-06-01T00:00:00Z");
+    Serving::start(&scratch, &rules).stop();
+    assert!(ticks(&scratch).is_empty(), "{:?}", ticks(&scratch));
+}
+
+#[test]
+fn a_restart_does_not_double_a_tick() {
+    let scratch = Scratch::with_config("");
+    let rules = rule("digest", PAST, "latest");
+    Serving::start(&scratch, &rules).stop();
+    last_up_at(&scratch, "2019-06-01T00:00:00Z");
+    Serving::start(&scratch, &rules).stop();
+    // A crash between journaling the tick and saving the schedule state: the
+    // restart journals the same instant again, and the store keeps it once.
+    last_up_at(&scratch, "2019-06-01T00:00:00Z");
+    Serving::start(&scratch, &rules).stop();
+    assert_eq!(ticks(&scratch).len(), 1, "{:?}", ticks(&scratch));
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM rule_runs WHERE rule = 'digest'"),
+        1,
+        "the rule ran once for its one tick"
+    );
+}
+
+#[test]
+fn a_live_schedule_restarted_journals_each_instant_once() {
+    let scratch = Scratch::with_config("");
+    let rules = rule("beat", "* * * * * *", "latest");
+    for _ in 0..2 {
+        let serving = Serving::start(&scratch, &rules);
+        let before = ticks(&scratch).len();
+        assert!(wait_for(Duration::from_secs(20), || ticks(&scratch).len()
+            >= before + 2));
+        serving.stop();
+    }
+    let ticks = ticks(&scratch);
+    let mut times: Vec<_> = ticks.iter().map(|(_, t)| t.clone()).collect();
+    times.sort();
+    times.dedup();
+    assert_eq!(
+        times.len(),
+        ticks.len(),
+        "an instant ticked twice: {ticks:?}"
+    );
+}
+
+#[test]
+fn a_bad_schedule_is_a_config_error_naming_the_key_and_line() {
+    let scratch = Scratch::with_config(
+        "rules:\n  - name: digest\n    module: builtin:failed-login\n    schedule: \"0 0 25 * * *\"\n",
+    );
+    let out = scratch.herald_own(&["serve"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains(":4:"), "{err}");
+    assert!(err.contains("rules[0].schedule"), "{err}");
+    assert!(err.contains("seconds first"), "{err}");
+    let scratch = Scratch::with_config(
+        "rules:\n  - name: digest\n    module: builtin:failed-login\n    \
+         schedule: \"0 0 8 * * *\"\n    missed: all\n",
+    );
+    let out = scratch.herald_own(&["serve"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(":5:") && err.contains("rules[0].missed"),
+        "{err}"
+    );
+    assert!(err.contains("latest") && err.contains("none"), "{err}");
+}
+
+/// The admins with an email in `etc/directory.yaml` (root has none): each gets its own envelope.
+const ADMINS: [&str; 2] = ["alice@example.org", "bob@example.org"];
+
+/// `n` failed logins as `user`, one minute apart from 09:00, ids `<prefix>-<i>`.
+fn failures(prefix: &str, user: &str, n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"specversion\":\"1.0\",\"id\":\"{prefix}-{i}\",\"source\":\"omero://test\",\
+                 \"type\":\"omero.login.failed\",\"time\":\"2026-11-23T09:{i:02}:00Z\",\
+                 \"data\":{{\"user\":\"{user}\",\"remote_addr\":\"192.0.2.7\"}}}}\n"
+            )
+        })
+        .collect()
+}
+
+/// (subject, recipients) of each message aiosmtpd received, sorted.
+fn subjects_and_recipients(server: &crate::smtp::Server) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = received_raw(server)
+        .into_iter()
+        .map(|(data, rcpt)| {
+            let text = String::from_utf8_lossy(&data).replace("\r\n", "\n");
+            (header(&text, "Subject").unwrap_or_default(), rcpt.join(","))
+        })
+        .collect();
+    got.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    got
+}
+
+#[test]
+fn the_throttle_sends_one_mail_for_many_failures_within_its_window() {
+    let server = aiosmtpd(&[]);
+    let scratch = scratch_with_rules(
+        server.port,
+        "",
+        "  - {name: throttle, module: builtin:failed-login-throttle, on: [omero.login.failed], \
+         config: {window: 1h}}\n",
+    );
+    // Five failures in five minutes, in two runs: the window outlives each process.
+    std::fs::write(scratch.path("a.jsonl"), failures("a", "root", 3)).unwrap();
+    std::fs::write(scratch.path("b.jsonl"), failures("b", "root", 2)).unwrap();
+    for file in ["a.jsonl", "b.jsonl"] {
+        let path = scratch.path(file);
+        let out = scratch.herald_own(&["send", path.to_str().unwrap(), "--deliver"]);
+        assert_exit(&out, 0);
+    }
+    let want: Vec<(String, String)> = ADMINS
+        .iter()
+        .map(|a| {
+            (
+                "[OMERO] Login failed for 'root'".to_owned(),
+                (*a).to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(subjects_and_recipients(&server), want, "one mail per admin");
+}
+
+#[test]
+fn the_digest_mails_one_summary_on_its_tick() {
+    let server = aiosmtpd(&[]);
+    let rules = "  - {name: digest, module: builtin:failed-login-digest, on: [omero.login.failed], \
+                 schedule: \"* * * * * *\"}\n";
+    let scratch = scratch_with_rules(server.port, "", rules);
+    // Four failures are collected (no mail) before the service starts.
+    let mut events = failures("a", "root", 3);
+    events.push_str(&failures("b", "alice", 1));
+    std::fs::write(scratch.path("events.jsonl"), events).unwrap();
+    let path = scratch.path("events.jsonl");
+    assert_exit(&scratch.herald_own(&["send", path.to_str().unwrap()]), 0);
+    let yaml = std::fs::read_to_string(scratch.path("herald.yaml")).unwrap();
+    let serving = Serving::start_with(&scratch, &yaml);
+    let arrived = wait_for(Duration::from_secs(30), || {
+        received_raw(&server).len() >= ADMINS.len()
+    });
+    assert!(arrived, "no summary; log:\n{}", log_of(&scratch));
+    // Later ticks find nothing collected and send nothing.
+    let later = ticks(&scratch).len();
+    assert!(wait_for(Duration::from_secs(10), || ticks(&scratch).len()
+        >= later + 2));
+    serving.stop();
+    let want: Vec<(String, String)> = ADMINS
+        .iter()
+        .map(|a| {
+            (
+                "[OMERO] Failed logins: 4 since the last digest".to_owned(),
+                (*a).to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(subjects_and_recipients(&server), want);
+    let (body, _) = &received_raw(&server)[0];
+    let body = String::from_utf8_lossy(body);
+    assert!(body.contains("'root': 3\r\n"), "{body}");
+    assert!(body.contains("'alice': 1\r\n"), "{body}");
+}
