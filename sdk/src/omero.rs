@@ -354,6 +354,15 @@ impl Summary {
     }
 }
 
+/// Whether a `omero.login.failed` event is a failure OMERO would mail about: the password
+/// check returned `false`. An event whose raw data carries `success` with any other value
+/// (true, null, "unknown") is not; without the field, the event type itself means failure.
+/// Only `success` is read ([`crate::json::top_level`]): parsing the whole data would cost
+/// fuel for every escape in the user agent.
+pub fn login_definitely_failed(data_json: &str) -> bool {
+    crate::json::top_level(data_json, "success").is_none_or(|success| success == "false")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use herald_sdk::{
-    Event, Message, Payload, Recipient, Rule, config, export_rule, json, kv, log, safe,
+    Event, Message, Payload, Recipient, Rule, config, export_rule, kv, log, omero, safe,
 };
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            subject_prefix: herald_sdk::omero::default_subject_prefix(),
+            subject_prefix: omero::default_subject_prefix(),
         }
     }
 }
@@ -113,7 +113,7 @@ pub struct FailedLoginDigest;
 impl Rule for FailedLoginDigest {
     fn handle(event: Event) -> Result<Vec<Message>, String> {
         match &event.data {
-            Payload::LoginFailed(failed) if definitely_failed(&event.data_json) => {
+            Payload::LoginFailed(failed) if omero::login_definitely_failed(&event.data_json) => {
                 let mut collected = Collected::load();
                 collected.add(&failed.user, &event.time, failed.remote_addr.as_deref());
                 let value = serde_json::to_vec(&collected).map_err(|e| e.to_string())?;
@@ -141,11 +141,6 @@ fn summary() -> Result<Vec<Message>, String> {
     Ok(vec![
         Message::new(subject, collected.body()).to(Recipient::Admins),
     ])
-}
-
-/// As failed-login: only a login whose `success` is absent or `false` failed.
-fn definitely_failed(data_json: &str) -> bool {
-    json::top_level(data_json, "success").is_none_or(|success| success == "false")
 }
 
 export_rule!(FailedLoginDigest);

@@ -4,7 +4,7 @@
 //! username in its kv store that expires `window` after the event's time, and
 //! sends nothing for that username while the key is there.
 
-use herald_sdk::{Event, Message, Payload, Recipient, Rule, config, export_rule, json, kv, safe};
+use herald_sdk::{Event, Message, Payload, Recipient, Rule, config, export_rule, kv, omero, safe};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -29,7 +29,7 @@ impl Default for Settings {
         Settings {
             window: Window(3600),
             contact_user: false,
-            subject_prefix: herald_sdk::omero::default_subject_prefix(),
+            subject_prefix: omero::default_subject_prefix(),
         }
     }
 }
@@ -87,7 +87,7 @@ impl Rule for FailedLoginThrottle {
         let Payload::LoginFailed(failed) = &event.data else {
             return Ok(Vec::new());
         };
-        if !definitely_failed(&event.data_json) {
+        if !omero::login_definitely_failed(&event.data_json) {
             return Ok(Vec::new());
         }
         let settings: Settings = config::get()?;
@@ -124,11 +124,6 @@ fn mail(event: &Event, user: &str, from: Option<&str>, settings: &Settings) -> M
         mail = mail.to(Recipient::UserName(user.to_owned()));
     }
     mail
-}
-
-/// As failed-login: only a login whose `success` is absent or `false` failed.
-fn definitely_failed(data_json: &str) -> bool {
-    json::top_level(data_json, "success").is_none_or(|success| success == "false")
 }
 
 export_rule!(FailedLoginThrottle);

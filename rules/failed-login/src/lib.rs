@@ -2,8 +2,7 @@
 
 use herald_sdk::omero::{self, Mode, Summary};
 use herald_sdk::{
-    Event, LoginFailed, Message, Payload, Recipient, Rule, config, directory, export_rule, json,
-    safe,
+    Event, LoginFailed, Message, Payload, Recipient, Rule, config, directory, export_rule, safe,
 };
 use serde::Deserialize;
 
@@ -73,7 +72,7 @@ impl Rule for FailedLogin {
             return Ok(Vec::new());
         };
         let settings: Settings = config::get()?;
-        if !definitely_failed(&event.data_json) || !settings.fires_for(&failed.user) {
+        if !omero::login_definitely_failed(&event.data_json) || !settings.fires_for(&failed.user) {
             return Ok(Vec::new());
         }
         let to = settings.recipients(&failed.user);
@@ -91,18 +90,6 @@ impl Rule for FailedLogin {
         };
         mail.to = to;
         Ok(vec![mail])
-    }
-}
-
-/// OMERO mails only when the password check returned `false`: an event whose
-/// raw data carries `success` with any other value (true, null, "unknown")
-/// sends nothing. Without the field, the event type itself means failure.
-/// Only `success` is read (`json::top_level`): parsing the whole data would cost
-/// fuel for every escape in the user agent.
-fn definitely_failed(data_json: &str) -> bool {
-    match json::top_level(data_json, "success") {
-        None => true,
-        Some(success) => success == "false",
     }
 }
 
