@@ -223,6 +223,7 @@ impl Service {
         latencies.sort_by(f64::total_cmp);
         let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
         let rows = self.count("SELECT count(*) FROM outbox WHERE state = 'sent'");
+        self.report_failed_runs();
         (pct(50), pct(99), rows)
     }
 
@@ -252,6 +253,22 @@ impl Service {
         .unwrap()
         .map(Result::unwrap)
         .collect()
+    }
+
+    /// Rule runs that failed (each one an event that queued no mail), with their reasons.
+    fn report_failed_runs(&self) {
+        let conn = rusqlite::Connection::open(&self.state).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT code, count(*) FROM rule_runs WHERE state = 'failed' GROUP BY code")
+            .unwrap();
+        let failed: Vec<(String, i64)> = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (code, count) in failed {
+            println!("  {count} rule run(s) failed: {code}");
+        }
     }
 
     fn count(&self, sql: &str) -> usize {
