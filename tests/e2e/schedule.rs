@@ -1,87 +1,25 @@
 //! Scheduled rules under the real `herald serve`: ticks fire, a restart never doubles one, missed ticks follow `missed`.
 
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::serve::{Served, log_of};
 use crate::smtp::{aiosmtpd, header, received_raw, scratch_with_rules};
-use crate::support::{Scratch, assert_exit, free_port, stderr, wait_for};
+use crate::support::{Scratch, assert_exit, stderr, wait_for};
 
-/// A running `herald serve` on a free port, killed when dropped; stderr goes to `serve.log`.
-struct Serving {
-    child: Child,
+/// `herald serve` (the serve tests' harness) with `rules` (YAML list items) and mail kept queued.
+fn serving(scratch: &Scratch, rules: &str) -> Served {
+    serving_with(scratch, &format!("mail: {{from: \"\"}}\nrules:\n{rules}"))
 }
 
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `herald serve` with `yaml` (state in `var/`), once it answers `/healthz`.
+fn serving_with(scratch: &Scratch, yaml: &str) -> Served {
+    Served::start(scratch, yaml, &[])
 }
 
-impl Serving {
-    /// Start `herald serve` with `rules` (YAML list items) and mail kept queued.
-    fn start(scratch: &Scratch, rules: &str) -> Serving {
-        Serving::start_with(scratch, &format!("mail: {{from: \"\"}}\nrules:\n{rules}"))
-    }
-
-    /// Start `herald serve` with `yaml` plus an `http` section on a free port, state in
-    /// `var/`, and wait until it answers `/healthz`.
-    fn start_with(scratch: &Scratch, yaml: &str) -> Serving {
-        let port = free_port();
-        let config = format!(
-            "{yaml}http:\n  listen: 127.0.0.1:{port}\n  \
-             tokens:\n    - {{name: omero, scope: ingest, token_env: HERALD_TEST_TOKEN}}\n"
-        );
-        std::fs::write(scratch.path("herald.yaml"), config).unwrap();
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(scratch.path("serve.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--config")
-            .arg(scratch.path("herald.yaml"))
-            .arg("--state-dir")
-            .arg(scratch.path("var"))
-            .arg("serve")
-            .env("HERALD_TEST_TOKEN", "token-5b7d0e2a9c4f1e3d")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut serving = Serving { child };
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        let up = wait_for(Duration::from_secs(120), || {
-            assert!(
-                serving.child.try_wait().unwrap().is_none(),
-                "herald serve exited; log:\n{}",
-                log_of(scratch)
-            );
-            ureq::get(&url).call().is_ok_and(|r| r.status() == 200)
-        });
-        assert!(up, "herald serve did not start; log:\n{}", log_of(scratch));
-        serving
-    }
-
-    /// SIGTERM, and a clean exit (0) within 30 s.
-    fn stop(mut self) {
-        // SAFETY: kill has no memory preconditions; the pid is our live child's.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "herald serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "herald serve exited with {status}");
-    }
-}
-
-fn log_of(scratch: &Scratch) -> String {
-    std::fs::read_to_string(scratch.path("serve.log")).unwrap_or_default()
+/// SIGTERM, and a clean exit (0).
+fn stop(mut served: Served) {
+    let status = served.terminate();
+    assert!(status.success(), "herald serve exited with {status}");
 }
 
 /// A rule that runs on ticks only (failed-login sends nothing for a tick, so its run is `ok`).
@@ -118,14 +56,14 @@ fn last_up_at(scratch: &Scratch, instant: &str) {
 #[test]
 fn a_rule_on_a_schedule_of_seconds_fires() {
     let scratch = Scratch::with_config("");
-    let serving = Serving::start(&scratch, &rule("beat", "* * * * * *", "latest"));
+    let serving = serving(&scratch, &rule("beat", "* * * * * *", "latest"));
     let fired = wait_for(Duration::from_secs(20), || {
         scratch.count(
             "SELECT count(*) FROM rule_runs r JOIN events e ON e.seq = r.event_seq \
              WHERE e.type = 'herald.tick' AND r.rule = 'beat' AND r.state = 'ok'",
         ) >= 2
     });
-    serving.stop();
+    stop(serving);
     assert!(fired, "no ticks evaluated; log:\n{}", log_of(&scratch));
     let ticks = ticks(&scratch);
     for (id, time) in &ticks {
@@ -144,10 +82,10 @@ fn a_missed_tick_is_caught_up_once_for_the_latest_instant() {
     let scratch = Scratch::with_config("");
     let rules = rule("digest", PAST, "latest");
     // The first start saves where the schedule stands and catches nothing up.
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     assert!(ticks(&scratch).is_empty(), "a first start ticks nothing");
     last_up_at(&scratch, "2019-06-01T00:00:00Z");
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     assert_eq!(
         ticks(&scratch),
         [(
@@ -157,7 +95,7 @@ fn a_missed_tick_is_caught_up_once_for_the_latest_instant() {
         "one catch-up tick, for the most recent missed instant"
     );
     // Caught up: a further restart sends no other tick.
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     assert_eq!(ticks(&scratch).len(), 1);
 }
 
@@ -165,9 +103,9 @@ fn a_missed_tick_is_caught_up_once_for_the_latest_instant() {
 fn missed_none_sends_no_catch_up_tick() {
     let scratch = Scratch::with_config("");
     let rules = rule("digest", PAST, "none");
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     last_up_at(&scratch, "2019-06-01T00:00:00Z");
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     assert!(ticks(&scratch).is_empty(), "{:?}", ticks(&scratch));
 }
 
@@ -175,13 +113,13 @@ fn missed_none_sends_no_catch_up_tick() {
 fn a_restart_does_not_double_a_tick() {
     let scratch = Scratch::with_config("");
     let rules = rule("digest", PAST, "latest");
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     last_up_at(&scratch, "2019-06-01T00:00:00Z");
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     // A crash between journaling the tick and saving the schedule state: the
     // restart journals the same instant again, and the store keeps it once.
     last_up_at(&scratch, "2019-06-01T00:00:00Z");
-    Serving::start(&scratch, &rules).stop();
+    stop(serving(&scratch, &rules));
     assert_eq!(ticks(&scratch).len(), 1, "{:?}", ticks(&scratch));
     assert_eq!(
         scratch.count("SELECT count(*) FROM rule_runs WHERE rule = 'digest'"),
@@ -195,11 +133,11 @@ fn a_live_schedule_restarted_journals_each_instant_once() {
     let scratch = Scratch::with_config("");
     let rules = rule("beat", "* * * * * *", "latest");
     for _ in 0..2 {
-        let serving = Serving::start(&scratch, &rules);
+        let serving = serving(&scratch, &rules);
         let before = ticks(&scratch).len();
         assert!(wait_for(Duration::from_secs(20), || ticks(&scratch).len()
             >= before + 2));
-        serving.stop();
+        stop(serving);
     }
     let ticks = ticks(&scratch);
     let mut times: Vec<_> = ticks.iter().map(|(_, t)| t.clone()).collect();
@@ -308,7 +246,7 @@ fn the_digest_mails_one_summary_on_its_tick() {
     let path = scratch.path("events.jsonl");
     assert_exit(&scratch.herald_own(&["send", path.to_str().unwrap()]), 0);
     let yaml = std::fs::read_to_string(scratch.path("herald.yaml")).unwrap();
-    let serving = Serving::start_with(&scratch, &yaml);
+    let serving = serving_with(&scratch, &yaml);
     let arrived = wait_for(Duration::from_secs(30), || {
         received_raw(&server).len() >= ADMINS.len()
     });
@@ -317,7 +255,7 @@ fn the_digest_mails_one_summary_on_its_tick() {
     let later = ticks(&scratch).len();
     assert!(wait_for(Duration::from_secs(10), || ticks(&scratch).len()
         >= later + 2));
-    serving.stop();
+    stop(serving);
     let want: Vec<(String, String)> = ADMINS
         .iter()
         .map(|a| {
