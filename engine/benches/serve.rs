@@ -15,9 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/postfix.rs"]
+mod postfix;
+
 use chrono::{DateTime, Utc};
 use herald::event::{self, Event};
 use herald::store::Store;
+use postfix::Sink;
 
 const TOKEN: &str = "bench-ingest-token-0123456789";
 const CLIENTS: usize = 32;
@@ -60,7 +64,7 @@ fn main() {
     println!("    peak RSS {} MiB", batched.peak_rss_mib());
     drop(batched);
 
-    let sink = Sink::start();
+    let sink = Sink::start(&postfix::tools_dir());
     let service = Service::start(root, &work.path().join("latency"), Some(sink.port));
     let (p50, p99, rows) = service.latency(LATENCY_EVENTS, RATE);
     println!(
@@ -299,46 +303,4 @@ impl Drop for Service {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-/// Postfix's smtp-sink on a free port, killed when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let sink = std::env::var_os("HERALD_SMTP_SINK")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/tools/postfix/usr/sbin/smtp-sink"));
-        let usr = sink.parent().unwrap().parent().unwrap();
-        let port = free_port();
-        let mut command = Command::new(&sink);
-        command.env("LD_LIBRARY_PATH", usr.join("lib/postfix"));
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("256")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start smtp-sink (run `make test-deps`)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sink { child, port }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

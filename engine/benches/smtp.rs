@@ -1,13 +1,15 @@
 //! SMTP delivery throughput into Postfix's smtp-sink at 1 and 8 connections, beside smtp-source.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
+
+#[path = "common/postfix.rs"]
+mod postfix;
 
 use herald::config::SmtpConfig;
 use herald::deliver::{Class, Job, SmtpTransport};
 use lettre::Message;
+use postfix::{Sink, tool, tools_dir};
 
 /// Messages per measurement.
 const COUNT: usize = 2000;
@@ -27,64 +29,6 @@ fn main() {
             "{connections:>11}  {ours:>14.0}  {theirs:>17.0}  {:>5.0}%",
             100.0 * ours / theirs
         );
-    }
-}
-
-fn tools_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/postfix");
-    let sink = std::env::var_os("HERALD_SMTP_SINK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("usr/sbin/smtp-sink"));
-    assert!(
-        sink.is_file(),
-        "smtp-sink not found at {}; run `make test-deps`",
-        sink.display()
-    );
-    sink.parent().unwrap().parent().unwrap().to_owned()
-}
-
-fn tool(usr: &Path, name: &str) -> Command {
-    let mut command = Command::new(usr.join("sbin").join(name));
-    command.env("LD_LIBRARY_PATH", usr.join("lib/postfix"));
-    command
-}
-
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Sink {
-    fn start(usr: &Path) -> Sink {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = tool(usr, "smtp-sink");
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("256")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start smtp-sink");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sink { child, port }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,67 @@
+//! Postfix's smtp-sink and smtp-source for the benchmarks, from `make test-deps` or `$HERALD_SMTP_SINK`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `usr` folder of the unpacked postfix package.
+pub fn tools_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/postfix");
+    let sink = std::env::var_os("HERALD_SMTP_SINK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("usr/sbin/smtp-sink"));
+    assert!(
+        sink.is_file(),
+        "smtp-sink not found at {}; run `make test-deps`",
+        sink.display()
+    );
+    sink.parent().unwrap().parent().unwrap().to_owned()
+}
+
+/// A postfix tool, with the package's shared libraries on LD_LIBRARY_PATH.
+pub fn tool(usr: &Path, name: &str) -> Command {
+    let mut command = Command::new(usr.join("sbin").join(name));
+    command.env("LD_LIBRARY_PATH", usr.join("lib/postfix"));
+    command
+}
+
+/// smtp-sink on a free loopback port, killed when dropped.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+}
+
+impl Sink {
+    pub fn start(usr: &Path) -> Sink {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = tool(usr, "smtp-sink");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink { child, port }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
