@@ -13,6 +13,8 @@ use crate::sources::http::auth::Tokens;
 pub struct Args {}
 
 pub fn run(ctx: &Context, _args: Args) -> Outcome {
+    // Signals first: a SIGHUP while the rules compile must not kill the process.
+    let process = crate::serve::Process::new().map_err(CliError::Runtime)?;
     let loaded = load(ctx)?;
     let tokens =
         Tokens::load(&loaded.config.http.tokens).map_err(|e| CliError::Usage(format!("{e:#}")))?;
@@ -24,6 +26,7 @@ pub fn run(ctx: &Context, _args: Args) -> Outcome {
         }
     };
     crate::serve::run(
+        process,
         &loaded.config,
         tokens,
         loaded.evaluator,

@@ -29,7 +29,9 @@ pub use diagnostic::{Diagnostic, LoadError, Location};
 #[cfg(test)]
 pub(crate) use diagnostic::{at, expect_invalid};
 pub use ingest::IngestConfig;
-pub use serve::{HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, TokenConfig, TokenSource};
+pub use serve::{
+    HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, ServerTls, TokenConfig, TokenSource,
+};
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 

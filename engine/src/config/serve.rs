@@ -21,6 +21,15 @@ pub struct HttpConfig {
     pub max_body: usize,
     /// Who may call the API, and for what.
     pub tokens: Vec<TokenConfig>,
+    /// HTTPS instead of plain HTTP, when `cert_file` and `key_file` are set.
+    pub tls: Option<ServerTls>,
+}
+
+/// A listener's certificate chain and private key, both PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -29,6 +38,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
             max_body: MIB as usize,
             tokens: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -90,10 +100,55 @@ pub enum LogFormat {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct HttpFields {
+    listen: Option<Listen>,
+    max_body: Option<BodySize>,
+    tokens: Option<Vec<RawToken>>,
+    cert_file: Option<PathValue>,
+    key_file: Option<PathValue>,
+}
+
+/// The `http` section as written: `cert_file` and `key_file` come together or not at all.
+#[derive(Default, Deserialize)]
+#[serde(try_from = "HttpFields")]
 pub(super) struct RawHttp {
     listen: Option<Listen>,
     max_body: Option<BodySize>,
     tokens: Option<Vec<RawToken>>,
+    tls: Option<ServerTls>,
+}
+
+impl TryFrom<HttpFields> for RawHttp {
+    type Error = String;
+
+    fn try_from(h: HttpFields) -> Result<RawHttp, String> {
+        let tls = server_tls(h.cert_file, h.key_file)?;
+        Ok(RawHttp {
+            listen: h.listen,
+            max_body: h.max_body,
+            tokens: h.tokens,
+            tls,
+        })
+    }
+}
+
+/// `cert_file` and `key_file` of a listener: both (TLS) or neither (plain).
+pub(super) fn server_tls(
+    cert_file: Option<PathValue>,
+    key_file: Option<PathValue>,
+) -> Result<Option<ServerTls>, String> {
+    match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Ok(Some(ServerTls {
+            cert_file: cert.0,
+            key_file: key.0,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(
+            "TLS needs both cert_file (the PEM certificate chain) and key_file (its PEM \
+                  private key); set both, or neither for plain text on loopback"
+                .into(),
+        ),
+    }
 }
 
 /// A token as written: exactly one of `token_file` and `token_env`.
@@ -158,6 +213,17 @@ impl RawHttp {
             listen: self.listen.map_or(d.listen, |l| l.0),
             max_body: self.max_body.map_or(d.max_body, |s| s.0),
             tokens: tokens.into_iter().map(|t| t.resolve(base)).collect(),
+            tls: self.tls.map(|tls| tls.resolve(base)),
+        }
+    }
+}
+
+impl ServerTls {
+    /// Both files resolved against the config's folder.
+    pub(super) fn resolve(self, base: &Path) -> ServerTls {
+        ServerTls {
+            cert_file: base.join(self.cert_file),
+            key_file: base.join(self.key_file),
         }
     }
 }

@@ -11,11 +11,12 @@ use axum::routing::get;
 
 use crate::config::Scope;
 use crate::sources::http::auth::{self, Tokens};
+use crate::sources::readiness::Readiness;
 use crate::store::Store;
 use crate::store::writer::Writer;
 
 /// Health and readiness (no token), and metrics (an `admin` token; `reader` counts the outbox).
-pub fn routes(writer: Writer, reader: Store, tokens: Arc<Tokens>) -> Router {
+pub fn routes(writer: Writer, readiness: Readiness, reader: Store, tokens: Arc<Tokens>) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(Mutex::new(reader)))
@@ -23,7 +24,7 @@ pub fn routes(writer: Writer, reader: Store, tokens: Arc<Tokens>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(writer)
+        .with_state((writer, readiness))
         .merge(guarded)
 }
 
@@ -32,17 +33,22 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: the rules are loaded (they are before the API listens) and the store takes a
-/// write (an empty transaction through the writer, so a full or read-only store is not ready).
-async fn readyz(State(writer): State<Writer>) -> Response {
-    match writer.journal(Vec::new()).await {
-        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
-        Err(err) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the store takes no write: {err}\n"),
-        )
-            .into_response(),
+/// Ready: the rules are loaded (they are before the API listens), every source holds its
+/// starting position, and the store takes a write (an empty transaction through the writer,
+/// so a full or read-only store is not ready). Otherwise 503, one line per reason.
+async fn readyz(State((writer, readiness)): State<(Writer, Readiness)>) -> Response {
+    let mut reasons: Vec<String> = readiness
+        .not_ready()
+        .into_iter()
+        .map(|(part, state)| format!("not ready: {part}: {state}"))
+        .collect();
+    if let Err(err) = writer.journal(Vec::new()).await {
+        reasons.push(format!("not ready: the store takes no write: {err}"));
     }
+    if reasons.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, reasons.join("\n") + "\n").into_response()
 }
 
 /// Every series in the Prometheus text format, the outbox counted at this moment.

@@ -10,6 +10,8 @@ pub mod admin;
 mod api;
 pub mod live;
 pub mod reload;
+pub mod signals;
+mod sources;
 mod stages;
 mod wake;
 
@@ -25,24 +27,55 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::deliver::{Deliverer, shutdown};
 use crate::evaluate::Evaluator;
+use crate::sources::Feed;
 use crate::sources::http::auth::Tokens;
 use crate::sources::http::{self, Ingest};
+use crate::sources::readiness::Readiness;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use api::Api;
 use live::{Live, RuleSet};
 use reload::{Loader, Reloader};
+use signals::Signals;
 use stages::Bells;
+use tokio::signal::unix::Signal;
+
+/// What `herald serve` runs with: built before the config is read, so signals are caught from the start.
+pub struct Process {
+    pub runtime: tokio::runtime::Runtime,
+    pub signals: Signals,
+}
+
+impl Process {
+    pub fn new() -> anyhow::Result<Process> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("herald-io")
+            .enable_all()
+            .build()
+            .context("cannot start the HTTP runtime")?;
+        let signals = Signals::install(&runtime)?;
+        Ok(Process { runtime, signals })
+    }
+}
 
 /// Run until SIGTERM or SIGINT. `deliverer` is `None` when sending is disabled (`mail.from: ""`);
 /// `loader` builds a fresh rule set from disk at each reload (SIGHUP, `POST /v1/admin/reload`).
 pub fn run(
+    process: Process,
     config: &Config,
     tokens: Tokens,
     evaluator: Evaluator,
     deliverer: Option<Deliverer>,
     loader: Loader,
 ) -> anyhow::Result<()> {
+    let Process { runtime, signals } = process;
+    let tls = config
+        .http
+        .tls
+        .as_ref()
+        .map(|tls| crate::sources::tls::server_config(tls, "http"))
+        .transpose()?;
     let bells = Arc::new(Bells::default());
     let journaled = bells.clone();
     let (writer, writer_thread) = Writer::spawn(open(config)?, move || journaled.journaled.ring())
@@ -51,6 +84,14 @@ pub fn run(
         config: Arc::new(config.clone()),
         evaluator: Arc::new(evaluator),
     }));
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let feed = Feed {
+        writer: writer.clone(),
+        readiness: Readiness::default(),
+        stop: shutdown::global(),
+        stopping,
+        runtime: runtime.handle().clone(),
+    };
     let mut workers = vec![spawn("herald-evaluate", {
         let (store, bells, live) = (open(config)?, bells.clone(), live.clone());
         move || stages::evaluate(store, live, bells)
@@ -64,21 +105,7 @@ pub fn run(
             move || stages::deliver(store, deliverer, poll, bells)
         })?);
     }
-    let scheduled = crate::sources::schedule::scheduled(config);
-    if !scheduled.is_empty() {
-        let (store, writer) = (open(config)?, writer.clone());
-        workers.push(spawn("herald-schedule", move || {
-            let stop = shutdown::global();
-            if let Err(err) = crate::sources::schedule::run(scheduled, store, writer, stop) {
-                tracing::error!("the scheduler stopped: {err:#}");
-            }
-        })?);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the HTTP runtime")?;
+    workers.extend(sources::start(config, &feed, &live)?);
     let ingest = Arc::new(Ingest {
         writer,
         max_body: config.http.max_body,
@@ -92,21 +119,32 @@ pub fn run(
         started: Instant::now(),
     });
     let reader = open(config)?;
+    let (hangup, stop) = signals.split();
     let served = runtime.block_on(serve_http(
-        config.http.listen,
-        ingest,
-        (reader, api),
-        Arc::new(tokens),
+        Listening {
+            listen: config.http.listen,
+            tls,
+        },
+        Services {
+            ingest,
+            reader,
+            api,
+            tokens: Arc::new(tokens),
+            readiness: feed.readiness.clone(),
+        },
+        (hangup, stop),
     ));
     // Stop the stages (a failed bind stops them too), then wait for them within the grace.
     shutdown::global().store(true, Ordering::SeqCst);
+    let _ = stopping_tx.send(true);
     bells.ring_all();
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(feed);
     let deadline = Instant::now() + config.serve.shutdown_grace + Duration::from_secs(1);
-    join_until(writer_thread, deadline);
     for worker in workers {
         join_until(worker, deadline);
     }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    join_until(writer_thread, deadline);
     served
 }
 
@@ -135,49 +173,68 @@ fn join_until(thread: JoinHandle<()>, deadline: Instant) {
     }
 }
 
+/// Where the API listens, and its TLS when `http.cert_file`/`key_file` are set.
+struct Listening {
+    listen: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// What the API's routes serve.
+struct Services {
+    ingest: Arc<Ingest>,
+    reader: Store,
+    api: Arc<Api>,
+    tokens: Arc<Tokens>,
+    readiness: Readiness,
+}
+
 /// Serve the API until a signal; requests in flight are finished first.
 async fn serve_http(
-    listen: SocketAddr,
-    ingest: Arc<Ingest>,
-    (reader, api): (Store, Arc<Api>),
-    tokens: Arc<Tokens>,
+    listening: Listening,
+    services: Services,
+    (hangup, stop): (Signal, signals::Stop),
 ) -> anyhow::Result<()> {
-    let listener = bind(listen).await?;
-    tokio::spawn(reload::on_sighup(api.reloader.clone()));
-    let admin = admin::routes(ingest.writer.clone(), reader, tokens.clone());
+    let Services {
+        ingest,
+        reader,
+        api,
+        tokens,
+        readiness,
+    } = services;
+    let listener = bind(listening.listen).await?;
+    tokio::spawn(reload::on_sighup(hangup, api.reloader.clone()));
+    let admin = admin::routes(ingest.writer.clone(), readiness, reader, tokens.clone());
     let app = admin
         .merge(api::routes(api, tokens.clone()))
         .merge(http::routes(ingest, tokens));
-    eprintln!(
-        "herald serve: listening on http://{}",
-        listener.local_addr()?
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signalled())
-        .await
-        .context("the HTTP server failed")
+    let local = listener.local_addr()?;
+    let stopped = async move {
+        stop.received().await;
+        eprintln!(
+            "herald serve: stopping (requests, evaluations and sessions in flight finish first)"
+        );
+        shutdown::global().store(true, Ordering::SeqCst);
+    };
+    let served = match listening.tls {
+        Some(config) => {
+            let listener = http::tls::TlsListener::new(listener, config)?;
+            eprintln!("herald serve: listening on https://{local}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => {
+            eprintln!("herald serve: listening on http://{local}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    };
+    served.context("the HTTP server failed")
 }
 
 async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(listen).await.with_context(|| {
         format!("cannot listen on {listen} (http.listen); is something else listening there?")
     })
-}
-
-/// Resolves at SIGTERM or SIGINT, and sets the stop flag every stage reads.
-async fn signalled() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot catch SIGTERM/SIGINT; stop herald serve with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    eprintln!("herald serve: stopping (requests, evaluations and sessions in flight finish first)");
-    shutdown::global().store(true, Ordering::SeqCst);
 }

@@ -85,12 +85,8 @@ fn restart_needed(old: &RuleSet, new: &RuleSet) -> Vec<&'static str> {
 }
 
 /// Reload at every SIGHUP until the process stops.
-pub async fn on_sighup(reloader: Arc<Reloader>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot catch SIGHUP; reload with POST /v1/admin/reload");
-        return;
-    };
+/// (`hangup` was caught from the start, so a SIGHUP sent while Herald started is a reload now.)
+pub async fn on_sighup(mut hangup: tokio::signal::unix::Signal, reloader: Arc<Reloader>) {
     while hangup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading");
         let reloader = reloader.clone();

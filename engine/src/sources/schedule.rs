@@ -5,13 +5,16 @@
 //! it once. The store keeps, per rule, the instant through which ticks are journaled; at
 //! start, instants missed while Herald was down get one catch-up tick for the latest of
 //! them (`missed: latest`) or none (`missed: none`). A rule's first start ticks nothing.
+//! A reload that adds, changes or removes a schedule takes effect at once.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::readiness::Part;
 use crate::config::{Config, Missed, Schedule};
 use crate::event::{self, Event, types};
 use crate::store::Store;
@@ -79,12 +82,24 @@ pub fn catch_up(
     (latest > through).then_some(latest)
 }
 
+/// How long the scheduler waits before trying again after a refused write, at most.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The rule set in force: its generation (bumped at each reload) and its config.
+pub type Current<'a> = &'a dyn Fn() -> (u64, Arc<Config>);
+
 /// Run the scheduler on this thread until `stop` is set.
+///
+/// The scheduled rules are read from `current` and read again whenever its generation
+/// changes (a reload), so a schedule added, changed or removed takes effect at once. A
+/// write the store refuses is logged and tried again with a growing pause (ticks are
+/// idempotent by id, so trying again never doubles one); `ready` says where it stands.
 pub fn run(
-    rules: Vec<Scheduled>,
+    current: Current<'_>,
     mut store: Store,
     writer: Writer,
     stop: &AtomicBool,
+    ready: &Part,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -95,19 +110,87 @@ pub fn run(
             .map(drop)
             .map_err(anyhow::Error::from)
     };
-    let now = Utc::now();
-    let mut next = Vec::with_capacity(rules.len());
-    for rule in &rules {
-        if let Some(instant) = catch_up(rule, store.schedule_through(&rule.rule)?, now) {
-            tracing::info!(rule = %rule.rule, %instant, "catching up a missed tick");
-            journal(tick(rule, instant))?;
-        }
-        store.set_schedule_through(&rule.rule, now)?;
-        next.push(rule.schedule.cron.after(&now).next());
-    }
+    let mut plan: Option<Plan> = None;
+    let mut pause = Duration::from_secs(1);
     while !stop.load(Ordering::SeqCst) {
+        let (generation, config) = current();
+        let step = match plan.as_mut() {
+            Some(plan) if plan.generation == generation => plan.fire_due(&mut store, &journal),
+            _ => Plan::start(generation, &config, plan.as_ref(), &mut store, &journal).map(
+                |started| {
+                    plan = Some(started);
+                    ready.ready();
+                },
+            ),
+        };
+        match step {
+            Ok(()) => {
+                pause = Duration::from_secs(1);
+                sleep_until(plan.as_ref().and_then(Plan::earliest), stop);
+            }
+            Err(err) => {
+                let account =
+                    crate::store::temporary_failure(&err).unwrap_or_else(|| format!("{err:#}"));
+                tracing::warn!(
+                    "the scheduler cannot journal a tick: {account}; trying again in {pause:?}"
+                );
+                ready.failing(account);
+                sleep_for(pause, stop);
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The scheduled rules of one rule set and the next instant of each.
+struct Plan {
+    generation: u64,
+    rules: Vec<Scheduled>,
+    next: Vec<Option<DateTime<Utc>>>,
+}
+
+impl Plan {
+    /// Catch up what each rule missed (per its `missed`) and note where each stands now. A rule
+    /// whose schedule is unchanged since `before` (the plan of the set a reload replaced) goes on
+    /// from where it was.
+    fn start(
+        generation: u64,
+        config: &Config,
+        before: Option<&Plan>,
+        store: &mut Store,
+        journal: &dyn Fn(Event) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Plan> {
+        let rules = scheduled(config);
+        let now = Utc::now();
+        let mut next = Vec::with_capacity(rules.len());
+        for rule in &rules {
+            if let Some(slot) = before.and_then(|plan| plan.slot_of(rule)) {
+                next.push(slot);
+                continue;
+            }
+            if let Some(instant) = catch_up(rule, store.schedule_through(&rule.rule)?, now) {
+                tracing::info!(rule = %rule.rule, %instant, "catching up a missed tick");
+                journal(tick(rule, instant))?;
+            }
+            store.set_schedule_through(&rule.rule, now)?;
+            next.push(rule.schedule.cron.after(&now).next());
+        }
+        Ok(Plan {
+            generation,
+            rules,
+            next,
+        })
+    }
+
+    /// Journal every tick that is due; a rule's next instant moves only once its tick is stored.
+    fn fire_due(
+        &mut self,
+        store: &mut Store,
+        journal: &dyn Fn(Event) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let due = Utc::now();
-        for (rule, slot) in rules.iter().zip(next.iter_mut()) {
+        for (rule, slot) in self.rules.iter().zip(self.next.iter_mut()) {
             let Some(instant) = *slot else { continue };
             if instant > due {
                 continue;
@@ -116,9 +199,29 @@ pub fn run(
             store.set_schedule_through(&rule.rule, instant)?;
             *slot = rule.schedule.cron.after(&instant).next();
         }
-        sleep_until(next.iter().flatten().min().copied(), stop);
+        Ok(())
     }
-    Ok(())
+
+    /// The next instant of `rule` in this plan, if it has the same rule on the same schedule.
+    fn slot_of(&self, rule: &Scheduled) -> Option<Option<DateTime<Utc>>> {
+        let at = self
+            .rules
+            .iter()
+            .position(|r| r.rule == rule.rule && r.schedule.source == rule.schedule.source)?;
+        Some(self.next[at])
+    }
+
+    fn earliest(&self) -> Option<DateTime<Utc>> {
+        self.next.iter().flatten().min().copied()
+    }
+}
+
+/// Sleep for `pause`, waking to look at `stop`.
+fn sleep_for(pause: Duration, stop: &AtomicBool) {
+    let until = std::time::Instant::now() + pause;
+    while !stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        std::thread::sleep(STOP_POLL.min(until - std::time::Instant::now()));
+    }
 }
 
 /// Sleep until `instant` (or for good without one), waking to look at `stop`.

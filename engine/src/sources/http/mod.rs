@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod parse;
 pub mod problem;
+pub mod tls;
 
 use std::sync::Arc;
 
