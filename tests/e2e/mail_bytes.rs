@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::support::{Scratch, assert_exit, stderr, stdout};
 
 /// The Python that reads mail with its standard `email` package: the test venv's, else `python3`.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     std::env::var_os("HERALD_AIOSMTPD_PYTHON")
         .map(PathBuf::from)
         .filter(|p| p.is_file())

@@ -17,6 +17,7 @@ mod sandbox;
 mod schedule;
 mod serve;
 mod serve_admin;
+mod serve_https;
 mod skeleton;
 mod smtp;
 mod support;

@@ -150,6 +150,52 @@ fn a_live_schedule_restarted_journals_each_instant_once() {
     );
 }
 
+/// Rewrite the served `herald.yaml` with `edit`, then SIGHUP and wait for the `n`th reload.
+fn reload_with(served: &Served, scratch: &Scratch, n: usize, edit: impl Fn(String) -> String) {
+    let path = scratch.path("herald.yaml");
+    std::fs::write(&path, edit(std::fs::read_to_string(&path).unwrap())).unwrap();
+    served.signal(libc::SIGHUP);
+    let reloaded = wait_for(Duration::from_secs(60), || {
+        log_of(scratch).matches("reloaded the config").count() >= n
+    });
+    assert!(reloaded, "reload {n} not logged:\n{}", log_of(scratch));
+}
+
+#[test]
+fn a_reload_that_adds_a_schedule_ticks_at_once_and_one_that_removes_it_stops() {
+    let scratch = Scratch::with_config("");
+    let quiet = rule("quiet", PAST, "latest");
+    let served = serving(&scratch, &quiet);
+    let beat = rule("beat", "* * * * * *", "latest");
+    reload_with(&served, &scratch, 1, |yaml| {
+        yaml.replace(&quiet, &(quiet.clone() + &beat))
+    });
+    let beating = wait_for(Duration::from_secs(20), || {
+        scratch.count("SELECT count(*) FROM events WHERE id LIKE 'beat@%'") >= 2
+    });
+    assert!(
+        beating,
+        "no ticks after the reload; log:\n{}",
+        log_of(&scratch)
+    );
+
+    reload_with(&served, &scratch, 2, |yaml| yaml.replace(&beat, ""));
+    // A tick due at the very moment of the swap may still be journaled; none after it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_removal = scratch.count("SELECT count(*) FROM events WHERE id LIKE 'beat@%'");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM events WHERE id LIKE 'beat@%'"),
+        after_removal,
+        "a removed schedule still ticks"
+    );
+    stop(served);
+    let ids: Vec<String> = ticks(&scratch).into_iter().map(|(id, _)| id).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique, ids, "an instant ticked twice");
+}
+
 #[test]
 fn a_bad_schedule_is_a_config_error_naming_the_key_and_line() {
     let scratch = Scratch::with_config(

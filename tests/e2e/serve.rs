@@ -43,6 +43,16 @@ impl Served {
     /// Start `herald serve` with `yaml` plus `http.listen` on a free port (another port when
     /// the first is taken), once it answers `/healthz`.
     pub(crate) fn start(scratch: &Scratch, yaml: &str, envs: &[(&str, &str)]) -> Served {
+        Served::start_with(scratch, yaml, envs, |_| {})
+    }
+
+    /// `start`, calling `while_starting` at each look until `/healthz` answers.
+    pub(crate) fn start_with(
+        scratch: &Scratch,
+        yaml: &str,
+        envs: &[(&str, &str)],
+        while_starting: impl Fn(&Served),
+    ) -> Served {
         for _ in 0..5 {
             let port = free_port();
             let config = format!(
@@ -76,7 +86,7 @@ impl Served {
                 .build()
                 .into();
             let mut served = Served { child, port, agent };
-            if served.wait_healthy() {
+            if served.wait_healthy(&while_starting) {
                 return served;
             }
         }
@@ -84,12 +94,13 @@ impl Served {
     }
 
     /// True once /healthz answers; false when the process exited (its port was taken).
-    fn wait_healthy(&mut self) -> bool {
+    fn wait_healthy(&mut self, while_starting: &impl Fn(&Served)) -> bool {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {
                 return false;
             }
+            while_starting(self);
             if self.get("/healthz", None).is_some_and(|r| r.status == 200) {
                 return true;
             }
@@ -141,10 +152,20 @@ impl Served {
         self.child.id()
     }
 
+    /// Send `signal` to the process.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// SIGTERM, and the exit status (within 30 s).
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: kill has no memory preconditions; the pid is our live child's.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

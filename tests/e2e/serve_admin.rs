@@ -545,3 +545,24 @@ fn systemd_analyze_verify_accepts_the_unit() {
         "systemd-analyze verify: {about_unit:#?}"
     );
 }
+
+#[test]
+fn a_sighup_while_the_rules_compile_is_a_reload_once_serving_not_a_kill() {
+    let scratch = Scratch::with_config("");
+    let yaml = "mail: {from: \"\"}\nrules:\n  - {name: new-user, module: builtin:new-user, \
+                on: [omero.user.created]}\n";
+    // From the moment the signals are caught until /healthz answers, SIGHUP every look.
+    let mut served = Served::start_with(&scratch, yaml, &[], |served| {
+        if crate::serve::log_of(&scratch).contains("signals caught") {
+            served.signal(libc::SIGHUP);
+        }
+    });
+    assert!(served.running());
+    let reloaded = wait_for(Duration::from_secs(60), || {
+        crate::serve::log_of(&scratch).contains("reloaded the config")
+    });
+    assert!(reloaded, "{}", crate::serve::log_of(&scratch));
+    assert!(served.running());
+    assert_eq!(served.post_event(&user_created("hup-1", 5)).status, 202);
+    assert!(served.terminate().success());
+}

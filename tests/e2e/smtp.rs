@@ -117,12 +117,12 @@ pub(crate) fn smtp_sink(options: &[&str]) -> Server {
 /// A test CA and a leaf (CA:FALSE, SAN localhost and 127.0.0.1) signed by it, as PEM files.
 pub(crate) struct Certs {
     _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+    pub(crate) ca: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
-fn certs() -> Certs {
+pub(crate) fn certs() -> Certs {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let dir = tempfile::tempdir().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();

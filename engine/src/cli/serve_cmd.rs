@@ -15,6 +15,7 @@ pub struct Args {}
 pub fn run(ctx: &Context, _args: Args) -> Outcome {
     // Signals first: a SIGHUP while the rules compile must not kill the process.
     let process = crate::serve::Process::new().map_err(CliError::Runtime)?;
+    tracing::debug!("signals caught; loading the config, directory and rules");
     let loaded = load(ctx)?;
     let tokens =
         Tokens::load(&loaded.config.http.tokens).map_err(|e| CliError::Usage(format!("{e:#}")))?;
