@@ -1,6 +1,8 @@
 //! Runs the stages in order: pending journal events through evaluation into the outbox.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -36,6 +38,11 @@ pub fn evaluate_pending(
 
 /// [`evaluate_pending`], asking `go_on` before each event: once it says no, the events
 /// not started stay pending (for `herald serve` stopping on SIGTERM).
+///
+/// Evaluations are committed in groups (one transaction, one fsync, each event's rows whole):
+/// up to [`COMMIT_GROUP`] events or [`COMMIT_WINDOW`] of work. A group ends early after an
+/// event whose rules wrote key-value data or failed, so the next event reads those writes
+/// and sees a rule that failure quarantined, exactly as if each event committed alone.
 pub fn evaluate_pending_while(
     store: &mut Store,
     evaluator: &Evaluator,
@@ -55,47 +62,100 @@ pub fn evaluate_pending_while(
         if pending.is_empty() {
             return Ok(done);
         }
+        let mut group = Group::new(store)?;
         for item in pending {
             if !go_on() {
+                done += group.commit(store, &health, &mut each)?;
                 return Ok(done);
             }
-            let evaluated = evaluate_one(store, evaluator, &kv, &health, item)?;
-            each(&evaluated);
-            done += 1;
+            if group.add(store, evaluator, &kv, item)? {
+                done += group.commit(store, &health, &mut each)?;
+                group = Group::new(store)?;
+            }
         }
+        done += group.commit(store, &health, &mut each)?;
     }
 }
 
-fn evaluate_one(
-    store: &mut Store,
-    evaluator: &Evaluator,
-    kv: &Arc<dyn KvRead>,
-    health: &HealthPolicy<'_>,
-    item: crate::store::Pending,
-) -> anyhow::Result<Evaluated> {
-    let quarantined = store.quarantined()?;
-    let (outcomes, skipped_rules) =
-        evaluator.evaluate_skipping(&item.event, kv, |rule| quarantined.contains(rule));
-    for rule in &skipped_rules {
-        tracing::warn!(
-            rule,
-            event = %item.event.id,
-            "rule is quarantined, so it was skipped; release it with `herald rules release {rule}`"
-        );
-        store.count_skipped(rule)?;
+/// At most this many evaluated events share one commit.
+pub const COMMIT_GROUP: usize = 64;
+
+/// Nor more than this much evaluation, so that mail is not held back for a group.
+pub const COMMIT_WINDOW: Duration = Duration::from_millis(20);
+
+/// Evaluated events waiting for their common commit.
+struct Group {
+    items: Vec<(crate::store::Pending, Vec<RuleOutcome>, Vec<String>)>,
+    quarantined: HashSet<String>,
+    started: Instant,
+}
+
+impl Group {
+    fn new(store: &Store) -> anyhow::Result<Group> {
+        Ok(Group {
+            items: Vec::new(),
+            quarantined: store.quarantined()?,
+            started: Instant::now(),
+        })
     }
-    crate::crashpoint::reached(crate::crashpoint::Point::BeforeEvaluationCommit);
-    let committed =
-        store.commit_evaluation(item.seq, &item.event, &outcomes, health, Utc::now())?;
-    for q in &committed.quarantined {
-        tracing::error!(rule = %q.rule, failures = q.failures, reason = %q.reason, "rule quarantined; admins notified");
+
+    /// Evaluate `item` into the group; true when the group must be committed now.
+    fn add(
+        &mut self,
+        store: &mut Store,
+        evaluator: &Evaluator,
+        kv: &Arc<dyn KvRead>,
+        item: crate::store::Pending,
+    ) -> anyhow::Result<bool> {
+        let quarantined = &self.quarantined;
+        let (outcomes, skipped_rules) =
+            evaluator.evaluate_skipping(&item.event, kv, |rule| quarantined.contains(rule));
+        for rule in &skipped_rules {
+            tracing::warn!(
+                rule,
+                event = %item.event.id,
+                "rule is quarantined, so it was skipped; release it with `herald rules release {rule}`"
+            );
+            store.count_skipped(rule)?;
+        }
+        let ends = outcomes
+            .iter()
+            .any(|o| o.result.is_err() || !o.kv_writes.is_empty());
+        self.items.push((item, outcomes, skipped_rules));
+        Ok(ends || self.items.len() >= COMMIT_GROUP || self.started.elapsed() >= COMMIT_WINDOW)
     }
-    Ok(Evaluated {
-        event: item.event,
-        outcomes,
-        skipped_rules,
-        committed,
-    })
+
+    /// Commit every event of the group in one transaction; `each` then sees each one.
+    fn commit(
+        self,
+        store: &mut Store,
+        health: &HealthPolicy<'_>,
+        each: &mut impl FnMut(&Evaluated),
+    ) -> anyhow::Result<usize> {
+        if self.items.is_empty() {
+            return Ok(0);
+        }
+        crate::crashpoint::reached(crate::crashpoint::Point::BeforeEvaluationCommit);
+        let batch: Vec<_> = self
+            .items
+            .iter()
+            .map(|(item, outcomes, _)| (item.seq, &item.event, outcomes.as_slice()))
+            .collect();
+        let committed = store.commit_evaluations(&batch, health, Utc::now())?;
+        let count = self.items.len();
+        for ((item, outcomes, skipped_rules), committed) in self.items.into_iter().zip(committed) {
+            for q in &committed.quarantined {
+                tracing::error!(rule = %q.rule, failures = q.failures, reason = %q.reason, "rule quarantined; admins notified");
+            }
+            each(&Evaluated {
+                event: item.event,
+                outcomes,
+                skipped_rules,
+                committed,
+            });
+        }
+        Ok(count)
+    }
 }
 
 /// The admins' valid addresses: who hears of a quarantined rule.

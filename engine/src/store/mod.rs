@@ -147,49 +147,25 @@ impl Store {
         health: &HealthPolicy<'_>,
         now: DateTime<Utc>,
     ) -> Result<Committed> {
+        let mut committed = self.commit_evaluations(&[(seq, event, outcomes)], health, now)?;
+        Ok(committed.pop().unwrap_or_default())
+    }
+
+    /// [`Store::commit_evaluation`] for several events in one transaction (one fsync): each
+    /// event's rows are written whole or not at all, since they all commit together.
+    pub fn commit_evaluations(
+        &mut self,
+        evaluations: &[(i64, &Event, &[RuleOutcome])],
+        health: &HealthPolicy<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Committed>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Another process may have evaluated this event meanwhile: its commit stands.
-        let claimed = tx.execute(
-            "UPDATE events SET state = 'done', evaluated_at = ?2 WHERE seq = ?1 AND state = 'pending'",
-            params![seq, now.to_rfc3339()],
-        )?;
-        if claimed == 0 {
-            return Ok(Committed {
-                already_evaluated: true,
-                ..Committed::default()
-            });
-        }
-        let mut committed = Committed {
-            quarantined: health::record_outcomes(&tx, outcomes, health.quarantine_after, now)?,
-            ..Committed::default()
-        };
-        for quarantined in &committed.quarantined {
-            for admin in health.notify {
-                let mail = quarantine_notice(quarantined, event, admin);
-                queue(
-                    &tx,
-                    seq,
-                    event,
-                    &format!("quarantine:{}", quarantined.rule),
-                    &mail,
-                    now,
-                )?;
-            }
-        }
-        for outcome in outcomes {
-            record_run(&tx, seq, outcome, now)?;
-            if let Ok(resolved) = &outcome.result {
-                for mail in &resolved.mails {
-                    match queue(&tx, seq, event, &outcome.rule, mail, now)? {
-                        true => committed.queued += 1,
-                        false => committed.already_queued += 1,
-                    }
-                }
-                apply_kv(&tx, &outcome.rule, &outcome.kv_writes)?;
-            }
-        }
+        let committed = evaluations
+            .iter()
+            .map(|&(seq, event, outcomes)| write_evaluation(&tx, seq, event, outcomes, health, now))
+            .collect::<Result<Vec<_>>>()?;
         tx.commit()
             .during(|| "cannot commit the evaluation".into())?;
         Ok(committed)
@@ -272,6 +248,52 @@ impl Store {
             conn: Mutex::new(connect(&self.path)?),
         }))
     }
+}
+
+/// One event's evaluation inside `tx`: its rule runs, health, outbox rows and kv writes,
+/// and the event marked done (unless another process evaluated it first: its commit stands).
+fn write_evaluation(
+    tx: &Transaction<'_>,
+    seq: i64,
+    event: &Event,
+    outcomes: &[RuleOutcome],
+    health: &HealthPolicy<'_>,
+    now: DateTime<Utc>,
+) -> Result<Committed> {
+    let claimed = tx.execute(
+        "UPDATE events SET state = 'done', evaluated_at = ?2 WHERE seq = ?1 AND state = 'pending'",
+        params![seq, now.to_rfc3339()],
+    )?;
+    if claimed == 0 {
+        return Ok(Committed {
+            already_evaluated: true,
+            ..Committed::default()
+        });
+    }
+    let mut committed = Committed {
+        quarantined: health::record_outcomes(tx, outcomes, health.quarantine_after, now)?,
+        ..Committed::default()
+    };
+    for quarantined in &committed.quarantined {
+        for admin in health.notify {
+            let mail = quarantine_notice(quarantined, event, admin);
+            let key = format!("quarantine:{}", quarantined.rule);
+            queue(tx, seq, event, &key, &mail, now)?;
+        }
+    }
+    for outcome in outcomes {
+        record_run(tx, seq, outcome, now)?;
+        if let Ok(resolved) = &outcome.result {
+            for mail in &resolved.mails {
+                match queue(tx, seq, event, &outcome.rule, mail, now)? {
+                    true => committed.queued += 1,
+                    false => committed.already_queued += 1,
+                }
+            }
+            apply_kv(tx, &outcome.rule, &outcome.kv_writes)?;
+        }
+    }
+    Ok(committed)
 }
 
 /// One delivery attempt and the row's next state.
