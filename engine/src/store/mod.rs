@@ -361,15 +361,30 @@ impl RowState {
 }
 
 fn connect(path: &Path) -> Result<Connection> {
-    let conn =
+    let mut conn =
         Connection::open(path).during(|| format!("cannot open the store {}", path.display()))?;
     // WAL with synchronous=FULL: a commit is on disk before it returns,
     // so an acknowledged event survives power loss.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_handler(Some(wait_for_the_writer))?;
     Ok(conn)
+}
+
+/// How often, and how long in all, a connection waits for another one's write to end.
+const BUSY_POLLS: i32 = 10_000;
+
+/// SQLite's busy handler: retry after 100 µs for the first 10 ms, then every millisecond, about
+/// 10 s in all. (SQLite's own `busy_timeout` sleeps 1, 2, 5 … 100 ms, far longer than one of
+/// Herald's commits lasts, which stalled the ingest writer behind an evaluation commit.)
+fn wait_for_the_writer(polls: i32) -> bool {
+    if polls >= BUSY_POLLS {
+        return false;
+    }
+    let pause = if polls < 100 { 100 } else { 1_000 };
+    std::thread::sleep(std::time::Duration::from_micros(pause));
+    true
 }
 
 fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<Ingested> {
