@@ -104,10 +104,19 @@ impl Store {
     /// Journal events in one transaction; duplicates of (source, id) are
     /// acknowledged without being stored again. Durable when this returns.
     pub fn ingest(&mut self, events: &[Event], now: DateTime<Utc>) -> Result<Vec<Ingested>> {
+        self.ingest_all(events, now)
+    }
+
+    /// [`Store::ingest`] for events held anywhere (the writer's requests), without copying them.
+    pub fn ingest_all<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a Event>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Ingested>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut results = Vec::with_capacity(events.len());
+        let mut results = Vec::new();
         for ev in events {
             results.push(ingest_one(&tx, ev, now)?);
         }

@@ -78,17 +78,15 @@ fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: im
 
 /// Journal a group in one transaction and answer each job; true if any event was new.
 fn commit(store: &mut Store, group: Vec<Job>) -> bool {
-    let events: Vec<Event> = group
-        .iter()
-        .flat_map(|j| j.events.iter().cloned())
-        .collect();
-    match store.ingest(&events, Utc::now()) {
+    let events = || group.iter().flat_map(|j| j.events.iter());
+    let count: usize = group.iter().map(|j| j.events.len()).sum();
+    match store.ingest_all(events(), Utc::now()) {
         Ok(results) => {
             // An empty group is a readiness probe, not an ingest commit.
-            if !events.is_empty() {
-                crate::metrics::commit_batch(events.len());
+            if count > 0 {
+                crate::metrics::commit_batch(count);
             }
-            for (event, result) in events.iter().zip(&results) {
+            for (event, result) in events().zip(&results) {
                 let duplicate = matches!(result, Ingested::Duplicate(_));
                 crate::metrics::event_received(&event.kind, duplicate);
             }
@@ -104,7 +102,7 @@ fn commit(store: &mut Store, group: Vec<Job>) -> bool {
         Err(err) => {
             let err = anyhow::Error::from(err);
             let account = super::temporary_failure(&err).unwrap_or_else(|| format!("{err:#}"));
-            tracing::error!("cannot journal {} event(s): {account}", events.len());
+            tracing::error!("cannot journal {count} event(s): {account}");
             for job in group {
                 let _ = job.reply.send(Err(account.clone()));
             }

@@ -18,7 +18,6 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::config::{IngestConfig, Scope};
-use crate::event::Event;
 use crate::store::Ingested;
 use crate::store::writer::{WriteFailed, Writer};
 use problem::Problem;
@@ -63,12 +62,12 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Resp
     };
     let events = parse::events(headers, &body, admit)?;
     parse::check_types(&events, &ingest.types)?;
-    let results = ingest
-        .writer
-        .journal(events.clone())
-        .await
-        .map_err(unavailable)?;
-    Ok((StatusCode::ACCEPTED, axum::Json(answer(&events, &results))).into_response())
+    let names: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.id.clone(), e.source.clone()))
+        .collect();
+    let results = ingest.writer.journal(events).await.map_err(unavailable)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(answer(&names, &results))).into_response())
 }
 
 /// The body, or 413 when it is over `max` (told by Content-Length, or found while reading).
@@ -112,17 +111,17 @@ fn unavailable(err: WriteFailed) -> Problem {
     )
 }
 
-/// `{"events": [{"id", "source", "status": "new" | "duplicate"}]}`.
-fn answer(events: &[Event], results: &[Ingested]) -> serde_json::Value {
-    let events: Vec<_> = events
+/// `{"events": [{"id", "source", "status": "new" | "duplicate"}]}`, from each event's (id, source).
+fn answer(names: &[(String, String)], results: &[Ingested]) -> serde_json::Value {
+    let events: Vec<_> = names
         .iter()
         .zip(results)
-        .map(|(event, result)| {
+        .map(|((id, source), result)| {
             let status = match result {
                 Ingested::New(_) => "new",
                 Ingested::Duplicate(_) => "duplicate",
             };
-            json!({"id": event.id, "source": event.source, "status": status})
+            json!({"id": id, "source": source, "status": status})
         })
         .collect();
     json!({ "events": events })
