@@ -301,4 +301,30 @@ mod tests {
             ("digest", "0 0 8 * * *")
         );
     }
+
+    #[test]
+    fn a_refused_tick_keeps_its_instant_due_and_the_next_try_journals_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("herald.db")).unwrap();
+        let due = at("2026-11-28T08:00:00Z");
+        let mut plan = Plan {
+            generation: 0,
+            rules: vec![rule("0 0 8 * * *", Missed::Latest)],
+            next: vec![Some(due)],
+        };
+        let refused = |_: Event| -> anyhow::Result<()> { anyhow::bail!("disk full") };
+        assert!(plan.fire_due(&mut store, &refused).is_err());
+        assert_eq!(plan.next, [Some(due)], "the refused instant is still due");
+        assert_eq!(store.schedule_through("digest").unwrap(), None);
+
+        let journaled = std::cell::RefCell::new(Vec::new());
+        let taken = |event: Event| -> anyhow::Result<()> {
+            journaled.borrow_mut().push(event.id);
+            Ok(())
+        };
+        plan.fire_due(&mut store, &taken).unwrap();
+        assert_eq!(*journaled.borrow(), ["digest@2026-11-28T08:00:00Z"]);
+        assert_eq!(store.schedule_through("digest").unwrap(), Some(due));
+        assert!(plan.next[0].unwrap() > due);
+    }
 }
