@@ -424,6 +424,34 @@ fn a_posted_event_is_delivered_to_a_real_smtp_server_at_once() {
 }
 
 #[test]
+fn mail_of_later_rounds_goes_over_the_session_kept_open() {
+    let server = crate::smtp::aiosmtpd(&[]);
+    let scratch = Scratch::with_config("");
+    let yaml = smtp_yaml(server.port).replace("max_connections: 2", "max_connections: 1");
+    let mut served = Served::start(&scratch, &yaml, &[]);
+    for (round, id) in ["keep-1", "keep-2", "keep-3"].into_iter().enumerate() {
+        assert_eq!(
+            served
+                .post_event(&user_created(id, 90 + round as u32))
+                .status,
+            202
+        );
+        let sent = (round as i64 + 1) * ROWS_PER_EVENT;
+        assert!(
+            wait_for(Duration::from_secs(20), || scratch
+                .count("SELECT count(*) FROM outbox WHERE state = 'sent'")
+                == sent),
+            "round {round} not sent; log:\n{}",
+            log_of(&scratch)
+        );
+    }
+    let verbs = crate::smtp::commands(&server);
+    let hellos = verbs.iter().filter(|v| v.ends_with(" EHLO")).count();
+    assert_eq!(hellos, 1, "one session for three rounds: {verbs:?}");
+    assert!(served.terminate().success());
+}
+
+#[test]
 fn serve_and_deliver_side_by_side_send_every_row_exactly_once() {
     let sink = smtp_sink(&[]);
     let tap = Tap::to(sink.port);

@@ -1,6 +1,7 @@
 //! Deliver: take due outbox rows, render them, hand them to the transport, record the outcome.
 
 pub(crate) mod file;
+mod idle;
 mod recorder;
 pub(crate) mod render;
 pub(crate) mod retry;
@@ -92,8 +93,10 @@ impl From<Class> for Outcome {
 }
 
 /// What the sessions of a run share: the transport and how a message is made and judged.
-pub struct Shared<T> {
+pub struct Shared<T: Transport> {
     transport: T,
+    /// Sessions kept open between rounds (`herald serve` only).
+    idle: idle::IdleSessions<T::Session>,
     from: Mailbox,
     dkim: Option<DkimConfig>,
     policy: retry::Policy,
@@ -154,6 +157,7 @@ impl<T: Transport> Deliverer<T> {
         Ok(Deliverer {
             shared: Arc::new(Shared {
                 transport,
+                idle: idle::IdleSessions::new(None),
                 from,
                 dkim: None,
                 policy,
@@ -171,6 +175,23 @@ impl<T: Transport> Deliverer<T> {
         shared.stop = flag;
         shared.grace = grace;
         self
+    }
+
+    /// Keep sessions open between rounds for up to `keep_for` (for a long-running worker);
+    /// [`Deliverer::close_idle`] closes them.
+    pub fn keep_sessions(mut self, keep_for: Duration) -> Deliverer<T> {
+        self.shared_mut().idle.set_keep_for(Some(keep_for));
+        self
+    }
+
+    /// Close (QUIT) every session kept between rounds.
+    pub fn close_idle(&self) {
+        let idle = self.shared.idle.drain();
+        self.runtime.block_on(async {
+            for session in idle {
+                session.close().await;
+            }
+        });
     }
 
     fn shared_mut(&mut self) -> &mut Shared<T> {
@@ -239,7 +260,7 @@ impl<T: Transport> Deliverer<T> {
     }
 }
 
-impl<T> Shared<T> {
+impl<T: Transport> Shared<T> {
     fn render(&self, row: &OutboxRow) -> anyhow::Result<Message> {
         let mut message = render::render(row, &self.from)?;
         if let Some(dkim) = &self.dkim {

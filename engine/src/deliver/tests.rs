@@ -22,6 +22,10 @@ struct Seen {
     max_in_flight: usize,
     /// Sends that began while an earlier send of the same session had no recorded attempt.
     unrecorded: Vec<String>,
+    /// Sessions closed (QUIT).
+    closed: usize,
+    /// Kept sessions answer as if the server had closed them while idle.
+    idle_dead: bool,
 }
 
 /// A transport that accepts everything after a short pause, unless told otherwise.
@@ -93,7 +97,13 @@ impl Session for StubSession {
         Ok(Report::sent(250, "ok".into()))
     }
 
-    async fn close(self) {}
+    async fn alive(&mut self) -> bool {
+        !self.seen.lock().unwrap().idle_dead
+    }
+
+    async fn close(self) {
+        self.seen.lock().unwrap().closed += 1;
+    }
 }
 
 impl StubSession {
@@ -138,16 +148,23 @@ fn store_with(n: usize) -> (tempfile::TempDir, PathBuf, Store) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.db");
     let mut store = Store::open(&path).unwrap();
-    let text = r#"{"id":"e1","source":"s","type":"omero.server.up","data":{"server":"x"}}"#;
-    let event = crate::event::from_str(text, Utc::now()).unwrap();
+    queue_event(&mut store, "e1", n);
+    (dir, path, store)
+}
+
+/// Journal event `id` and queue it to `n` recipients `<id>-u<i>@example.org`.
+fn queue_event(store: &mut Store, id: &str, n: usize) {
+    let text =
+        format!(r#"{{"id":"{id}","source":"s","type":"omero.server.up","data":{{"server":"x"}}}}"#);
+    let event = crate::event::from_str(&text, Utc::now()).unwrap();
     store
         .ingest(std::slice::from_ref(&event), Utc::now())
         .unwrap();
     let pending = store.pending(1).unwrap().remove(0);
     let mails = (0..n)
         .map(|i| Mail {
-            recipient: format!("u{i}@example.org"),
-            to: vec![format!("u{i}@example.org")],
+            recipient: recipient(id, i),
+            to: vec![recipient(id, i)],
             cc: vec![],
             reply_to: vec![],
             subject: "s".into(),
@@ -174,7 +191,14 @@ fn store_with(n: usize) -> (tempfile::TempDir, PathBuf, Store) {
     store
         .commit_evaluation(pending.seq, &pending.event, &[outcome], &health, Utc::now())
         .unwrap();
-    (dir, path, store)
+}
+
+/// The first event's recipients are `u<i>@example.org`, as the older tests expect.
+fn recipient(id: &str, i: usize) -> String {
+    match id {
+        "e1" => format!("u{i}@example.org"),
+        _ => format!("{id}-u{i}@example.org"),
+    }
 }
 
 fn deliverer(stub: Stub, stop: &'static AtomicBool, grace: Duration) -> Deliverer<Stub> {
@@ -364,4 +388,67 @@ fn rows_held_by_a_live_process_are_left_alone() {
     // lease runs out and the row is sent (as possibly delivered before).
     let summary = d.deliver_until_empty(&mut store, Utc::now()).unwrap();
     assert_eq!(summary.sent, 1, "{summary:?}");
+}
+
+#[test]
+fn sessions_kept_between_rounds_are_reused_and_a_dead_one_is_replaced() {
+    let (_dir, path, mut store) = store_with(4);
+    let stub = stub(path.clone(), 2);
+    let seen = stub.seen.clone();
+    let deliverer =
+        deliverer(stub, flag(), Duration::from_secs(5)).keep_sessions(Duration::from_secs(30));
+    assert_eq!(
+        deliverer.deliver_due(&mut store, Utc::now()).unwrap().sent,
+        4
+    );
+    let opened = seen.lock().unwrap().opens;
+    assert!(opened >= 1);
+    assert_eq!(seen.lock().unwrap().closed, 0, "kept, not closed");
+
+    queue_event(&mut store, "e2", 4);
+    assert_eq!(
+        deliverer.deliver_due(&mut store, Utc::now()).unwrap().sent,
+        4
+    );
+    assert_eq!(
+        seen.lock().unwrap().opens,
+        opened,
+        "the second round opened nothing"
+    );
+
+    // The server closed the kept sessions while they were idle: they are replaced, and no
+    // row fails for it.
+    seen.lock().unwrap().idle_dead = true;
+    queue_event(&mut store, "e3", 4);
+    let third = deliverer.deliver_due(&mut store, Utc::now()).unwrap();
+    assert_eq!((third.sent, third.failed), (4, 0));
+    assert!(seen.lock().unwrap().opens > opened);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM attempts WHERE outcome != 'sent'"
+        ),
+        0
+    );
+
+    let closed_before = seen.lock().unwrap().closed;
+    deliverer.close_idle();
+    assert!(
+        seen.lock().unwrap().closed > closed_before,
+        "close_idle says QUIT"
+    );
+    assert_eq!(seen.lock().unwrap().sent.len(), 12);
+}
+
+#[test]
+fn without_keep_sessions_each_round_closes_its_sessions() {
+    let (_dir, path, mut store) = store_with(2);
+    let stub = stub(path, 1);
+    let seen = stub.seen.clone();
+    let deliverer = deliverer(stub, flag(), Duration::from_secs(5));
+    deliverer.deliver_due(&mut store, Utc::now()).unwrap();
+    queue_event(&mut store, "e2", 2);
+    deliverer.deliver_due(&mut store, Utc::now()).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!((seen.opens, seen.closed), (2, 2));
 }

@@ -31,6 +31,9 @@ pub trait Session: Send + 'static {
         job: &Job,
     ) -> impl Future<Output = Result<Report, Report>> + Send;
 
+    /// Whether the session can still be used (a session kept idle between rounds is asked).
+    fn alive(&mut self) -> impl Future<Output = bool> + Send;
+
     /// Close the session politely (QUIT).
     fn close(self) -> impl Future<Output = ()> + Send;
 }
@@ -78,6 +81,13 @@ impl Session for ConfiguredSession {
                 Err(err) => Err(Report::failed(Class::Transient, format!("{err:#}"))),
             },
             ConfiguredSession::Smtp(smtp) => smtp.send(key, job).await,
+        }
+    }
+
+    async fn alive(&mut self) -> bool {
+        match self {
+            ConfiguredSession::File(_) => true,
+            ConfiguredSession::Smtp(smtp) => smtp.alive().await,
         }
     }
 

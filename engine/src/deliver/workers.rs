@@ -81,7 +81,14 @@ impl<T: Transport> Lane<T> {
         }
         self.tell_opened(false);
         if let Some(session) = self.session.take() {
-            session.close().await;
+            let closing = if shutdown::requested(self.shared.stop) {
+                Some(session)
+            } else {
+                self.shared.idle.put(session)
+            };
+            if let Some(session) = closing {
+                session.close().await;
+            }
         }
     }
 
@@ -120,6 +127,11 @@ impl<T: Transport> Lane<T> {
         if let Some(first) = lock(&self.down).clone() {
             return Err(not_attempted(first));
         }
+        if let Some(session) = kept(&self.shared).await {
+            self.session = Some(session);
+            self.tell_opened(true);
+            return Ok(());
+        }
         match self.shared.transport.open().await {
             Ok(session) => {
                 self.session = Some(session);
@@ -138,6 +150,21 @@ impl<T: Transport> Lane<T> {
         if let Some(tell) = self.opened.take() {
             let _ = tell.send(opened);
         }
+    }
+}
+
+/// A session kept from an earlier round that still answers; stale or dead ones are closed.
+async fn kept<T: Transport>(shared: &Shared<T>) -> Option<T::Session> {
+    loop {
+        let (kept, stale) = shared.idle.take();
+        for session in stale {
+            session.close().await;
+        }
+        let mut session = kept?;
+        if session.alive().await {
+            return Some(session);
+        }
+        tracing::debug!("a session kept open between rounds is gone; trying the next");
     }
 }
 

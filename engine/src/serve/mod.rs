@@ -101,7 +101,9 @@ pub fn run(
         workers.push(spawn("herald-deliver", {
             let (store, bells, poll) =
                 (open(config)?, bells.clone(), config.delivery.poll_interval);
-            let deliverer = deliverer.with_stop(shutdown::global(), config.serve.shutdown_grace);
+            let deliverer = deliverer
+                .with_stop(shutdown::global(), config.serve.shutdown_grace)
+                .keep_sessions(KEEP_SESSIONS);
             move || stages::deliver(store, deliverer, poll, bells)
         })?);
     }
@@ -147,6 +149,10 @@ pub fn run(
     join_until(writer_thread, deadline);
     served
 }
+
+/// How long an SMTP session stays open between delivery rounds (servers time out idle
+/// sessions after minutes; Postfix after 300 s, or 10 s under stress).
+const KEEP_SESSIONS: Duration = Duration::from_secs(30);
 
 fn open(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.store.path)?)

@@ -101,4 +101,5 @@ pub fn deliver(mut store: Store, deliverer: Deliverer, poll: Duration, bells: Ar
         }
         bells.queued.wait(poll);
     }
+    deliverer.close_idle();
 }

@@ -182,6 +182,10 @@ impl super::transport::Session for SmtpSession {
         }
     }
 
+    async fn alive(&mut self) -> bool {
+        self.session.alive(&self.settings).await
+    }
+
     async fn close(self) {
         self.session.quit().await;
     }

@@ -199,6 +199,15 @@ impl Session {
     }
 
     /// Say QUIT, briefly; the connection closes either way.
+    /// Whether the server still answers (NOOP within `command_timeout`): a session kept
+    /// between rounds is checked so before it is used again.
+    pub async fn alive(&mut self, s: &Settings) -> bool {
+        let noop = self.conn.test_connected();
+        tokio::time::timeout(s.command_timeout, noop)
+            .await
+            .unwrap_or(false)
+    }
+
     pub async fn quit(mut self) {
         let _ = tokio::time::timeout(QUIT_TIMEOUT, self.conn.command(Quit)).await;
     }
