@@ -161,7 +161,11 @@ fn broadcast(work: &Path, usr: &Path) {
     std::fs::write(&directory, directory_of(BROADCAST_USERS)).unwrap();
     write_config(&dir, sink.port, 16, &directory);
     let mut config = std::fs::read_to_string(dir.join("herald.yaml")).unwrap();
-    config.push_str("  - {name: broadcast, module: builtin:broadcast, on: [herald.broadcast]}\n");
+    // As in etc/herald.yaml: a broadcast to everyone legitimately has this many recipients.
+    config.push_str(
+        "  - {name: broadcast, module: builtin:broadcast, on: [herald.broadcast], \
+         limits: {max_recipients: 1000000}}\n",
+    );
     std::fs::write(dir.join("herald.yaml"), config).unwrap();
     let reference = smtp_source_rate(usr, sink.port, 16, BROADCAST_USERS);
     let start = Instant::now();

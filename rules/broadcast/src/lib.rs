@@ -41,8 +41,15 @@ impl Rule for BroadcastRule {
         let subject = safe::one_line(&broadcast.subject, safe::SUBJECT_CHARS);
         let mut mail = Message::new(subject, broadcast.body.clone());
         mail.html = broadcast.html.clone();
-        for user in recipients(broadcast) {
-            mail = mail.to(Recipient::UserId(user.id));
+        if broadcast.everyone && !broadcast.inactive {
+            // The engine expands the active users itself: no user crosses into the sandbox,
+            // so the cost does not grow with the facility.
+            warn_ignored(broadcast);
+            mail = mail.to(Recipient::ActiveUsers);
+        } else {
+            for user in recipients(broadcast) {
+                mail = mail.to(Recipient::UserId(user.id));
+            }
         }
         for address in &broadcast.extra {
             mail = mail.to(Recipient::Address(address.clone()));
@@ -58,9 +65,7 @@ impl Rule for BroadcastRule {
 /// The directory users the broadcast goes to.
 fn recipients(broadcast: &Broadcast) -> Vec<User> {
     if broadcast.everyone {
-        if names_anyone(broadcast) {
-            log::warn("broadcast: users and groups ignored (everyone is set)");
-        }
+        warn_ignored(broadcast);
         return if broadcast.inactive {
             directory::all_users()
         } else {
@@ -82,6 +87,13 @@ fn recipients(broadcast: &Broadcast) -> Vec<User> {
         });
     }
     users
+}
+
+/// With `everyone`, any users or groups also named are ignored, with a warning (as OMERO's CLI).
+fn warn_ignored(broadcast: &Broadcast) {
+    if names_anyone(broadcast) {
+        log::warn("broadcast: users and groups ignored (everyone is set)");
+    }
 }
 
 /// Whether the broadcast names any user or group.
