@@ -111,6 +111,9 @@ extern crate self as herald_sdk;
 #[doc(hidden)]
 pub use wit_bindgen;
 
+/// The JSON library the SDK uses, for tests (`serde_json::json!` configs) and `data_json`.
+pub use serde_json;
+
 /// The bindings generated from `sdk/wit/rule.wit`. Rule authors never need
 /// to name anything in here; use the re-exports at the crate root.
 #[doc(hidden)]

@@ -8,10 +8,12 @@ mod mail_cmd;
 mod outbox_cmd;
 mod replay;
 mod report;
+mod rule_cmd;
 mod rules_cmd;
 mod send;
 mod serve_cmd;
 mod status_cmd;
+mod test_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +72,11 @@ enum Command {
     /// Test mail delivery.
     #[command(subcommand)]
     Mail(mail_cmd::Command),
+    /// Write a rule: `rule new NAME`, `rule build`, `rule run RULE.wasm --event E.json` (no herald.yaml needed).
+    #[command(subcommand)]
+    Rule(rule_cmd::Command),
+    /// Build a rule crate and run its cases (tests/cases/*.yaml); exit 1 on any failure.
+    Test(test_cmd::Args),
 }
 
 /// A failure with the exit code the contract gives it.
@@ -146,6 +153,8 @@ fn run(cli: Cli) -> Outcome {
         Command::Status(args) => status_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
+        Command::Rule(cmd) => rule_cmd::run(cmd),
+        Command::Test(args) => test_cmd::run(args),
     }
 }
 

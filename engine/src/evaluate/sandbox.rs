@@ -64,9 +64,10 @@ impl Sandbox {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the rule needs something the sandbox does not provide")?;
-        let pre = RulePre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export herald:rule@0.1.0 `handle`")?;
+        let pre = RulePre::new(pre).map_err(anyhow::Error::from).context(
+            "the component does not export herald:rule@0.1.0 `handle`: add \
+                 `herald_sdk::export_rule!(YourRule);` at the root of the rule's src/lib.rs",
+        )?;
         Ok(Prepared { engine, pre })
     }
 
@@ -195,6 +196,8 @@ pub struct Ran {
     pub result: Result<Vec<wit::Message>, Failure>,
     pub state: HostState,
     pub fuel_used: u64,
+    /// The wasm call stack of a trap, innermost first (function names; file:line with debug info).
+    pub backtrace: Option<String>,
 }
 
 impl Prepared {
@@ -225,6 +228,7 @@ impl Prepared {
             });
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.into_data();
+        let backtrace = called.as_ref().err().and_then(|(_, err)| backtrace(err));
         let result = match called {
             Ok(Ok(messages)) => Ok(messages),
             Ok(Err(message)) => Err(Failure::RuleError { message }),
@@ -234,8 +238,15 @@ impl Prepared {
             result,
             state,
             fuel_used,
+            backtrace,
         }
     }
+}
+
+/// The wasm frames wasmtime attached to a trap, if any.
+fn backtrace(err: &wasmtime::Error) -> Option<String> {
+    let trace = err.downcast_ref::<wasmtime::WasmBacktrace>()?;
+    (!trace.frames().is_empty()).then(|| trace.to_string())
 }
 
 fn deadline_ticks(wall_time: Duration) -> u64 {
