@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `herald` binary, real files, real SQLite.
 
+mod authoring;
 mod config_cli;
 mod crash;
 mod dkim;

@@ -1,0 +1,164 @@
+//! The rule authoring kit on the real binary: `herald rule new` outside the repo, `herald test`
+//! passing and failing with a diff, `herald rule run`, and a missing `export_rule!` named.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use crate::support::{assert_exit, repo, stderr, stdout};
+
+/// Run herald in `dir` with no herald.yaml around, building rules offline into a target
+/// folder kept between runs (so only the first run compiles wit-bindgen and serde).
+fn herald_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(dir)
+        .args(args)
+        .env("CARGO_NET_OFFLINE", "true")
+        .env("CARGO_TARGET_DIR", repo().join("target/authoring-scaffold"))
+        .env_remove("HERALD_CONFIG")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("run the herald binary")
+}
+
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{} lacks {from:?}", file.display());
+    std::fs::write(file, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn a_new_rule_builds_tests_fails_with_a_diff_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(
+        !tmp.path().starts_with(repo()),
+        "the scaffold must live outside the repo"
+    );
+    let started = Instant::now();
+    let made = herald_in(tmp.path(), &["rule", "new", "welcome-users"]);
+    assert_exit(&made, 0);
+    let rule = tmp.path().join("welcome-users");
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "herald-rule.yaml",
+        "README.md",
+        "events/user-created.json",
+        "tests/cases/new-user.yaml",
+        "herald-sdk/Cargo.toml",
+        "herald-sdk/wit/rule.wit",
+        ".cargo/config.toml",
+    ] {
+        assert!(rule.join(file).is_file(), "rule new wrote no {file}");
+    }
+    let manifest = std::fs::read_to_string(rule.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("[workspace]") && manifest.contains("path = \"herald-sdk\""),
+        "{manifest}"
+    );
+
+    let passed = herald_in(&rule, &["test"]);
+    assert_exit(&passed, 0);
+    eprintln!(
+        "herald rule new → passing herald test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let report = stdout(&passed);
+    assert!(report.contains("PASS new-user: fuel "), "{report}");
+    assert!(
+        report.contains("of 10,000,000") && report.contains("MiB of 16.0 MiB"),
+        "{report}"
+    );
+    assert!(rule.join("welcome-users.wasm").is_file());
+
+    edit(
+        &rule.join("tests/cases/new-user.yaml"),
+        "dave joined lab",
+        "dave joined the lab",
+    );
+    let failed = herald_in(&rule, &["test"]);
+    assert_exit(&failed, 1);
+    let report = stdout(&failed);
+    assert!(report.contains("FAIL new-user"), "{report}");
+    assert!(
+        report.contains("-  subject: '[OMERO] dave joined the lab'"),
+        "{report}"
+    );
+    assert!(
+        report.contains("+  subject: '[OMERO] dave joined lab'"),
+        "{report}"
+    );
+    assert!(
+        stderr(&failed).contains("0 passed, 1 failed"),
+        "{}",
+        stderr(&failed)
+    );
+
+    let ran = herald_in(
+        &rule,
+        &[
+            "rule",
+            "run",
+            "welcome-users.wasm",
+            "--event",
+            "events/user-created.json",
+            "--rule-config",
+            "{tell_owners: false}",
+        ],
+    );
+    assert_exit(&ran, 0);
+    let out = stdout(&ran);
+    assert!(
+        out.contains("-> dave@example.org  [OMERO] Welcome to OMERO, dave"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("alice@example.org"),
+        "tell_owners: false still told the owner\n{out}"
+    );
+}
+
+#[test]
+fn a_panic_shows_its_message_and_a_wasm_backtrace_and_a_missing_export_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_exit(&herald_in(tmp.path(), &["rule", "new", "panicky"]), 0);
+    let rule = tmp.path().join("panicky");
+    let lib = rule.join("src/lib.rs");
+    edit(
+        &lib,
+        "config::get()?;",
+        "config::get().expect(\"settings\");",
+    );
+    assert_exit(&herald_in(&rule, &["rule", "build"]), 0);
+    let ran = herald_in(
+        &rule,
+        &[
+            "rule",
+            "run",
+            "panicky.wasm",
+            "--event",
+            "events/user-created.json",
+            "--rule-config",
+            "tell_owners: 'yes'",
+        ],
+    );
+    assert_exit(&ran, 1);
+    let (out, err) = (stdout(&ran), stderr(&ran));
+    assert!(out.contains("settings: \"invalid rule config"), "{out}");
+    assert!(out.contains("src/lib.rs:"), "the panic's location\n{out}");
+    assert!(
+        err.contains("wasm backtrace:") && err.contains("panicky"),
+        "{err}"
+    );
+
+    edit(&lib, "export_rule!(Welcome);", "");
+    let built = herald_in(&rule, &["rule", "build"]);
+    assert_exit(&built, 2);
+    assert!(
+        stderr(&built).contains("export_rule!(YourRule);"),
+        "{}",
+        stderr(&built)
+    );
+}
