@@ -139,9 +139,9 @@ pub mod safe;
 pub mod testing;
 
 pub use bindings::herald::rule::types::{
-    Addressing, Broadcast, Comment, CommentAdded, Entry, Event, ExceptionInfo, Group, GroupCreated,
-    Header, LoginFailed, Member, Message, ObjectRef, Payload, Recipient, RequestInfo, ServerDown,
-    ServerUp, Tick, User, UserCreated, WebError,
+    Addressing, Broadcast, Comment, CommentAdded, ConfigError, Entry, Event, ExceptionInfo, Group,
+    GroupCreated, Header, LoginFailed, Member, Message, ObjectRef, Payload, Recipient, RequestInfo,
+    ServerDown, ServerUp, Tick, User, UserCreated, WebError,
 };
 
 /// The one trait a rule implements.
@@ -157,12 +157,22 @@ pub trait Rule {
 
 /// Export a [`Rule`] implementation as the component's `handle` function.
 ///
-/// Use it exactly once per rule crate, at the crate root. On non-wasm targets
-/// it expands to nothing, so the crate can also be linked natively (tests,
-/// benchmarks) beside other rules.
+/// Use it exactly once per rule crate, at the crate root. Name the rule's
+/// config type as well (`export_rule!(MyRule, config = Settings)`), and the
+/// engine checks the `config:` in herald.yaml against it when it loads the
+/// rule, refusing a wrong key or type with its line; without it any config
+/// loads and [`config::get`] reports the problem at each event. On non-wasm
+/// targets it expands to nothing, so the crate can also be linked natively
+/// (tests, benchmarks) beside other rules.
 #[macro_export]
 macro_rules! export_rule {
     ($rule:ty) => {
+        $crate::export_rule!(@export $rule, |_config: &str| ::core::result::Result::Ok(()));
+    };
+    ($rule:ty, config = $settings:ty) => {
+        $crate::export_rule!(@export $rule, |config: &str| $crate::config::check::<$settings>(config));
+    };
+    (@export $rule:ty, $check:expr) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct HeraldExport;
@@ -174,6 +184,13 @@ macro_rules! export_rule {
                     $crate::__private::String,
                 > {
                     <$rule as $crate::Rule>::handle(event)
+                }
+
+                fn check_config(
+                    config: $crate::__private::String,
+                ) -> ::core::result::Result<(), $crate::ConfigError> {
+                    let check: fn(&str) -> ::core::result::Result<(), $crate::ConfigError> = $check;
+                    check(&config)
                 }
             }
     $crate::bindings::__export_rule_world!(HeraldExport with_types_in $crate::bindings);

@@ -153,7 +153,7 @@ fn a_panic_shows_its_message_and_a_wasm_backtrace_and_a_missing_export_is_named(
         "{err}"
     );
 
-    edit(&lib, "export_rule!(Welcome);", "");
+    edit(&lib, "export_rule!(Welcome, config = Settings);", "");
     let built = herald_in(&rule, &["rule", "build"]);
     assert_exit(&built, 2);
     assert!(

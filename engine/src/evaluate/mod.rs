@@ -1,5 +1,6 @@
 //! Evaluate: run every rule subscribed to an event, each in a fresh sandbox instance.
 
+mod check;
 pub mod convert;
 pub(crate) mod failure;
 pub mod host;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+pub use check::ConfigRefused;
 pub use failure::Failure;
 pub use host::LogLine;
 pub use kv::{KvRead, KvWrite, MemoryKv};
@@ -88,7 +90,15 @@ impl Evaluator {
     pub fn new(config: &Config, directory: Arc<Directory>) -> anyhow::Result<Evaluator> {
         let enabled: Vec<&RuleConfig> = config.rules.iter().filter(|r| r.enabled).collect();
         let cache_dir = Some(config.sandbox.cache_dir.clone());
-        Self::from_rules(&enabled, config.sandbox.limits, cache_dir, directory)
+        Self::from_rules(&enabled, config.sandbox.limits, cache_dir, directory).map_err(|err| {
+            match err
+                .downcast_ref::<ConfigRefused>()
+                .and_then(|r| check::locate(config, r))
+            {
+                Some(located) => located.into(),
+                None => err,
+            }
+        })
     }
 
     /// Load `rules` (no herald.yaml needed: `herald rule run`, `herald test`); the pool's
@@ -108,7 +118,7 @@ impl Evaluator {
         let sandbox = Sandbox::new(max_memory, cache_dir);
         let rules = rules
             .iter()
-            .map(|rule| load_rule(&sandbox, rule))
+            .map(|rule| load_rule(&sandbox, rule, &directory))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Evaluator { rules, directory })
     }
@@ -216,12 +226,17 @@ impl Evaluator {
     }
 }
 
-fn load_rule(sandbox: &Sandbox, rule: &RuleConfig) -> anyhow::Result<LoadedRule> {
+fn load_rule(
+    sandbox: &Sandbox,
+    rule: &RuleConfig,
+    directory: &Arc<Directory>,
+) -> anyhow::Result<LoadedRule> {
     let wasm = module_bytes(&rule.module)
         .with_context(|| format!("rule `{}`: cannot read module {}", rule.name, rule.module))?;
     let prepared = sandbox
         .prepare(&wasm, &rule.limits)
         .with_context(|| format!("rule `{}`: cannot load module {}", rule.name, rule.module))?;
+    check::check(&prepared, rule, directory)?;
     Ok(LoadedRule {
         name: rule.name.clone(),
         on: rule.on.clone(),

@@ -54,7 +54,7 @@ impl Rule for Welcome {
     }
 }
 
-export_rule!(Welcome);
+export_rule!(Welcome, config = Settings);
 
 #[cfg(test)]
 mod tests {
