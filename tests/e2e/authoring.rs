@@ -118,6 +118,69 @@ fn a_new_rule_builds_tests_fails_with_a_diff_and_runs() {
         !out.contains("alice@example.org"),
         "tell_owners: false still told the owner\n{out}"
     );
+
+    // Deployed with a wrong-typed config or a typo in `on:`, `config check` refuses it.
+    let wasm = rule.join("welcome-users.wasm");
+    let checked = config_check(
+        tmp.path(),
+        &format!(
+            "  - name: welcome\n    module: {}\n    on: [omero.user.created]\n    config:\n      tell_owners: \"yes\"\n",
+            wasm.display()
+        ),
+    );
+    assert_exit(&checked, 2);
+    let err = stderr(&checked);
+    assert!(err.contains("herald.yaml:7:20: rules[0].config.tell_owners: rule `welcome` refuses its config: invalid type: string \"yes\", expected a boolean"), "{err}");
+    assert!(err.contains("fix: give `tell_owners` a value"), "{err}");
+    let checked = config_check(
+        tmp.path(),
+        &format!(
+            "  - name: welcome\n    module: {}\n    on: [omero.user.create]\n",
+            wasm.display()
+        ),
+    );
+    assert_exit(&checked, 2);
+    let err = stderr(&checked);
+    assert!(err.contains("herald.yaml:5:10: rules[0].on[0]: rule `welcome` would never run on `omero.user.create`"), "{err}");
+    assert!(err.contains("did you mean `omero.user.created`?"), "{err}");
+}
+
+/// `herald config check` on a herald.yaml in `dir` whose `rules:` are `rules`.
+fn config_check(dir: &Path, rules: &str) -> Output {
+    std::fs::copy(
+        repo().join("etc/directory.yaml"),
+        dir.join("directory.yaml"),
+    )
+    .unwrap();
+    let config = dir.join("herald.yaml");
+    std::fs::write(&config, format!("state_dir: var\nrules:\n{rules}")).unwrap();
+    herald_in(dir, &["--config", "herald.yaml", "config", "check"])
+}
+
+#[test]
+fn a_default_rule_with_a_wrong_typed_config_or_an_unknown_type_is_refused_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad_config = "  - name: failed-login\n    module: builtin:failed-login\n    on: [omero.login.failed]\n    config: {contact_system: \"yes\"}\n";
+    let checked = config_check(tmp.path(), bad_config);
+    assert_exit(&checked, 2);
+    let err = stderr(&checked);
+    assert!(err.contains("herald.yaml:6:30: rules[0].config.contact_system: rule `failed-login` refuses its config: invalid type: string \"yes\", expected a boolean"), "{err}");
+    let unknown_key = "  - name: new-user\n    module: builtin:new-user\n    on: [omero.user.created]\n    config:\n      mood: parity\n";
+    let err = stderr(&config_check(tmp.path(), unknown_key));
+    assert!(
+        err.contains("herald.yaml:7:13: rules[0].config.mood"),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `mood`"), "{err}");
+    let typo =
+        "  - name: failed-login\n    module: builtin:failed-login\n    on: [omero.login.fail]\n";
+    let checked = config_check(tmp.path(), typo);
+    assert_exit(&checked, 2);
+    let err = stderr(&checked);
+    assert!(err.contains("herald.yaml:5:10: rules[0].on[0]: rule `failed-login` would never run on `omero.login.fail`"), "{err}");
+    assert!(err.contains("did you mean `omero.login.failed`?"), "{err}");
+    let good = "  - name: failed-login\n    module: builtin:failed-login\n    on: [omero.login.failed]\n    config: {contact_system: true}\n";
+    assert_exit(&config_check(tmp.path(), good), 0);
 }
 
 #[test]
@@ -128,25 +191,21 @@ fn a_panic_shows_its_message_and_a_wasm_backtrace_and_a_missing_export_is_named(
     let lib = rule.join("src/lib.rs");
     edit(
         &lib,
-        "config::get()?;",
-        "config::get().expect(\"settings\");",
+        "let mut mails = vec![welcome];",
+        "assert!(!settings.tell_owners, \"owners of {name} are not ready\");\n        let mut mails = vec![welcome];",
     );
     assert_exit(&herald_in(&rule, &["rule", "build"]), 0);
-    let ran = herald_in(
-        &rule,
-        &[
-            "rule",
-            "run",
-            "panicky.wasm",
-            "--event",
-            "events/user-created.json",
-            "--rule-config",
-            "tell_owners: 'yes'",
-        ],
-    );
+    let event = [
+        "rule",
+        "run",
+        "panicky.wasm",
+        "--event",
+        "events/user-created.json",
+    ];
+    let ran = herald_in(&rule, &event);
     assert_exit(&ran, 1);
     let (out, err) = (stdout(&ran), stderr(&ran));
-    assert!(out.contains("settings: \"invalid rule config"), "{out}");
+    assert!(out.contains("owners of dave are not ready"), "{out}");
     assert!(out.contains("src/lib.rs:"), "the panic's location\n{out}");
     assert!(
         err.contains("wasm backtrace:") && err.contains("panicky"),
