@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use crate::support::{assert_exit, repo, stderr, stdout};
+use crate::support::{Scratch, assert_exit, fixture_wasm, repo, stderr, stdout};
 
 /// Run herald in `dir` with no herald.yaml around, building rules offline into a target
 /// folder kept between runs (so only the first run compiles wit-bindgen and serde).
@@ -219,5 +219,43 @@ fn a_panic_shows_its_message_and_a_wasm_backtrace_and_a_missing_export_is_named(
         stderr(&built).contains("export_rule!(YourRule);"),
         "{}",
         stderr(&built)
+    );
+}
+
+#[test]
+fn a_rule_built_against_contract_0_1_0_loads_and_replays_its_recorded_mail() {
+    let wasm = fixture_wasm("herald-rule-new-user-0-1-0");
+    let bytes = std::fs::read(&wasm).unwrap();
+    let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        has("herald:rule/host@0.1.0"),
+        "the fixture imports the 0.1.0 contract"
+    );
+    assert!(
+        !has("check-config"),
+        "a 0.1.0 rule has no check-config export"
+    );
+    let recording = repo().join("tests/recordings/new-user-group");
+    let scratch = Scratch::with_config(&format!(
+        "state_dir: var\ndirectory: {{path: {}}}\nrules:\n  \
+         - {{name: new-user, module: {}, on: [omero.user.created], config: {{mode: parity}}}}\n  \
+         - {{name: new-group, module: builtin:new-group, on: [omero.group.created]}}\n",
+        repo().join("tests/recordings/directory.yaml").display(),
+        wasm.display()
+    ));
+    assert_exit(&scratch.herald_own(&["config", "check"]), 0);
+    let events = recording.join("events.jsonl");
+    let expected = recording.join("expected");
+    let replayed = scratch.herald_own(&[
+        "replay",
+        events.to_str().unwrap(),
+        "--expect",
+        expected.to_str().unwrap(),
+    ]);
+    assert_exit(&replayed, 0);
+    assert!(
+        stderr(&replayed).contains("every message matches"),
+        "{}",
+        stderr(&replayed)
     );
 }
