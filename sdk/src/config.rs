@@ -21,7 +21,7 @@ pub fn json() -> String {
 /// and the engine refuses a bad config when it loads the rule, with its line in herald.yaml.
 ///
 /// ```
-/// #[derive(serde::Deserialize, Default)]
+/// #[derive(serde::Deserialize, Default, Debug)]
 /// #[serde(default, deny_unknown_fields)]
 /// struct Settings { quiet: bool }
 ///

@@ -8,6 +8,9 @@
 //!
 //! # A complete rule
 //!
+//! `herald rule new welcome` makes this crate, with the SDK written beside it
+//! (the SDK is not on crates.io: `herald-sdk` there is an unrelated crate, and
+//! this one's package is `herald-rule-sdk`, its library `herald_sdk`).
 //! `Cargo.toml`:
 //!
 //! ```toml
@@ -20,8 +23,10 @@
 //! crate-type = ["cdylib", "rlib"]
 //!
 //! [dependencies]
-//! herald-sdk = "0.1"
+//! herald-sdk = { path = "herald-sdk", package = "herald-rule-sdk" }
 //! serde = { version = "1", features = ["derive"] }
+//!
+//! [workspace]
 //! ```
 //!
 //! `src/lib.rs`:
@@ -60,7 +65,8 @@
 //!     }
 //! }
 //!
-//! export_rule!(Welcome);
+//! // `config = Settings`: Herald checks the rule's `config:` against it at load.
+//! export_rule!(Welcome, config = Settings);
 //!
 //! # // The same rule runs natively against the test host:
 //! # use herald_sdk::testing::TestHost;
@@ -72,8 +78,9 @@
 //! # assert_eq!(out[0].subject, "Welcome to OMERO, bob");
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-wasip2` and point a
-//! rule entry in `herald.yaml` at `target/wasm32-wasip2/release/welcome.wasm`.
+//! Build and test it with `herald test` (cases in `tests/cases/*.yaml`), build
+//! it alone with `herald rule build` (it writes `welcome.wasm`), and point a
+//! rule entry in `herald.yaml` at that file. See Herald's `docs/writing-rules.md`.
 //!
 //! # A smaller shadow stack makes each invocation cheaper
 //!
@@ -104,7 +111,9 @@
 //!
 //! On any target but wasm32 the host calls go to a [`testing::TestHost`]
 //! that the test installs, so `cargo test` exercises the rule's logic without
-//! a sandbox.
+//! a sandbox. [`testing::handle`] holds the answer to the engine's checks
+//! (addresses, header injection, caps), [`testing::at`] sets an event's time,
+//! and [`serde_json`] is re-exported for configs.
 
 extern crate self as herald_sdk;
 

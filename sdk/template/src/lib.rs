@@ -59,7 +59,7 @@ export_rule!(Welcome, config = Settings);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_sdk::testing::{TestHost, event};
+    use herald_sdk::testing::{TestHost, at, event, handle};
     use herald_sdk::{Group, User, UserCreated};
 
     #[test]
@@ -70,7 +70,8 @@ mod tests {
         let user = User { id: 5, name: "dave".into(), first_name: None, last_name: None, email: None };
         let groups = vec![Group { id: 3, name: "lab".into() }];
         let created = event("omero.user.created", Payload::UserCreated(UserCreated { user, groups }));
-        let mails = Welcome::handle(created).unwrap();
+        // `handle` checks the answer as the engine does (addresses, headers, caps).
+        let mails = handle::<Welcome>(at(created, "2026-11-23T09:00:00Z")).unwrap();
         assert_eq!(mails.len(), 1);
         assert_eq!(mails[0].subject, "[OMERO] Welcome to OMERO, dave");
     }
