@@ -104,7 +104,7 @@ pub(crate) fn load_directory(path: Option<&Path>) -> Result<Directory, CliError>
         Some(path) => Directory::load(path),
         None => Directory::parse(SAMPLE_DIRECTORY, Path::new("<sample directory>")),
     };
-    loaded.map_err(|err| usage(err))
+    loaded.map_err(usage)
 }
 
 /// Load one rule, naming the module when it cannot load (a missing `export_rule!` is named).
@@ -157,7 +157,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
