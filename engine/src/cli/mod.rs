@@ -4,6 +4,7 @@ mod config_cmd;
 mod deliver_cmd;
 mod email;
 mod expect;
+mod export_cmd;
 mod mail_cmd;
 mod outbox_cmd;
 mod replay;
@@ -72,6 +73,8 @@ enum Command {
     /// Test mail delivery.
     #[command(subcommand)]
     Mail(mail_cmd::Command),
+    /// Write journaled events since a time as JSON Lines (for `herald replay`).
+    Export(export_cmd::Args),
     /// Write a rule: `rule new NAME`, `rule build`, `rule run RULE.wasm --event E.json` (no herald.yaml needed).
     #[command(subcommand)]
     Rule(rule_cmd::Command),
@@ -153,6 +156,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Status(args) => status_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
+        Command::Export(args) => export_cmd::run(&ctx, args),
         Command::Rule(cmd) => rule_cmd::run(cmd),
         Command::Test(args) => test_cmd::run(args),
     }
