@@ -96,6 +96,46 @@
 //! rustflags = ["-C", "link-arg=-zstack-size=65536"]
 //! ```
 //!
+//! # Every kind of event
+//!
+//! [`Event::data`] is a [`Payload`]; match the kinds the rule is `on` (its
+//! entry in herald.yaml decides which arrive) and send nothing for the rest.
+//! One line per kind, with the fields a rule usually needs:
+//!
+//! ```
+//! use herald_sdk::{Event, Payload};
+//!
+//! fn describe(event: &Event) -> String {
+//!     match &event.data {
+//!         Payload::ServerUp(up) => format!("{} is up (version {:?})", up.server, up.version),
+//!         Payload::ServerDown(down) => format!("{} is down: {:?}", down.server, down.reason),
+//!         Payload::LoginFailed(failed) => format!("login as {} failed from {:?}", failed.user, failed.remote_addr),
+//!         Payload::UserCreated(created) => format!("new user {} in {} group(s)", created.user.name, created.groups.len()),
+//!         Payload::GroupCreated(created) => format!("new group {}", created.group.name),
+//!         Payload::CommentAdded(added) => format!(
+//!             "{} commented on {} object(s), owned by {:?}",
+//!             added.comment.owner.name,
+//!             added.links.len(),
+//!             added.links.iter().filter_map(|l| l.owner.as_ref()).map(|o| &o.name).collect::<Vec<_>>()
+//!         ),
+//!         Payload::WebError(error) => format!("{} {} answered {}", error.method, error.path, error.status),
+//!         Payload::Broadcast(mail) => format!("admin email: {}", mail.subject),
+//!         Payload::Tick(tick) => format!("tick of {} ({})", tick.rule, tick.schedule),
+//!         Payload::Custom(json) => format!("{}: {json}", event.kind),
+//!     }
+//! }
+//!
+//! let tick = herald_sdk::Tick { schedule: "0 0 8 * * Mon".into(), rule: "digest".into() };
+//! let event = herald_sdk::testing::event("herald.tick", Payload::Tick(tick));
+//! assert_eq!(describe(&event), "tick of digest (0 0 8 * * Mon)");
+//! let custom = herald_sdk::testing::event("lab.scope.down", Payload::Custom("{\"scope\":3}".into()));
+//! assert_eq!(describe(&custom), "lab.scope.down: {\"scope\":3}");
+//! ```
+//!
+//! The example rules in Herald's `rules/examples/` show whole rules for
+//! failed logins (quiet hours, owner escalation), new users (routing by group)
+//! and comments (a weekly digest), each with test cases.
+//!
 //! # Event data is the sender's
 //!
 //! Any string in an event may hold CR, LF, NUL or other control characters and be

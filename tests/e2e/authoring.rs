@@ -71,6 +71,10 @@ fn a_new_rule_builds_tests_fails_with_a_diff_and_runs() {
         report.contains("of 10,000,000") && report.contains("MiB of 16.0 MiB"),
         "{report}"
     );
+    assert!(
+        !report.contains("memory 0.0 MiB"),
+        "the memory used is measured\n{report}"
+    );
     assert!(rule.join("welcome-users.wasm").is_file());
 
     edit(
