@@ -67,9 +67,21 @@ mod tests {
         TestHost::new()
             .config(herald_sdk::serde_json::json!({"tell_owners": false}))
             .install();
-        let user = User { id: 5, name: "dave".into(), first_name: None, last_name: None, email: None };
-        let groups = vec![Group { id: 3, name: "lab".into() }];
-        let created = event("omero.user.created", Payload::UserCreated(UserCreated { user, groups }));
+        let user = User {
+            id: 5,
+            name: "dave".into(),
+            first_name: None,
+            last_name: None,
+            email: None,
+        };
+        let groups = vec![Group {
+            id: 3,
+            name: "lab".into(),
+        }];
+        let created = event(
+            "omero.user.created",
+            Payload::UserCreated(UserCreated { user, groups }),
+        );
         // `handle` checks the answer as the engine does (addresses, headers, caps).
         let mails = handle::<Welcome>(at(created, "2026-11-23T09:00:00Z")).unwrap();
         assert_eq!(mails.len(), 1);
