@@ -59,6 +59,13 @@ fn a_new_rule_builds_tests_fails_with_a_diff_and_runs() {
         "{manifest}"
     );
 
+    let formatted = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&rule)
+        .args(["fmt", "--check"])
+        .output()
+        .unwrap();
+    assert_exit(&formatted, 0);
+
     let passed = herald_in(&rule, &["test"]);
     assert_exit(&passed, 0);
     eprintln!(
