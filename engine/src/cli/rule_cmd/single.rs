@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Outcome {
     let events = read_events(&args.event)?;
     let mut failed = 0;
     let mut out = std::io::stdout().lock();
-    for (event, trial) in events.iter().zip(run_all(&evaluator, &events)) {
+    for (event, trial) in events.iter().zip(run_all(&evaluator, &events, false)) {
         failed += usize::from(trial.outcome.result.is_err());
         let seen = EventReport {
             event,
@@ -121,14 +121,20 @@ pub(crate) fn read_events(path: &Path) -> Result<Vec<Event>, CliError> {
     crate::cli::send::read(path, &SizeCaps::default())
 }
 
-/// Run the evaluator's one rule on every event in order, sharing a key-value store as
-/// `herald replay` does.
-pub(crate) fn run_all(evaluator: &Evaluator, events: &[Event]) -> Vec<Trial> {
+/// Run the evaluator's one rule on the events in order, sharing a key-value store as
+/// `herald replay` does: every event, or (`subscribed_only`) those the engine would give
+/// it (its `on:` types and its own ticks).
+pub(crate) fn run_all(
+    evaluator: &Evaluator,
+    events: &[Event],
+    subscribed_only: bool,
+) -> Vec<Trial> {
     let memory = Arc::new(MemoryKv::default());
     let kv: Arc<dyn KvRead> = memory.clone();
     let rule = &evaluator.rules()[0];
     events
         .iter()
+        .filter(|event| !subscribed_only || rule.subscribed(event))
         .map(|event| {
             let trial = evaluator.trial(rule, event, &kv);
             if trial.outcome.result.is_ok() {

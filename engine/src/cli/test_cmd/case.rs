@@ -110,7 +110,10 @@ impl Case {
         }
         let directory = single::load_directory(self.directory.as_deref())?;
         let evaluator = single::evaluator(&rule, cache_dir, directory)?;
-        let trials = single::run_all(&evaluator, &self.events);
+        // As in the engine, the rule sees only what it is `on` (and its own ticks) when
+        // herald-rule.yaml says what that is.
+        let subscribed_only = !rule.on.is_empty() || rule.schedule.is_some();
+        let trials = single::run_all(&evaluator, &self.events, subscribed_only);
         Ok(Verdict {
             trials,
             expect: self.expect,
@@ -191,7 +194,7 @@ impl Verdict {
     /// Fuel and memory of the costliest invocation, against the limits.
     pub(super) fn usage(&self, limits: &Limits) -> String {
         let Some(trial) = self.trials.iter().max_by_key(|t| t.outcome.fuel_used) else {
-            return "no events".to_owned();
+            return "the rule was not called (no event it is on)".to_owned();
         };
         let events = self.trials.len();
         let each = if events > 1 {
