@@ -3,6 +3,8 @@
 //! `rules/*` become `builtin:<name>` (the crate name without `herald-rule-`).
 //! `tests/rules/*` are test fixtures: built beside them, not embedded; their
 //! folder is exported to the tests as `HERALD_TEST_RULES_DIR`.
+//! The SDK's source and WIT, and the rule scaffold (`sdk/template`), are
+//! embedded as text for `herald rule new`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -32,6 +34,7 @@ fn main() {
 
     let wasm_dir = target_dir.join(TARGET).join(PROFILE);
     write_builtin_table(&out_dir, &wasm_dir, &builtins);
+    write_sdk_table(&root, &out_dir);
     println!(
         "cargo:rustc-env=HERALD_TEST_RULES_DIR={}",
         wasm_dir.display()
@@ -44,6 +47,7 @@ fn watch(root: &Path) {
         "tests/rules",
         "sdk/src",
         "sdk/wit",
+        "sdk/template",
         "sdk/Cargo.toml",
         "Cargo.toml",
         "Cargo.lock",
@@ -154,4 +158,95 @@ fn write_builtin_table(out_dir: &Path, wasm_dir: &Path, builtins: &[String]) {
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("builtin_rules.rs"), table).expect("write builtin_rules.rs");
+}
+
+/// Embed the SDK (a standalone manifest, `src/`, `wit/`) and the scaffold
+/// templates as `(relative path, text)` tables for `herald rule new`.
+fn write_sdk_table(root: &Path, out_dir: &Path) {
+    let sdk = root.join("sdk");
+    let manifest = standalone_manifest(root, &sdk);
+    let manifest_path = out_dir.join("sdk-Cargo.toml");
+    std::fs::write(&manifest_path, manifest).expect("write the SDK's standalone manifest");
+    let mut table = String::from("/// (path, text) of the SDK as `herald rule new` writes it.\n");
+    table.push_str("pub static SDK_FILES: &[(&str, &str)] = &[\n");
+    push_entry(&mut table, "Cargo.toml", &manifest_path);
+    for dir in ["src", "wit"] {
+        for file in files_under(&sdk.join(dir)) {
+            let rel = file.strip_prefix(&sdk).expect("under sdk/");
+            push_entry(&mut table, &rel.display().to_string(), &file);
+        }
+    }
+    table.push_str(
+        "];\n/// (path, text) of the rule scaffold, with `{{name}}` and `{{crate}}` to fill in.\n",
+    );
+    table.push_str("pub static TEMPLATE_FILES: &[(&str, &str)] = &[\n");
+    let template = sdk.join("template");
+    for file in files_under(&template) {
+        let rel = file.strip_prefix(&template).expect("under sdk/template");
+        push_entry(&mut table, &rel.display().to_string(), &file);
+    }
+    table.push_str("];\n");
+    std::fs::write(out_dir.join("sdk_files.rs"), table).expect("write sdk_files.rs");
+}
+
+fn push_entry(table: &mut String, rel: &str, file: &Path) {
+    writeln!(
+        table,
+        "    ({rel:?}, include_str!({:?})),",
+        file.display().to_string()
+    )
+    .unwrap();
+}
+
+/// Every file under `dir`, recursively, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read an SDK folder") {
+            let path = entry.expect("an SDK folder entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `sdk/Cargo.toml` with every `workspace = true` replaced by the workspace's
+/// value, so it builds outside this workspace.
+fn standalone_manifest(root: &Path, sdk: &Path) -> String {
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).expect("read Cargo.toml");
+    let text = std::fs::read_to_string(sdk.join("Cargo.toml")).expect("read sdk/Cargo.toml");
+    let mut out = String::new();
+    let mut in_lints = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_lints = line.trim() == "[lints]";
+        }
+        if in_lints {
+            continue;
+        }
+        match line.split_once(".workspace = true") {
+            Some((key, _)) => out.push_str(&workspace_value(&workspace, key)),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `key = value` from the workspace's `[workspace.package]` or `[workspace.dependencies]`.
+fn workspace_value(workspace: &str, key: &str) -> String {
+    let line = workspace
+        .lines()
+        .find(|l| l.split_once(" = ").is_some_and(|(k, _)| k.trim() == key))
+        .unwrap_or_else(|| panic!("no `{key}` in the workspace Cargo.toml"));
+    if key == "publish" {
+        return "publish = false".to_owned();
+    }
+    line.to_owned()
 }

@@ -8,6 +8,9 @@
 //!
 //! # A complete rule
 //!
+//! `herald rule new welcome` makes this crate, with the SDK written beside it
+//! (the SDK is not on crates.io: `herald-sdk` there is an unrelated crate, and
+//! this one's package is `herald-rule-sdk`, its library `herald_sdk`).
 //! `Cargo.toml`:
 //!
 //! ```toml
@@ -20,8 +23,10 @@
 //! crate-type = ["cdylib", "rlib"]
 //!
 //! [dependencies]
-//! herald-sdk = "0.1"
+//! herald-sdk = { path = "herald-sdk", package = "herald-rule-sdk" }
 //! serde = { version = "1", features = ["derive"] }
+//!
+//! [workspace]
 //! ```
 //!
 //! `src/lib.rs`:
@@ -60,7 +65,8 @@
 //!     }
 //! }
 //!
-//! export_rule!(Welcome);
+//! // `config = Settings`: Herald checks the rule's `config:` against it at load.
+//! export_rule!(Welcome, config = Settings);
 //!
 //! # // The same rule runs natively against the test host:
 //! # use herald_sdk::testing::TestHost;
@@ -72,8 +78,9 @@
 //! # assert_eq!(out[0].subject, "Welcome to OMERO, bob");
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-wasip2` and point a
-//! rule entry in `herald.yaml` at `target/wasm32-wasip2/release/welcome.wasm`.
+//! Build and test it with `herald test` (cases in `tests/cases/*.yaml`), build
+//! it alone with `herald rule build` (it writes `welcome.wasm`), and point a
+//! rule entry in `herald.yaml` at that file. See Herald's `docs/writing-rules.md`.
 //!
 //! # A smaller shadow stack makes each invocation cheaper
 //!
@@ -88,6 +95,46 @@
 //! [target.wasm32-wasip2]
 //! rustflags = ["-C", "link-arg=-zstack-size=65536"]
 //! ```
+//!
+//! # Every kind of event
+//!
+//! [`Event::data`] is a [`Payload`]; match the kinds the rule is `on` (its
+//! entry in herald.yaml decides which arrive) and send nothing for the rest.
+//! One line per kind, with the fields a rule usually needs:
+//!
+//! ```
+//! use herald_sdk::{Event, Payload};
+//!
+//! fn describe(event: &Event) -> String {
+//!     match &event.data {
+//!         Payload::ServerUp(up) => format!("{} is up (version {:?})", up.server, up.version),
+//!         Payload::ServerDown(down) => format!("{} is down: {:?}", down.server, down.reason),
+//!         Payload::LoginFailed(failed) => format!("login as {} failed from {:?}", failed.user, failed.remote_addr),
+//!         Payload::UserCreated(created) => format!("new user {} in {} group(s)", created.user.name, created.groups.len()),
+//!         Payload::GroupCreated(created) => format!("new group {}", created.group.name),
+//!         Payload::CommentAdded(added) => format!(
+//!             "{} commented on {} object(s), owned by {:?}",
+//!             added.comment.owner.name,
+//!             added.links.len(),
+//!             added.links.iter().filter_map(|l| l.owner.as_ref()).map(|o| &o.name).collect::<Vec<_>>()
+//!         ),
+//!         Payload::WebError(error) => format!("{} {} answered {}", error.method, error.path, error.status),
+//!         Payload::Broadcast(mail) => format!("admin email: {}", mail.subject),
+//!         Payload::Tick(tick) => format!("tick of {} ({})", tick.rule, tick.schedule),
+//!         Payload::Custom(json) => format!("{}: {json}", event.kind),
+//!     }
+//! }
+//!
+//! let tick = herald_sdk::Tick { schedule: "0 0 8 * * Mon".into(), rule: "digest".into() };
+//! let event = herald_sdk::testing::event("herald.tick", Payload::Tick(tick));
+//! assert_eq!(describe(&event), "tick of digest (0 0 8 * * Mon)");
+//! let custom = herald_sdk::testing::event("lab.scope.down", Payload::Custom("{\"scope\":3}".into()));
+//! assert_eq!(describe(&custom), "lab.scope.down: {\"scope\":3}");
+//! ```
+//!
+//! The example rules in Herald's `rules/examples/` show whole rules for
+//! failed logins (quiet hours, owner escalation), new users (routing by group)
+//! and comments (a weekly digest), each with test cases.
 //!
 //! # Event data is the sender's
 //!
@@ -104,12 +151,17 @@
 //!
 //! On any target but wasm32 the host calls go to a [`testing::TestHost`]
 //! that the test installs, so `cargo test` exercises the rule's logic without
-//! a sandbox.
+//! a sandbox. [`testing::handle`] holds the answer to the engine's checks
+//! (addresses, header injection, caps), [`testing::at`] sets an event's time,
+//! and [`serde_json`] is re-exported for configs.
 
 extern crate self as herald_sdk;
 
 #[doc(hidden)]
 pub use wit_bindgen;
+
+/// The JSON library the SDK uses, for tests (`serde_json::json!` configs) and `data_json`.
+pub use serde_json;
 
 /// The bindings generated from `sdk/wit/rule.wit`. Rule authors never need
 /// to name anything in here; use the re-exports at the crate root.
@@ -136,9 +188,9 @@ pub mod safe;
 pub mod testing;
 
 pub use bindings::herald::rule::types::{
-    Addressing, Broadcast, Comment, CommentAdded, Entry, Event, ExceptionInfo, Group, GroupCreated,
-    Header, LoginFailed, Member, Message, ObjectRef, Payload, Recipient, RequestInfo, ServerDown,
-    ServerUp, Tick, User, UserCreated, WebError,
+    Addressing, Broadcast, Comment, CommentAdded, ConfigError, Entry, Event, ExceptionInfo, Group,
+    GroupCreated, Header, LoginFailed, Member, Message, ObjectRef, Payload, Recipient, RequestInfo,
+    ServerDown, ServerUp, Tick, User, UserCreated, WebError,
 };
 
 /// The one trait a rule implements.
@@ -154,12 +206,22 @@ pub trait Rule {
 
 /// Export a [`Rule`] implementation as the component's `handle` function.
 ///
-/// Use it exactly once per rule crate, at the crate root. On non-wasm targets
-/// it expands to nothing, so the crate can also be linked natively (tests,
-/// benchmarks) beside other rules.
+/// Use it exactly once per rule crate, at the crate root. Name the rule's
+/// config type as well (`export_rule!(MyRule, config = Settings)`), and the
+/// engine checks the `config:` in herald.yaml against it when it loads the
+/// rule, refusing a wrong key or type with its line; without it any config
+/// loads and [`config::get`] reports the problem at each event. On non-wasm
+/// targets it expands to nothing, so the crate can also be linked natively
+/// (tests, benchmarks) beside other rules.
 #[macro_export]
 macro_rules! export_rule {
     ($rule:ty) => {
+        $crate::export_rule!(@export $rule, |_config: &str| ::core::result::Result::Ok(()));
+    };
+    ($rule:ty, config = $settings:ty) => {
+        $crate::export_rule!(@export $rule, |config: &str| $crate::config::check::<$settings>(config));
+    };
+    (@export $rule:ty, $check:expr) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct HeraldExport;
@@ -171,6 +233,13 @@ macro_rules! export_rule {
                     $crate::__private::String,
                 > {
                     <$rule as $crate::Rule>::handle(event)
+                }
+
+                fn check_config(
+                    config: $crate::__private::String,
+                ) -> ::core::result::Result<(), $crate::ConfigError> {
+                    let check: fn(&str) -> ::core::result::Result<(), $crate::ConfigError> = $check;
+                    check(&config)
                 }
             }
     $crate::bindings::__export_rule_world!(HeraldExport with_types_in $crate::bindings);

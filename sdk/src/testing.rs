@@ -14,11 +14,17 @@
 //! assert_eq!(directory::admins()[0].name, "alice");
 //! ```
 
+mod output;
+mod time;
+
+pub use output::{MAX_MESSAGES, MAX_OUTPUT_BYTES, check};
+pub use time::at;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::log::LogLevel;
-use crate::{Event, Group, Payload, User};
+use crate::{Event, Group, Message, Payload, Rule, User};
 
 /// The directory, config, store and log a rule sees in a native test.
 #[derive(Default, Clone)]
@@ -104,7 +110,31 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut TestHost) -> R) -> R {
     HOST.with(|host| f(&mut host.borrow_mut()))
 }
 
-/// An event as the engine would deliver it, with a fixed id, source and time.
+/// Call `R::handle` and hold its answer to the engine's checks ([`check`]), so a native
+/// test fails where the engine would.
+///
+/// ```
+/// use herald_sdk::testing::{TestHost, event, handle};
+/// use herald_sdk::{Event, Message, Payload, Recipient, Rule};
+///
+/// struct Bad;
+/// impl Rule for Bad {
+///     fn handle(_: Event) -> Result<Vec<Message>, String> {
+///         Ok(vec![Message::new("Hi", "x\n").to(Recipient::Address("not an address".into()))])
+///     }
+/// }
+/// TestHost::new().install();
+/// let custom = event("lab.alarm", Payload::Custom("{}".into()));
+/// assert!(handle::<Bad>(custom).unwrap_err().contains("not a valid email address"));
+/// ```
+pub fn handle<R: Rule>(event: Event) -> Result<Vec<Message>, String> {
+    let messages = R::handle(event)?;
+    check(&messages)?;
+    Ok(messages)
+}
+
+/// An event as the engine would deliver it, with a fixed id, source and time
+/// (set another time with [`at`]).
 pub fn event(kind: &str, data: Payload) -> Event {
     Event {
         id: "test-0001".into(),

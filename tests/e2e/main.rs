@@ -1,5 +1,8 @@
 //! End-to-end tests: the real `herald` binary, real files, real SQLite.
 
+mod authoring;
+mod authoring_examples;
+mod authoring_replay;
 mod config_cli;
 mod crash;
 mod dkim;

@@ -82,7 +82,7 @@ pub fn compare(
             None => diffs.missing.push(name.clone()),
             Some(got) if got != want => {
                 diffs.changed.push(name.clone());
-                print_diff(out, name, want, got)?;
+                print_diff(out, name, want, got, ("expected", "produced"))?;
             }
             Some(_) => {}
         }
@@ -106,6 +106,48 @@ pub fn compare(
     Ok(diffs)
 }
 
+/// Compare the mail of two rule sets on the same events (`replay --rules A --against B`):
+/// a diff of each message both sent differently, and every message only one of them sent.
+pub fn compare_sets(
+    against: &Produced,
+    rules: &Produced,
+    (against_name, rules_name): (&str, &str),
+    out: &mut impl Write,
+) -> anyhow::Result<Differences> {
+    let mut diffs = Differences::default();
+    for (name, before) in &against.files {
+        match rules.files.get(name) {
+            None => {
+                diffs.missing.push(name.clone());
+                writeln!(out, "only with {against_name}: {name}")?;
+                print_whole(out, '-', before)?;
+            }
+            Some(after) if after != before => {
+                diffs.changed.push(name.clone());
+                print_diff(out, name, before, after, (against_name, rules_name))?;
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, after) in rules
+        .files
+        .iter()
+        .filter(|(n, _)| !against.files.contains_key(*n))
+    {
+        diffs.unexpected.push(name.clone());
+        writeln!(out, "only with {rules_name}: {name}")?;
+        print_whole(out, '+', after)?;
+    }
+    Ok(diffs)
+}
+
+fn print_whole(out: &mut impl Write, sign: char, bytes: &[u8]) -> anyhow::Result<()> {
+    for line in String::from_utf8_lossy(bytes).lines() {
+        writeln!(out, "{sign}{line}")?;
+    }
+    Ok(())
+}
+
 /// Make `dir` hold exactly the produced files.
 pub fn bless(dir: &Path, produced: &Produced) -> anyhow::Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -123,7 +165,12 @@ pub fn bless(dir: &Path, produced: &Produced) -> anyhow::Result<usize> {
 
 fn read_dir(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the expected folder {}", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot read the expected folder {} (to make it from the mail produced, run again with --bless)",
+                dir.display()
+            )
+        })?;
     let mut files = BTreeMap::new();
     for entry in entries {
         let path = entry?.path();
@@ -139,7 +186,13 @@ fn read_dir(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     Ok(files)
 }
 
-fn print_diff(out: &mut impl Write, name: &str, want: &[u8], got: &[u8]) -> anyhow::Result<()> {
+fn print_diff(
+    out: &mut impl Write,
+    name: &str,
+    want: &[u8],
+    got: &[u8],
+    (before, after): (&str, &str),
+) -> anyhow::Result<()> {
     let want = String::from_utf8_lossy(want).replace("\r\n", "\n");
     let got = String::from_utf8_lossy(got).replace("\r\n", "\n");
     writeln!(out, "changed: {name}")?;
@@ -152,7 +205,7 @@ fn print_diff(out: &mut impl Write, name: &str, want: &[u8], got: &[u8]) -> anyh
         out,
         "{}",
         diff.unified_diff()
-            .header(&format!("expected/{name}"), &format!("produced/{name}"))
+            .header(&format!("{before}/{name}"), &format!("{after}/{name}"))
     )?;
     Ok(())
 }

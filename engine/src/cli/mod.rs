@@ -4,14 +4,17 @@ mod config_cmd;
 mod deliver_cmd;
 mod email;
 mod expect;
+mod export_cmd;
 mod mail_cmd;
 mod outbox_cmd;
 mod replay;
 mod report;
+mod rule_cmd;
 mod rules_cmd;
 mod send;
 mod serve_cmd;
 mod status_cmd;
+mod test_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +73,13 @@ enum Command {
     /// Test mail delivery.
     #[command(subcommand)]
     Mail(mail_cmd::Command),
+    /// Write journaled events since a time as JSON Lines (for `herald replay`).
+    Export(export_cmd::Args),
+    /// Write a rule: `rule new NAME`, `rule build`, `rule run RULE.wasm --event E.json` (no herald.yaml needed).
+    #[command(subcommand)]
+    Rule(rule_cmd::Command),
+    /// Build a rule crate and run its cases (tests/cases/*.yaml); exit 1 on any failure.
+    Test(test_cmd::Args),
 }
 
 /// A failure with the exit code the contract gives it.
@@ -146,6 +156,9 @@ fn run(cli: Cli) -> Outcome {
         Command::Status(args) => status_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
+        Command::Export(args) => export_cmd::run(&ctx, args),
+        Command::Rule(cmd) => rule_cmd::run(cmd),
+        Command::Test(args) => test_cmd::run(args),
     }
 }
 

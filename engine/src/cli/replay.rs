@@ -10,7 +10,7 @@ use super::expect::{self, Produced};
 use super::report::{self, Detail, EventReport, Tally};
 use super::{CliError, Context, Outcome, load};
 use crate::deliver::Deliverer;
-use crate::evaluate::{KvRead, MemoryKv};
+use crate::evaluate::{KvRead, MemoryKv, RuleOutcome};
 use crate::ingest;
 use crate::store::Store;
 
@@ -31,11 +31,21 @@ pub struct Args {
     /// With --expect: rewrite DIR to hold exactly the mail produced.
     #[arg(long, requires = "expect")]
     bless: bool,
+    /// Compare rule sets: the config whose rules are tried (with --against); only the mail
+    /// that differs from --against's is shown, and the exit is 1 when any does.
+    #[arg(long, value_name = "A.yaml", requires = "against", conflicts_with_all = ["deliver", "expect"])]
+    rules: Option<PathBuf>,
+    /// The config to compare --rules with (what is deployed today).
+    #[arg(long, value_name = "B.yaml", requires = "rules")]
+    against: Option<PathBuf>,
 }
 
 /// Exit 0 when every invocation succeeded (and the mail matched --expect),
 /// 1 when any failed or differed (after all ran).
 pub fn run(ctx: &Context, args: Args) -> Outcome {
+    if let (Some(rules), Some(against)) = (&args.rules, &args.against) {
+        return compare_rule_sets(ctx, &args.file, rules, against);
+    }
     let loaded = load(ctx)?;
     let events = super::send::read(&args.file, &loaded.config.ingest.caps)?;
     if args.deliver {
@@ -84,17 +94,72 @@ fn check_expected(dir: &Path, produced: &Produced, bless: bool) -> Result<bool, 
     Ok(false)
 }
 
+/// Replay `file` through the configs `rules` and `against` and print only the mail that differs.
+fn compare_rule_sets(ctx: &Context, file: &Path, rules: &Path, against: &Path) -> Outcome {
+    let load_config = |path: &Path| {
+        load(&Context {
+            config_path: path.to_owned(),
+            state_dir: ctx.state_dir.clone(),
+        })
+    };
+    let (new, old) = (load_config(rules)?, load_config(against)?);
+    let events = super::send::read(file, &new.config.ingest.caps)?;
+    let (mut with_new, mut with_old) = (Produced::default(), Produced::default());
+    let tally_new = evaluate_all(&new, &events, &mut with_new, |_, _| Ok(()))?;
+    let tally_old = evaluate_all(&old, &events, &mut with_old, |_, _| Ok(()))?;
+    let names = (
+        against.to_string_lossy().into_owned(),
+        rules.to_string_lossy().into_owned(),
+    );
+    let diffs = expect::compare_sets(
+        &with_old,
+        &with_new,
+        (&names.0, &names.1),
+        &mut std::io::stdout().lock(),
+    )?;
+    eprintln!("{}: {}", names.1, tally_new.line());
+    eprintln!("{}: {}", names.0, tally_old.line());
+    eprintln!(
+        "{} message(s) differ: {} changed, {} only with {}, {} only with {}",
+        diffs.changed.len() + diffs.missing.len() + diffs.unexpected.len(),
+        diffs.changed.len(),
+        diffs.unexpected.len(),
+        names.1,
+        diffs.missing.len(),
+        names.0
+    );
+    Ok(exit(diffs.is_empty()))
+}
+
 fn dry_run(
     loaded: &super::Loaded,
     events: &[crate::event::Event],
     json: bool,
     produced: &mut Produced,
 ) -> Result<Tally, CliError> {
+    let mut out = std::io::stdout().lock();
+    evaluate_all(loaded, events, produced, |event, outcomes| {
+        let seen = EventReport {
+            event,
+            outcomes,
+            quarantined: &[],
+        };
+        report::print(&mut out, seen, json, Detail::Full).map_err(|e| CliError::Runtime(e.into()))
+    })
+}
+
+/// Evaluate every event in order with an in-memory kv store, collecting the mail;
+/// `each` sees every event's outcomes.
+fn evaluate_all(
+    loaded: &super::Loaded,
+    events: &[crate::event::Event],
+    produced: &mut Produced,
+    mut each: impl FnMut(&crate::event::Event, &[RuleOutcome]) -> Result<(), CliError>,
+) -> Result<Tally, CliError> {
     let from = loaded.config.display_sender();
     let memory = Arc::new(MemoryKv::default());
     let kv: Arc<dyn KvRead> = memory.clone();
     let mut tally = Tally::default();
-    let mut out = std::io::stdout().lock();
     for event in events {
         let outcomes = loaded.evaluator.evaluate(event, &kv);
         for outcome in outcomes.iter().filter(|o| o.result.is_ok()) {
@@ -102,13 +167,7 @@ fn dry_run(
         }
         tally.add(&outcomes, &[]);
         produced.add(event, &outcomes, &from)?;
-        let seen = EventReport {
-            event,
-            outcomes: &outcomes,
-            quarantined: &[],
-        };
-        report::print(&mut out, seen, json, Detail::Full)
-            .map_err(|e| CliError::Runtime(e.into()))?;
+        each(event, &outcomes)?;
     }
     Ok(tally)
 }

@@ -1,17 +1,24 @@
 //! Checks across the rules that need the whole file: unique names, a trigger, an existing module.
 
+use super::hints::did_you_mean;
 use super::values::builtin_list;
 use super::yaml::{Seg, Source};
-use super::{ConfigError, ModuleRef, RuleConfig, at_line};
+use super::{ConfigError, IngestConfig, ModuleRef, RuleConfig, at_line};
+use crate::event::types;
 
 /// Cross-entry checks on the rules, reported with the line found by [`Source::locate`].
 pub(super) struct RuleChecks<'a>(pub(super) Source<'a>);
 
 impl RuleChecks<'_> {
-    pub(super) fn run(&self, rules: &[RuleConfig]) -> Result<(), ConfigError> {
+    pub(super) fn run(
+        &self,
+        rules: &[RuleConfig],
+        ingest: &IngestConfig,
+    ) -> Result<(), ConfigError> {
         for (index, rule) in rules.iter().enumerate() {
             self.unique_name(rules, index)?;
             self.has_trigger(rule, index)?;
+            self.known_types(rule, index, ingest)?;
             self.module_exists(rule, index)?;
         }
         Ok(())
@@ -48,6 +55,56 @@ impl RuleChecks<'_> {
             "list the event types it reacts to, e.g. `on: [omero.user.created]`, or add a \
              `schedule` such as \"0 0 8 * * *\""
                 .to_owned(),
+        ))
+    }
+
+    /// A type in Herald's own namespaces (`omero.`, `herald.`) that Herald does not define is
+    /// a typo; any other type must be in `ingest.custom_types` when `strict_types` refuses the
+    /// rest. Either way the rule would never run.
+    fn known_types(
+        &self,
+        rule: &RuleConfig,
+        index: usize,
+        ingest: &IngestConfig,
+    ) -> Result<(), ConfigError> {
+        let declared = |kind: &str| {
+            types::ALL.contains(&kind) || ingest.custom_types.iter().any(|t| t == kind)
+        };
+        let reserved = |kind: &str| kind.starts_with("omero.") || kind.starts_with("herald.");
+        let Some((at, kind)) = rule
+            .on
+            .iter()
+            .enumerate()
+            .find(|(_, kind)| !declared(kind) && (reserved(kind) || ingest.strict_types))
+        else {
+            return Ok(());
+        };
+        let known = types::ALL
+            .iter()
+            .copied()
+            .chain(ingest.custom_types.iter().map(String::as_str));
+        let guess = match did_you_mean(kind, known) {
+            Some(guess) => format!("did you mean `{guess}`? "),
+            None => String::new(),
+        };
+        let why = if reserved(kind) {
+            "Herald defines no such event type"
+        } else {
+            "ingest.strict_types refuses types not in ingest.custom_types"
+        };
+        let path = [
+            Seg::Key("rules"),
+            Seg::Index(index),
+            Seg::Key("on"),
+            Seg::Index(at),
+        ];
+        Err(self.0.error(
+            &path,
+            format!("rule `{}` would never run on `{kind}`: {why}", rule.name),
+            format!(
+                "{guess}use one of {}, or declare your own type in ingest.custom_types",
+                types::ALL.join(", ")
+            ),
         ))
     }
 

@@ -292,7 +292,7 @@ impl Config {
         let raw: RawConfig = parse_yaml(text, file, config_hint)?;
         let config = raw.resolve(file, state_dir);
         smtp::check(Source { text, file }, &config.mail.smtp)?;
-        RuleChecks(Source { text, file }).run(&config.rules)?;
+        RuleChecks(Source { text, file }).run(&config.rules, &config.ingest)?;
         Ok(config)
     }
 

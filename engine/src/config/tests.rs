@@ -582,3 +582,55 @@ fn an_unknown_missed_policy_names_the_key_line_and_choices() {
     );
     assert_eq!(d.fix, "use one of the values listed above");
 }
+
+#[test]
+fn a_typo_in_on_is_an_error_with_the_line_and_a_suggestion() {
+    let text = format!(
+        "rules:\n  - name: lf\n    module: builtin:{}\n    on: [omero.user.created, omero.login.fail]\n",
+        builtin()
+    );
+    let d = fail(&text);
+    assert_eq!(d.path, "rules[0].on[1]");
+    assert_eq!(d.location, at(4, 30), "{d}");
+    assert!(
+        d.message.contains("would never run on `omero.login.fail`"),
+        "{d}"
+    );
+    assert!(
+        d.fix.starts_with("did you mean `omero.login.failed`?"),
+        "{d}"
+    );
+}
+
+#[test]
+fn custom_types_are_declared_under_strict_ingest_and_free_otherwise() {
+    let rule = |extra: &str| {
+        format!(
+            "{extra}rules:\n  - name: r\n    module: builtin:{}\n    on: [lab.scope.down]\n",
+            builtin()
+        )
+    };
+    assert!(parse(&rule("")).is_ok(), "non-strict ingest takes any type");
+    let d = fail(&rule("ingest: {strict_types: true}\n"));
+    assert_eq!(d.path, "rules[0].on[0]");
+    assert!(d.message.contains("ingest.strict_types"), "{d}");
+    let declared = "ingest: {strict_types: true, custom_types: [lab.scope.down]}\n";
+    assert!(parse(&rule(declared)).is_ok());
+    // A declared custom type in Herald's namespace is taken too.
+    let own = format!(
+        "ingest: {{custom_types: [omero.lab.alarm]}}\nrules:\n  - name: r\n    module: builtin:{}\n    on: omero.lab.alarm\n",
+        builtin()
+    );
+    assert!(parse(&own).is_ok());
+}
+
+#[test]
+fn did_you_mean_only_suggests_close_words() {
+    use super::hints::did_you_mean;
+    let known = ["omero.login.failed", "omero.user.created"];
+    assert_eq!(
+        did_you_mean("omero.user.create", known),
+        Some("omero.user.created")
+    );
+    assert_eq!(did_you_mean("lab.instrument.down", known), None);
+}

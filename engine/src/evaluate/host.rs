@@ -71,6 +71,11 @@ impl HostState {
         }
     }
 
+    /// The largest linear memory the rule had, in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        self.limiter.peak_bytes as u64
+    }
+
     /// What the rule wrote to stderr (a panic message, usually).
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.contents()).into_owned()
@@ -129,6 +134,8 @@ impl WasiView for HostState {
 /// Caps linear memory and tables.
 pub struct Limiter {
     memory_bytes: usize,
+    /// The largest linear memory granted so far.
+    peak_bytes: usize,
 }
 
 /// Table elements one instance may have (function tables of Rust guests are small).
@@ -138,6 +145,7 @@ impl Limiter {
     fn new(limits: &Limits) -> Limiter {
         Limiter {
             memory_bytes: limits.memory_bytes as usize,
+            peak_bytes: 0,
         }
     }
 }
@@ -154,6 +162,7 @@ impl ResourceLimiter for Limiter {
                 limit_bytes: self.memory_bytes as u64,
             }));
         }
+        self.peak_bytes = self.peak_bytes.max(desired);
         Ok(true)
     }
 

@@ -1,5 +1,6 @@
 //! Evaluate: run every rule subscribed to an event, each in a fresh sandbox instance.
 
+mod check;
 pub mod convert;
 pub(crate) mod failure;
 pub mod host;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+pub use check::ConfigRefused;
 pub use failure::Failure;
 pub use host::LogLine;
 pub use kv::{KvRead, KvWrite, MemoryKv};
@@ -66,6 +68,17 @@ pub struct RuleOutcome {
     pub elapsed: Duration,
 }
 
+/// One invocation seen from the author's side: the outcome, the memory it took, and
+/// where it trapped.
+#[derive(Debug)]
+pub struct Trial {
+    pub outcome: RuleOutcome,
+    /// The largest linear memory the instance had, in bytes.
+    pub memory_bytes: u64,
+    /// The wasm backtrace of a trap (a panic, a limit), innermost frame first.
+    pub backtrace: Option<String>,
+}
+
 /// The rules of one config, compiled and ready to run.
 pub struct Evaluator {
     rules: Vec<LoadedRule>,
@@ -76,16 +89,36 @@ impl Evaluator {
     /// Load every enabled rule of `config`; fails naming the rule that cannot load.
     pub fn new(config: &Config, directory: Arc<Directory>) -> anyhow::Result<Evaluator> {
         let enabled: Vec<&RuleConfig> = config.rules.iter().filter(|r| r.enabled).collect();
-        let max_memory = enabled
+        let cache_dir = Some(config.sandbox.cache_dir.clone());
+        Self::from_rules(&enabled, config.sandbox.limits, cache_dir, directory).map_err(|err| {
+            match err
+                .downcast_ref::<ConfigRefused>()
+                .and_then(|r| check::locate(config, r))
+            {
+                Some(located) => located.into(),
+                None => err,
+            }
+        })
+    }
+
+    /// Load `rules` (no herald.yaml needed: `herald rule run`, `herald test`); the pool's
+    /// slots fit the largest memory limit among them and `defaults`.
+    pub fn from_rules(
+        rules: &[&RuleConfig],
+        defaults: Limits,
+        cache_dir: Option<std::path::PathBuf>,
+        directory: Arc<Directory>,
+    ) -> anyhow::Result<Evaluator> {
+        let max_memory = rules
             .iter()
             .map(|r| r.limits.memory_bytes)
-            .chain([config.sandbox.limits.memory_bytes])
+            .chain([defaults.memory_bytes])
             .max()
             .unwrap_or(16 << 20);
-        let sandbox = Sandbox::new(max_memory, Some(config.sandbox.cache_dir.clone()));
-        let rules = enabled
-            .into_iter()
-            .map(|rule| load_rule(&sandbox, rule))
+        let sandbox = Sandbox::new(max_memory, cache_dir);
+        let rules = rules
+            .iter()
+            .map(|rule| load_rule(&sandbox, rule, &directory))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Evaluator { rules, directory })
     }
@@ -124,6 +157,12 @@ impl Evaluator {
         (outcomes, skipped)
     }
 
+    /// Run one loaded rule on `event` whether or not it is subscribed, with what a rule
+    /// author wants to see besides the outcome (`herald test`, `herald rule run`).
+    pub fn trial(&self, rule: &LoadedRule, event: &Event, kv: &Arc<dyn KvRead>) -> Trial {
+        self.run_traced(rule, event, &convert::event(event), kv)
+    }
+
     fn run(
         &self,
         rule: &LoadedRule,
@@ -131,6 +170,16 @@ impl Evaluator {
         wit_event: &bindings::herald::rule::types::Event,
         kv: &Arc<dyn KvRead>,
     ) -> RuleOutcome {
+        self.run_traced(rule, event, wit_event, kv).outcome
+    }
+
+    fn run_traced(
+        &self,
+        rule: &LoadedRule,
+        event: &Event,
+        wit_event: &bindings::herald::rule::types::Event,
+        kv: &Arc<dyn KvRead>,
+    ) -> Trial {
         let started = Instant::now();
         let state = HostState::new(&Invocation {
             rule: &rule.name,
@@ -155,28 +204,39 @@ impl Evaluator {
                 ),
             });
         }
+        let memory_bytes = ran.state.peak_memory();
         let kv_writes = if result.is_ok() {
             ran.state.kv.into_writes()
         } else {
             Vec::new()
         };
-        RuleOutcome {
+        let outcome = RuleOutcome {
             rule: rule.name.clone(),
             result,
             logs,
             kv_writes,
             fuel_used: ran.fuel_used,
             elapsed: started.elapsed(),
+        };
+        Trial {
+            outcome,
+            memory_bytes,
+            backtrace: ran.backtrace,
         }
     }
 }
 
-fn load_rule(sandbox: &Sandbox, rule: &RuleConfig) -> anyhow::Result<LoadedRule> {
+fn load_rule(
+    sandbox: &Sandbox,
+    rule: &RuleConfig,
+    directory: &Arc<Directory>,
+) -> anyhow::Result<LoadedRule> {
     let wasm = module_bytes(&rule.module)
         .with_context(|| format!("rule `{}`: cannot read module {}", rule.name, rule.module))?;
     let prepared = sandbox
         .prepare(&wasm, &rule.limits)
         .with_context(|| format!("rule `{}`: cannot load module {}", rule.name, rule.module))?;
+    check::check(&prepared, rule, directory)?;
     Ok(LoadedRule {
         name: rule.name.clone(),
         on: rule.on.clone(),

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
     Trap,
 };
 
+use super::bindings::Rule;
 use super::bindings::herald::rule::types as wit;
-use super::bindings::{Rule, RulePre};
 use super::failure::Failure;
 use super::host::HostState;
 use super::limit::HostLimit;
@@ -36,10 +36,17 @@ pub struct Sandbox {
 }
 
 /// A rule ready to run: its component pre-linked against the host imports.
+///
+/// The exports are looked up by name rather than through a generated world, so a rule
+/// built against any frozen contract version loads: `handle` is in every version,
+/// `check-config` since 0.1.1 (the imports of an older version are found by the
+/// linker's semver matching: `@0.1.0` is served by this host's `@0.1.1`).
 #[derive(Clone)]
 pub struct Prepared {
     engine: Engine,
-    pre: RulePre<HostState>,
+    pre: InstancePre<HostState>,
+    handle: ComponentExportIndex,
+    check_config: Option<ComponentExportIndex>,
 }
 
 impl Sandbox {
@@ -60,14 +67,23 @@ impl Sandbox {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let Some(handle) = component.get_export_index(None, "handle") else {
+            bail!(
+                "the component does not export the rule contract's `handle` (herald:rule): add \
+                 `herald_sdk::export_rule!(YourRule);` at the root of the rule's src/lib.rs"
+            );
+        };
+        let check_config = component.get_export_index(None, "check-config");
         let pre = linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the rule needs something the sandbox does not provide")?;
-        let pre = RulePre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export herald:rule@0.1.0 `handle`")?;
-        Ok(Prepared { engine, pre })
+        Ok(Prepared {
+            engine,
+            pre,
+            handle,
+            check_config,
+        })
     }
 
     fn engine(&self, stack_bytes: u64) -> anyhow::Result<Engine> {
@@ -195,6 +211,8 @@ pub struct Ran {
     pub result: Result<Vec<wit::Message>, Failure>,
     pub state: HostState,
     pub fuel_used: u64,
+    /// The wasm call stack of a trap, innermost first (function names; file:line with debug info).
+    pub backtrace: Option<String>,
 }
 
 impl Prepared {
@@ -208,23 +226,75 @@ impl Prepared {
         let _ = self.pre.instantiate(&mut store).expect("instantiate");
     }
 
-    /// Run `handle` once in a fresh store and instance, within `limits`.
-    pub fn invoke(&self, state: HostState, event: &wit::Event, limits: &Limits) -> Ran {
+    /// Whether the rule can check its config at load (`check-config`, contract 0.1.1 on).
+    pub fn checks_config(&self) -> bool {
+        self.check_config.is_some()
+    }
+
+    /// Ask the rule whether it takes `config_json`; `Ok(None)` when it has no
+    /// `check-config` (built against 0.1.0) and `Ok(Some(Err(..)))` when it refuses it.
+    pub fn check_config(
+        &self,
+        state: HostState,
+        config_json: &str,
+        limits: &Limits,
+    ) -> anyhow::Result<Option<Result<(), wit::ConfigError>>> {
+        let Some(index) = &self.check_config else {
+            return Ok(None);
+        };
+        let mut store = self.store(state, limits);
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(anyhow::Error::from)?;
+        let func = instance
+            .get_typed_func::<(&str,), (Result<(), wit::ConfigError>,)>(&mut store, index)
+            .map_err(anyhow::Error::from)
+            .context("the rule's `check-config` does not have the contract's type")?;
+        let (verdict,) = func
+            .call(&mut store, (config_json,))
+            .map_err(anyhow::Error::from)?;
+        Ok(Some(verdict))
+    }
+
+    fn store(&self, state: HostState, limits: &Limits) -> Store<HostState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_fuel(limits.fuel).expect("fuel is enabled");
         store.set_epoch_deadline(deadline_ticks(limits.wall_time));
         store.epoch_deadline_trap();
+        store
+    }
+
+    fn call_handle(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+        event: &wit::Event,
+    ) -> wasmtime::Result<Result<Vec<wit::Message>, String>> {
+        let func = instance
+            .get_typed_func::<(&wit::Event,), (Result<Vec<wit::Message>, String>,)>(
+                &mut *store,
+                &self.handle,
+            )?;
+        let (result,) = func.call(&mut *store, (event,))?;
+        Ok(result)
+    }
+
+    /// Run `handle` once in a fresh store and instance, within `limits`.
+    pub fn invoke(&self, state: HostState, event: &wit::Event, limits: &Limits) -> Ran {
+        let mut store = self.store(state, limits);
         let called = self
             .pre
             .instantiate(&mut store)
             .map_err(|err| (Phase::Instantiate, err))
-            .and_then(|rule| {
-                rule.call_handle(&mut store, event)
+            .and_then(|instance| {
+                self.call_handle(&mut store, &instance, event)
                     .map_err(|err| (Phase::Call, err))
             });
         let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.into_data();
+        let backtrace = called.as_ref().err().and_then(|(_, err)| backtrace(err));
         let result = match called {
             Ok(Ok(messages)) => Ok(messages),
             Ok(Err(message)) => Err(Failure::RuleError { message }),
@@ -234,8 +304,15 @@ impl Prepared {
             result,
             state,
             fuel_used,
+            backtrace,
         }
     }
+}
+
+/// The wasm frames wasmtime attached to a trap, if any.
+fn backtrace(err: &wasmtime::Error) -> Option<String> {
+    let trace = err.downcast_ref::<wasmtime::WasmBacktrace>()?;
+    (!trace.frames().is_empty()).then(|| trace.to_string())
 }
 
 fn deadline_ticks(wall_time: Duration) -> u64 {

@@ -1,6 +1,7 @@
 //! Store: the SQLite journal of events, the outbox, rule runs and the rules' key-value data.
 
 mod error;
+mod export;
 mod health;
 mod outbox;
 pub(crate) mod owner;

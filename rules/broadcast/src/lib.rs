@@ -151,7 +151,7 @@ fn known<T>(found: Option<T>, what: &str) -> Option<T> {
     found
 }
 
-export_rule!(BroadcastRule);
+export_rule!(BroadcastRule, config = Settings);
 
 #[cfg(test)]
 mod tests;

@@ -143,7 +143,7 @@ fn summary() -> Result<Vec<Message>, String> {
     ])
 }
 
-export_rule!(FailedLoginDigest);
+export_rule!(FailedLoginDigest, config = Settings);
 
 #[cfg(test)]
 mod tests {

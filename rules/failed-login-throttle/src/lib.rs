@@ -126,7 +126,7 @@ fn mail(event: &Event, user: &str, from: Option<&str>, settings: &Settings) -> M
     mail
 }
 
-export_rule!(FailedLoginThrottle);
+export_rule!(FailedLoginThrottle, config = Settings);
 
 #[cfg(test)]
 mod tests {

@@ -119,7 +119,7 @@ fn enriched(event: &Event, failed: &LoginFailed, settings: &Settings) -> Summary
         .link_opt("Open in OMERO.web", url)
 }
 
-export_rule!(FailedLogin);
+export_rule!(FailedLogin, config = Settings);
 
 #[cfg(test)]
 mod tests {

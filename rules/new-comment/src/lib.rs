@@ -129,7 +129,7 @@ fn image_label(image: &ObjectRef) -> String {
     }
 }
 
-export_rule!(NewComment);
+export_rule!(NewComment, config = Settings);
 
 #[cfg(test)]
 mod tests {

@@ -48,7 +48,7 @@ fn enriched(event: &Event, created: &GroupCreated, settings: &Settings) -> Summa
         .link_opt("Open in OMERO.web", url)
 }
 
-export_rule!(NewGroup);
+export_rule!(NewGroup, config = Settings);
 
 #[cfg(test)]
 mod tests {

@@ -63,7 +63,7 @@ fn enriched(event: &Event, created: &UserCreated, settings: &Settings) -> Summar
     .link_opt("Open in OMERO.web", url)
 }
 
-export_rule!(NewUser);
+export_rule!(NewUser, config = Settings);
 
 #[cfg(test)]
 mod tests {

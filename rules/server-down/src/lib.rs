@@ -43,7 +43,7 @@ fn enriched(event: &Event, down: &ServerDown, settings: &Settings) -> Summary {
         .link_opt("Open OMERO.web", url)
 }
 
-export_rule!(ServerDownRule);
+export_rule!(ServerDownRule, config = Settings);
 
 #[cfg(test)]
 mod tests {

@@ -40,7 +40,7 @@ fn enriched(event: &Event, up: &ServerUp, settings: &Settings) -> Summary {
         .link_opt("Open OMERO.web", url)
 }
 
-export_rule!(ServerUpRule);
+export_rule!(ServerUpRule, config = Settings);
 
 #[cfg(test)]
 mod tests {

@@ -486,7 +486,7 @@ fn split_url(url: &str) -> (&str, &str) {
     }
 }
 
-export_rule!(WebErrorRule);
+export_rule!(WebErrorRule, config = Settings);
 
 #[cfg(test)]
 mod tests;

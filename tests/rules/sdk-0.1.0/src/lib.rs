@@ -1,0 +1,189 @@
+//! A frozen copy of the SDK as released with `herald:rule@0.1.0`: test source only, so a rule built
+//! against the old contract is built in the tests and must keep loading (see tests/rules/new-user-0.1.0).
+//!
+//! Write Herald notification rules in Rust: typed events in, messages out.
+//!
+//! A rule is a `cdylib` crate with one type that implements [`Rule`] and one
+//! [`export_rule!`] line. It is compiled to a WebAssembly component and run
+//! by the Herald engine in a sandbox with no files, no network and no
+//! environment: everything it knows arrives in the [`Event`], the
+//! [`directory`], its own [`config`] and its own [`kv`] store.
+//!
+//! # A complete rule
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "welcome"
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib", "rlib"]
+//!
+//! [dependencies]
+//! herald-sdk = "0.1"
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```
+//! use herald_sdk::{config, export_rule, log, Event, Message, Payload, Recipient, Rule};
+//!
+//! #[derive(serde::Deserialize, Default)]
+//! #[serde(default)]
+//! struct Settings {
+//!     /// Also tell the group owners of the user's first group.
+//!     tell_owners: bool,
+//! }
+//!
+//! pub struct Welcome;
+//!
+//! impl Rule for Welcome {
+//!     fn handle(event: Event) -> Result<Vec<Message>, String> {
+//!         let Payload::UserCreated(created) = event.data else {
+//!             return Ok(vec![]); // not ours: send nothing
+//!         };
+//!         let settings: Settings = config::get()?;
+//!         let user = created.user;
+//!         log::info(&format!("welcoming {}", user.name));
+//!         let mut mail = Message::new(
+//!             format!("Welcome to OMERO, {}", user.name),
+//!             "Your account is ready.\n",
+//!         )
+//!         .to(Recipient::UserId(user.id));
+//!         if settings.tell_owners {
+//!             if let Some(group) = created.groups.first() {
+//!                 mail = mail.cc(Recipient::GroupOwners(group.name.clone()));
+//!             }
+//!         }
+//!         Ok(vec![mail])
+//!     }
+//! }
+//!
+//! export_rule!(Welcome);
+//!
+//! # // The same rule runs natively against the test host:
+//! # use herald_sdk::testing::TestHost;
+//! # TestHost::new().install();
+//! # let event = herald_sdk::testing::event("omero.user.created", Payload::UserCreated(
+//! #     herald_sdk::UserCreated { user: herald_sdk::User { id: 5, name: "bob".into(),
+//! #     first_name: None, last_name: None, email: None }, groups: vec![] }));
+//! # let out = Welcome::handle(event).unwrap();
+//! # assert_eq!(out[0].subject, "Welcome to OMERO, bob");
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` and point a
+//! rule entry in `herald.yaml` at `target/wasm32-wasip2/release/welcome.wasm`.
+//!
+//! # A smaller shadow stack makes each invocation cheaper
+//!
+//! Rust gives a wasm module a 1 MiB shadow stack in linear memory, which
+//! spreads a rule's pages apart; every page a fresh instance touches outside
+//! the engine's resident window costs a page fault. The default rules are
+//! linked with a 64 KiB stack, which took an invocation from about 36 µs to
+//! about 11 µs. Do the same in your rule crate's `.cargo/config.toml`, unless
+//! the rule recurses deeply:
+//!
+//! ```toml
+//! [target.wasm32-wasip2]
+//! rustflags = ["-C", "link-arg=-zstack-size=65536"]
+//! ```
+//!
+//! # Event data is the sender's
+//!
+//! Any string in an event may hold CR, LF, NUL or other control characters and be
+//! as long as the engine's `ingest.max_string_bytes` (64 KiB by default). The
+//! engine refuses a subject or header with a line break (header injection), and
+//! every instruction counts against the rule's fuel. Put event values into a
+//! subject through [`safe::header_value`], cut long values for a body with
+//! [`safe::body_value`], and read an extra field of `data_json` with
+//! [`json::top_level`] rather than parsing all of it. [`omero::Summary`] does the
+//! cutting for its facts, quote and links.
+//!
+//! # Testing a rule natively
+//!
+//! On any target but wasm32 the host calls go to a [`testing::TestHost`]
+//! that the test installs, so `cargo test` exercises the rule's logic without
+//! a sandbox.
+
+extern crate self as herald_sdk;
+
+#[doc(hidden)]
+pub use wit_bindgen;
+
+/// The bindings generated from `sdk/wit/rule.wit`. Rule authors never need
+/// to name anything in here; use the re-exports at the crate root.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        // The contract as released, frozen beside the current one.
+        path: "../../../sdk/wit/since_v0.1.0",
+        world: "rule",
+        pub_export_macro: true,
+        export_macro_name: "__export_rule_world",
+        default_bindings_module: "herald_sdk::bindings",
+        runtime_path: "herald_sdk::wit_bindgen::rt",
+    });
+}
+
+pub mod config;
+pub mod directory;
+pub mod json;
+pub mod kv;
+pub mod log;
+mod message;
+pub mod omero;
+pub mod safe;
+pub mod testing;
+
+pub use bindings::herald::rule::types::{
+    Addressing, Broadcast, Comment, CommentAdded, Entry, Event, ExceptionInfo, Group, GroupCreated,
+    Header, LoginFailed, Member, Message, ObjectRef, Payload, Recipient, RequestInfo, ServerDown,
+    ServerUp, Tick, User, UserCreated, WebError,
+};
+
+/// The one trait a rule implements.
+///
+/// `handle` is called once per event the rule is subscribed to (its `on`
+/// list in `herald.yaml`), each time in a fresh sandbox instance: nothing
+/// survives from one call to the next except what the rule puts in [`kv`].
+/// Return the messages to queue (none is fine), or an error text that fails
+/// this invocation only and is recorded against the rule.
+pub trait Rule {
+    fn handle(event: Event) -> Result<Vec<Message>, String>;
+}
+
+/// Export a [`Rule`] implementation as the component's `handle` function.
+///
+/// Use it exactly once per rule crate, at the crate root. On non-wasm targets
+/// it expands to nothing, so the crate can also be linked natively (tests,
+/// benchmarks) beside other rules.
+#[macro_export]
+macro_rules! export_rule {
+    ($rule:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct HeraldExport;
+            impl $crate::bindings::Guest for HeraldExport {
+                fn handle(
+                    event: $crate::Event,
+                ) -> ::core::result::Result<
+                    $crate::__private::Vec<$crate::Message>,
+                    $crate::__private::String,
+                > {
+                    <$rule as $crate::Rule>::handle(event)
+                }
+            }
+    $crate::bindings::__export_rule_world!(HeraldExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use std::string::String;
+    pub use std::vec::Vec;
+}
