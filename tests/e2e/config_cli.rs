@@ -242,7 +242,10 @@ fn a_3_gb_module_is_refused_by_its_header_or_size_without_being_read() {
         sparse(&scratch.path(name), start, huge);
         std::fs::write(
             scratch.path("herald.yaml"),
-            format!("state_dir: var\nrules:\n  - {{name: big, module: {name}, on: [test.big]}}\n"),
+            format!(
+                "state_dir: var\ningest: {{custom_types: [test.big]}}\nrules:\n  \
+                 - {{name: big, module: {name}, on: [test.big]}}\n"
+            ),
         )
         .unwrap();
         let (code, err, peak_kib) = run_measured(&scratch, &["config", "check"]);

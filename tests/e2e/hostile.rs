@@ -58,7 +58,14 @@ const CASES: &[(&str, &str, &str, &str)] = &[
 fn config() -> String {
     let wasm = fixture_wasm("herald-rule-hostile");
     // Wall time to spare for every rule, so under load each fails for its own reason only.
-    let mut yaml = String::from("state_dir: var\nsandbox:\n  limits: {wall_time: 10s}\nrules:\n");
+    let every: Vec<String> = CASES
+        .iter()
+        .map(|(name, ..)| format!("test.{name}"))
+        .collect();
+    let mut yaml = format!(
+        "state_dir: var\ningest: {{custom_types: [{}]}}\nsandbox:\n  limits: {{wall_time: 10s}}\nrules:\n",
+        every.join(", ")
+    );
     yaml.push_str("  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n");
     for (name, misdeed, limits, _) in CASES {
         yaml.push_str(&format!(
@@ -69,10 +76,6 @@ fn config() -> String {
             yaml.push_str(&format!("    limits: {limits}\n"));
         }
     }
-    let every: Vec<String> = CASES
-        .iter()
-        .map(|(name, ..)| format!("test.{name}"))
-        .collect();
     yaml.push_str(&format!(
         "  - name: bystander\n    module: {}\n    on: [{}]\n    config: {{misdeed: none}}\n",
         wasm.display(),
@@ -230,7 +233,7 @@ fn reasons_are_recorded_with_codes() {
 #[test]
 fn log_lines_past_max_log_are_dropped_and_counted_without_failing_the_rule() {
     let yaml = format!(
-        "state_dir: var\nrules:\n  - name: chatty\n    module: {}\n    on: [test.chatty]\n    \
+        "state_dir: var\ningest: {{custom_types: [test.chatty]}}\nrules:\n  - name: chatty\n    module: {}\n    on: [test.chatty]\n    \
          config: {{misdeed: log-flood}}\n    limits: {{max_log: 4KiB}}\n",
         fixture_wasm("herald-rule-hostile").display()
     );

@@ -224,7 +224,7 @@ fn a_user_name_with_a_newline_still_alerts_with_a_safe_subject() {
 #[test]
 fn a_quarantined_rule_is_reported_as_quarantined_not_as_matched_by_no_rule() {
     let scratch = Scratch::with_config(&format!(
-        "state_dir: var\nsandbox: {{quarantine_after: 1}}\nrules:\n  - name: bad\n    module: {}\n    on: [test.bad]\n    config: {{misdeed: error}}\n",
+        "state_dir: var\ningest: {{custom_types: [test.bad]}}\nsandbox: {{quarantine_after: 1}}\nrules:\n  - name: bad\n    module: {}\n    on: [test.bad]\n    config: {{misdeed: error}}\n",
         fixture_wasm("herald-rule-hostile").display()
     ));
     let event = |id: &str| format!(r#"{{"id":"{id}","source":"s","type":"test.bad"}}"#);

@@ -97,7 +97,7 @@ fn a_config_with_a_bad_value_names_key_line_and_fix() {
 
 #[test]
 fn an_unknown_builtin_is_named_with_the_choices() {
-    let yaml = "state_dir: var\nrules:\n  - {name: x, module: builtin:no-such-rule, on: [a.b]}\n";
+    let yaml = "state_dir: var\nrules:\n  - {name: x, module: builtin:no-such-rule, on: [omero.user.created]}\n";
     let scratch = Scratch::with_config(yaml);
     let out = scratch.herald_own(&["config", "check"]);
     assert_exit(&out, 2);

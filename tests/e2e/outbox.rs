@@ -275,7 +275,7 @@ fn until_empty_waits_for_rows_a_live_worker_holds() {
 
 fn quarantine_config() -> String {
     format!(
-        "state_dir: var\nrules:\n  - name: bad\n    module: {}\n    on: [test.bad]\n    config: {{misdeed: panic}}\n",
+        "state_dir: var\ningest: {{custom_types: [test.bad]}}\nrules:\n  - name: bad\n    module: {}\n    on: [test.bad]\n    config: {{misdeed: panic}}\n",
         fixture_wasm("herald-rule-hostile").display()
     )
 }

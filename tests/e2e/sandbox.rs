@@ -9,7 +9,7 @@ const TIME: &str = "2026-11-23T09:00:00.123Z";
 
 fn config() -> String {
     format!(
-        "state_dir: var\nrules:\n  - name: probe\n    module: {}\n    on: [test.probe]\n    \
+        "state_dir: var\ningest: {{custom_types: [test.probe]}}\nrules:\n  - name: probe\n    module: {}\n    on: [test.probe]\n    \
          limits: {{wall_time: 10s}}\n",
         fixture_wasm("herald-rule-wasi-probe").display()
     )

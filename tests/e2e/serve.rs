@@ -864,7 +864,7 @@ fn sigterm_finishes_the_evaluation_in_flight_and_leaves_the_rest_pending() {
     // Each event runs a rule that spins until its 200 ms deadline: 30 events take 6 s.
     let wasm = crate::support::fixture_wasm("herald-rule-hostile");
     let yaml = format!(
-        "state_dir: var\nmail: {{from: \"\"}}\nsandbox: {{quarantine_after: 0}}\nserve: {{shutdown_grace: 30s}}\n\
+        "state_dir: var\nmail: {{from: \"\"}}\ningest: {{custom_types: [test.spin]}}\nsandbox: {{quarantine_after: 0}}\nserve: {{shutdown_grace: 30s}}\n\
          rules:\n  - name: spin\n    module: {}\n    on: [test.spin]\n    config: {{misdeed: loop}}\n    \
          limits: {{fuel: 1000000000000, wall_time: 200ms}}\n",
         wasm.display()

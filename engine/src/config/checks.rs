@@ -58,9 +58,9 @@ impl RuleChecks<'_> {
         ))
     }
 
-    /// A type in Herald's own namespaces (`omero.`, `herald.`) that Herald does not define is
-    /// a typo; any other type must be in `ingest.custom_types` when `strict_types` refuses the
-    /// rest. Either way the rule would never run.
+    /// A type Herald does not define and `ingest.custom_types` does not declare is an error:
+    /// in Herald's own namespaces (`omero.`, `herald.`) it is a typo, elsewhere an undeclared
+    /// type. Either way the rule would never run on it as meant.
     fn known_types(
         &self,
         rule: &RuleConfig,
@@ -71,12 +71,7 @@ impl RuleChecks<'_> {
             types::ALL.contains(&kind) || ingest.custom_types.iter().any(|t| t == kind)
         };
         let reserved = |kind: &str| kind.starts_with("omero.") || kind.starts_with("herald.");
-        let Some((at, kind)) = rule
-            .on
-            .iter()
-            .enumerate()
-            .find(|(_, kind)| !declared(kind) && (reserved(kind) || ingest.strict_types))
-        else {
+        let Some((at, kind)) = rule.on.iter().enumerate().find(|(_, kind)| !declared(kind)) else {
             return Ok(());
         };
         let known = types::ALL
@@ -90,7 +85,7 @@ impl RuleChecks<'_> {
         let why = if reserved(kind) {
             "Herald defines no such event type"
         } else {
-            "ingest.strict_types refuses types not in ingest.custom_types"
+            "it is not declared in ingest.custom_types"
         };
         let path = [
             Seg::Key("rules"),

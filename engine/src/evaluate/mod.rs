@@ -17,6 +17,26 @@ use anyhow::Context;
 
 pub use check::ConfigRefused;
 pub use failure::Failure;
+
+/// How often a rule whose deadline fired on a starved thread is run again.
+pub const STARVED_RETRIES: u32 = 2;
+
+/// Whether `result` is a deadline that fired while the thread got under half of `wall_time`
+/// of CPU (`cpu`; unknown counts as busy).
+fn starved(result: &Result<Resolved, Failure>, cpu: Option<Duration>, wall_time: Duration) -> bool {
+    matches!(result, Err(Failure::Deadline { .. })) && cpu.is_some_and(|cpu| cpu < wall_time / 2)
+}
+
+/// The CPU time this thread has used (guest code runs on the calling thread).
+fn thread_cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write; CLOCK_THREAD_CPUTIME_ID needs nothing else.
+    let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    (read == 0).then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+}
 pub use host::LogLine;
 pub use kv::{KvRead, KvWrite, MemoryKv};
 pub use output::{Resolved, SkipKind, Skipped};
@@ -163,6 +183,11 @@ impl Evaluator {
         self.run_traced(rule, event, &convert::event(event), kv)
     }
 
+    /// Run `rule` on `event`. A deadline that fired while this thread got less than half the
+    /// wall time of CPU says the host was starved (a loaded machine), not that the rule was slow:
+    /// the rule is run again, fresh, up to [`STARVED_RETRIES`] times, so a busy machine never
+    /// turns into a failed rule and a missing mail. A rule that really spins uses its CPU and
+    /// fails at once.
     fn run(
         &self,
         rule: &LoadedRule,
@@ -170,7 +195,24 @@ impl Evaluator {
         wit_event: &bindings::herald::rule::types::Event,
         kv: &Arc<dyn KvRead>,
     ) -> RuleOutcome {
-        self.run_traced(rule, event, wit_event, kv).outcome
+        let mut retries = 0;
+        loop {
+            let cpu_before = thread_cpu_time();
+            let outcome = self.run_traced(rule, event, wit_event, kv).outcome;
+            let cpu = thread_cpu_time()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            if !starved(&outcome.result, cpu, rule.limits.wall_time) || retries == STARVED_RETRIES {
+                return outcome;
+            }
+            retries += 1;
+            tracing::warn!(
+                rule = %rule.name,
+                event = %event.id,
+                ?cpu,
+                "the rule hit its wall-time deadline with little CPU: the machine was busy, not the rule; running it again"
+            );
+        }
     }
 
     fn run_traced(
@@ -266,4 +308,38 @@ fn seed(event: &Event, rule: &str) -> u64 {
         .chain_update(rule.as_bytes())
         .finalize();
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_deadline_with_little_cpu_counts_as_starved() {
+        let wall = Duration::from_millis(100);
+        let deadline = Err(Failure::Deadline { wall_time: wall });
+        assert!(starved(&deadline, Some(Duration::from_millis(10)), wall));
+        // A rule that spun used its CPU: a real failure.
+        assert!(!starved(&deadline, Some(Duration::from_millis(95)), wall));
+        // CPU time unknown: a real failure.
+        assert!(!starved(&deadline, None, wall));
+        let ok = Ok(Resolved {
+            mails: vec![],
+            skipped: vec![],
+        });
+        assert!(!starved(&ok, Some(Duration::ZERO), wall));
+    }
+
+    #[test]
+    fn the_thread_cpu_clock_moves_with_work_not_with_sleep() {
+        let start = thread_cpu_time().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let slept = thread_cpu_time().unwrap() - start;
+        assert!(slept < Duration::from_millis(25), "{slept:?}");
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0);
+        }
+        assert!(thread_cpu_time().unwrap() - start >= Duration::from_millis(5));
+    }
 }
