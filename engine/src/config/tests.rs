@@ -27,7 +27,7 @@ fn fail(text: &str) -> Diagnostic {
 
 fn rule_yaml(extra: &str) -> String {
     format!(
-        "rules:\n  - name: r\n    module: builtin:{}\n    on: [a.b]\n{extra}",
+        "rules:\n  - name: r\n    module: builtin:{}\n    on: [omero.server.up]\n{extra}",
         builtin()
     )
 }
@@ -106,7 +106,7 @@ fn a_config_in_the_current_directory_resolves_to_plain_relative_paths() {
 fn a_full_rule_is_parsed_and_its_limits_merged_over_the_sandbox_defaults() {
     let text = format!(
         "sandbox:\n  limits: {{memory: 32MiB, wall_time: 2s}}\n\
-         rules:\n  - name: new-user\n    module: builtin:{}\n    on: [omero.user.created, x.y]\n\
+         rules:\n  - name: new-user\n    module: builtin:{}\n    on: [omero.user.created, herald.tick]\n\
          \x20   schedule: \"0 0 8 * * *\"\n    enabled: false\n    config: {{mode: parity, n: [1]}}\n\
          \x20   limits: {{fuel: 5000000, stack: 1MiB, max_log: 0}}\n",
         builtin()
@@ -115,7 +115,7 @@ fn a_full_rule_is_parsed_and_its_limits_merged_over_the_sandbox_defaults() {
     let rule = config.rule("new-user").unwrap();
     assert_eq!(rule.module, ModuleRef::Builtin(builtin().to_owned()));
     assert_eq!(rule.module.to_string(), format!("builtin:{}", builtin()));
-    assert_eq!(rule.on, ["omero.user.created", "x.y"]);
+    assert_eq!(rule.on, ["omero.user.created", "herald.tick"]);
     assert_eq!(rule.schedule.as_ref().unwrap().source, "0 0 8 * * *");
     assert!(!rule.enabled);
     assert_eq!(rule.config, serde_json::json!({"mode": "parity", "n": [1]}));
@@ -190,7 +190,7 @@ fn missing_required_keys_say_what_to_add() {
         "{}",
         d.fix
     );
-    let d = fail("rules:\n  - name: a\n    on: [x]\n");
+    let d = fail("rules:\n  - name: a\n    on: [omero.server.up]\n");
     assert!(
         d.fix.starts_with("add `module:` to this entry"),
         "{}",
@@ -296,7 +296,7 @@ fn transport_is_file_or_smtp() {
 
 #[test]
 fn unknown_builtin_lists_the_builtins() {
-    let d = fail("rules:\n  - name: a\n    module: builtin:nope\n    on: [x]\n");
+    let d = fail("rules:\n  - name: a\n    module: builtin:nope\n    on: [omero.server.up]\n");
     assert_eq!(
         (d.location, d.path.as_str()),
         (at(3, 13), "rules[0].module")
@@ -316,7 +316,7 @@ fn module_paths_resolve_against_the_config_directory_and_must_exist() {
     std::fs::create_dir_all(dir.path().join("etc/rules")).unwrap();
     std::fs::write(dir.path().join("etc/rules/x.wasm"), b"\0asm").unwrap();
     let file = dir.path().join("etc/herald.yaml");
-    let text = "rules:\n  - name: x\n    module: rules/x.wasm\n    on: [a]\n";
+    let text = "rules:\n  - name: x\n    module: rules/x.wasm\n    on: [omero.server.down]\n";
     std::fs::write(&file, text).unwrap();
     let config = Config::load(&file, None).unwrap();
     let expected = dir.path().join("etc/rules/x.wasm");
@@ -326,7 +326,7 @@ fn module_paths_resolve_against_the_config_directory_and_must_exist() {
         expected.display().to_string()
     );
 
-    let missing = "rules:\n  - name: x\n    on: [a]\n    module: rules/y.wasm\n";
+    let missing = "rules:\n  - name: x\n    on: [omero.server.down]\n    module: rules/y.wasm\n";
     let Err(ConfigError::Invalid(d)) = Config::from_str(missing, &file, None) else {
         panic!()
     };
@@ -344,7 +344,7 @@ fn module_paths_resolve_against_the_config_directory_and_must_exist() {
         "{}",
         d.fix
     );
-    let a_dir = "rules:\n  - name: x\n    on: [a]\n    module: rules\n";
+    let a_dir = "rules:\n  - name: x\n    on: [omero.server.down]\n    module: rules\n";
     let Err(ConfigError::Invalid(d)) = Config::from_str(a_dir, &file, None) else {
         panic!()
     };
@@ -354,7 +354,7 @@ fn module_paths_resolve_against_the_config_directory_and_must_exist() {
 #[test]
 fn duplicate_rule_names_point_at_the_second_and_mention_the_first() {
     let rule = format!(
-        "  - name: dup\n    module: builtin:{}\n    on: [a]\n",
+        "  - name: dup\n    module: builtin:{}\n    on: [omero.server.down]\n",
         builtin()
     );
     let d = fail(&format!("rules:\n{rule}{rule}"));
@@ -394,8 +394,8 @@ fn on_accepts_one_event_type_and_rejects_spaces() {
         builtin()
     );
     assert_eq!(parse(&one).unwrap().rules[0].on, ["omero.user.created"]);
-    let d = fail(&rule_yaml("").replace("[a.b]", "[a.b, \"a b\"]"));
-    assert_eq!((d.location, d.path.as_str()), (at(4, 15), "rules[0].on[1]"));
+    let d = fail(&rule_yaml("").replace("[omero.server.up]", "[omero.server.up, \"a b\"]"));
+    assert_eq!((d.location, d.path.as_str()), (at(4, 27), "rules[0].on[1]"));
     assert!(
         d.message.contains("expected an event type"),
         "{}",
@@ -603,19 +603,27 @@ fn a_typo_in_on_is_an_error_with_the_line_and_a_suggestion() {
 }
 
 #[test]
-fn custom_types_are_declared_under_strict_ingest_and_free_otherwise() {
+fn a_custom_type_in_on_must_be_declared_strict_ingest_or_not() {
     let rule = |extra: &str| {
         format!(
             "{extra}rules:\n  - name: r\n    module: builtin:{}\n    on: [lab.scope.down]\n",
             builtin()
         )
     };
-    assert!(parse(&rule("")).is_ok(), "non-strict ingest takes any type");
-    let d = fail(&rule("ingest: {strict_types: true}\n"));
-    assert_eq!(d.path, "rules[0].on[0]");
-    assert!(d.message.contains("ingest.strict_types"), "{d}");
-    let declared = "ingest: {strict_types: true, custom_types: [lab.scope.down]}\n";
-    assert!(parse(&rule(declared)).is_ok());
+    for ingest in ["", "ingest: {strict_types: true}\n"] {
+        let d = fail(&rule(ingest));
+        assert_eq!(d.path, "rules[0].on[0]");
+        assert!(
+            d.message.contains("not declared in ingest.custom_types"),
+            "{d}"
+        );
+    }
+    for declared in [
+        "ingest: {custom_types: [lab.scope.down]}\n",
+        "ingest: {strict_types: true, custom_types: [lab.scope.down]}\n",
+    ] {
+        assert!(parse(&rule(declared)).is_ok(), "{declared}");
+    }
     // A declared custom type in Herald's namespace is taken too.
     let own = format!(
         "ingest: {{custom_types: [omero.lab.alarm]}}\nrules:\n  - name: r\n    module: builtin:{}\n    on: omero.lab.alarm\n",
