@@ -21,6 +21,7 @@ use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, DkimAlgorithm, DkimSettings, TransportKind};
+use crate::store::relay::{RELAY_RULE, RelayBodies, RelayBody};
 use crate::store::{Attempt, OutboxRow, Outcome, RowState, Store};
 pub use file::FileTransport;
 pub use smtp::{Class, Job, Report, SmtpTransport};
@@ -101,6 +102,8 @@ pub struct Shared<T> {
     stop: &'static AtomicBool,
     /// How long sessions in flight may finish after a stop.
     grace: Duration,
+    /// Where relayed rows' bytes are read (messages the SMTP listener took).
+    relay: Option<RelayBodies>,
 }
 
 /// Sends due outbox rows through one transport.
@@ -135,6 +138,7 @@ impl Deliverer<Configured> {
             config.delivery.lease,
         )?;
         deliverer.shared_mut().dkim = dkim;
+        deliverer.shared_mut().relay = Some(RelayBodies::new(&config.store.path));
         Ok(deliverer)
     }
 }
@@ -159,6 +163,7 @@ impl<T: Transport> Deliverer<T> {
                 policy,
                 stop: shutdown::global(),
                 grace: shutdown::GRACE,
+                relay: None,
             }),
             runtime,
             lease,
@@ -249,17 +254,41 @@ impl<T> Shared<T> {
     }
 
     fn job(&self, row: &OutboxRow) -> anyhow::Result<Job> {
-        let message = self.render(row)?;
         let to = row
             .key
             .recipient
             .parse()
             .with_context(|| format!("recipient {:?} is not an address", row.key.recipient))?;
+        if row.key.rule == RELAY_RULE
+            && let Some(body) = self
+                .relay
+                .as_ref()
+                .map(|r| r.body(row.id))
+                .transpose()?
+                .flatten()
+        {
+            return Ok(self.relay_job(body, to));
+        }
+        let message = self.render(row)?;
         Ok(Job {
             from: self.from.email.clone(),
             to,
             bytes: message.formatted(),
         })
+    }
+
+    /// A received message, relayed as it came with Herald's `Received:` in front; the original
+    /// envelope sender is kept (the null sender, which lettre cannot send, becomes `mail.from`).
+    fn relay_job(&self, body: RelayBody, to: lettre::Address) -> Job {
+        let from = body
+            .mail_from
+            .parse()
+            .unwrap_or_else(|_| self.from.email.clone());
+        let mut bytes = Vec::with_capacity(body.received.len() + 2 + body.raw.len());
+        bytes.extend_from_slice(body.received.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(&body.raw);
+        Job { from, to, bytes }
     }
 
     /// The attempt a report makes: sent, dead (permanent, or too old), or

@@ -8,6 +8,7 @@
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
+use super::relay::Inbound;
 use super::{Ingested, Store};
 use crate::event::Event;
 
@@ -17,6 +18,8 @@ const MAX_GROUP: usize = 10_000;
 /// One request: its events, and where the answer goes.
 struct Job {
     events: Vec<Event>,
+    /// The mail the first event came from (the SMTP listener), journaled in the same commit.
+    mail: Option<Inbound>,
     reply: oneshot::Sender<Result<Vec<Ingested>, String>>,
 }
 
@@ -52,7 +55,32 @@ impl Writer {
     pub async fn journal(&self, events: Vec<Event>) -> Result<Vec<Ingested>, WriteFailed> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { events, reply })
+            .send(Job {
+                events,
+                mail: None,
+                reply,
+            })
+            .map_err(|_| WriteFailed::Stopped)?;
+        answer
+            .await
+            .map_err(|_| WriteFailed::Stopped)?
+            .map_err(WriteFailed::Store)
+    }
+
+    /// Journal `events` and the received `mail` the first of them came from, in the same
+    /// group commit; returns once both are durable (or refused as a whole).
+    pub async fn journal_mail(
+        &self,
+        events: Vec<Event>,
+        mail: Inbound,
+    ) -> Result<Vec<Ingested>, WriteFailed> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                events,
+                mail: Some(mail),
+                reply,
+            })
             .map_err(|_| WriteFailed::Stopped)?;
         answer
             .await
@@ -76,13 +104,30 @@ fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: im
     }
 }
 
+/// The group's events, with the received mail of any job in the same transaction.
+fn ingest(store: &mut Store, group: &[Job], events: &[Event]) -> super::Result<Vec<Ingested>> {
+    let mut mails = Vec::new();
+    let mut first = 0;
+    for job in group {
+        if let Some(mail) = &job.mail {
+            mails.push((first, mail));
+        }
+        first += job.events.len();
+    }
+    if mails.is_empty() {
+        store.ingest(events, Utc::now())
+    } else {
+        store.ingest_mail(events, &mails, Utc::now())
+    }
+}
+
 /// Journal a group in one transaction and answer each job; true if any event was new.
 fn commit(store: &mut Store, group: Vec<Job>) -> bool {
     let events: Vec<Event> = group
         .iter()
         .flat_map(|j| j.events.iter().cloned())
         .collect();
-    match store.ingest(&events, Utc::now()) {
+    match ingest(store, &group, &events) {
         Ok(results) => {
             // An empty group is a readiness probe, not an ingest commit.
             if !events.is_empty() {
