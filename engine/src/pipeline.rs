@@ -31,15 +31,17 @@ pub fn evaluate_pending(
     quarantine_after: u32,
     each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
-    evaluate_pending_while(store, evaluator, quarantine_after, || true, each)
+    evaluate_pending_while(store, evaluator, quarantine_after, &[], || true, each)
 }
 
 /// [`evaluate_pending`], asking `go_on` before each event: once it says no, the events
-/// not started stay pending (for `herald serve` stopping on SIGTERM).
+/// not started stay pending (for `herald serve` stopping on SIGTERM). `stock_rules` (OMERO's
+/// stock senders rebuilt as rules) skip the events of stock mails whose original was relayed.
 pub fn evaluate_pending_while(
     store: &mut Store,
     evaluator: &Evaluator,
     quarantine_after: u32,
+    stock_rules: &[String],
     go_on: impl Fn() -> bool,
     mut each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
@@ -59,7 +61,7 @@ pub fn evaluate_pending_while(
             if !go_on() {
                 return Ok(done);
             }
-            let evaluated = evaluate_one(store, evaluator, &kv, &health, item)?;
+            let evaluated = evaluate_one(store, evaluator, &kv, &health, stock_rules, item)?;
             each(&evaluated);
             done += 1;
         }
@@ -71,11 +73,16 @@ fn evaluate_one(
     evaluator: &Evaluator,
     kv: &Arc<dyn KvRead>,
     health: &HealthPolicy<'_>,
+    stock_rules: &[String],
     item: crate::store::Pending,
 ) -> anyhow::Result<Evaluated> {
     let quarantined = store.quarantined()?;
-    let (outcomes, skipped_rules) =
-        evaluator.evaluate_skipping(&item.event, kv, |rule| quarantined.contains(rule));
+    let relayed = stock_mail_relayed(&item.event);
+    let stock = |rule: &str| relayed && stock_rules.iter().any(|r| r == rule);
+    let (outcomes, mut skipped_rules) = evaluator.evaluate_skipping(&item.event, kv, |rule| {
+        quarantined.contains(rule) || stock(rule)
+    });
+    skipped_rules.retain(|rule| !stock(rule));
     for rule in &skipped_rules {
         tracing::warn!(
             rule,
@@ -96,6 +103,13 @@ fn evaluate_one(
         skipped_rules,
         committed,
     })
+}
+
+/// True for the event of an OMERO stock mail that the SMTP listener relayed as it came
+/// (`smtp_listener.omero_mail: relay`): the admins already have the original.
+fn stock_mail_relayed(event: &Event) -> bool {
+    event.source.starts_with("smtp://")
+        && event.data_json.pointer("/mail/skip_stock_rules") == Some(&serde_json::Value::Bool(true))
 }
 
 /// The admins' valid addresses: who hears of a quarantined rule.

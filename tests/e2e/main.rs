@@ -11,6 +11,7 @@ mod hostile_data;
 mod input;
 mod mail_bytes;
 mod outbox;
+mod relay;
 mod retry;
 mod rule_props;
 mod sandbox;

@@ -133,6 +133,7 @@ impl Acceptor {
         let mut data = found.data.clone();
         data["mail"] = json!({
             "message_id": parsed.message_id, "relayed": relayed, "omero_mail": self.mode(),
+            "skip_stock_rules": relayed && self.omero_mail == OmeroMail::Relay,
         });
         let id = match &found.key {
             Some(key) => key.clone(),
