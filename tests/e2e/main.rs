@@ -12,6 +12,7 @@ mod input;
 mod mail_bytes;
 mod outbox;
 mod relay;
+mod relay_omero;
 mod retry;
 mod rule_props;
 mod sandbox;

@@ -13,7 +13,7 @@ use crate::support::{Scratch, free_port, wait_for};
 
 /// smtplib as OMERO.web (Django) and JavaMail would use it: one session, EHLO, then for each
 /// message MAIL, RCPT…, DATA; prints one JSON line per message with the final reply.
-const CLIENT: &str = r#"
+pub(crate) const CLIENT: &str = r#"
 import json, smtplib, ssl, sys
 a = json.load(sys.stdin)
 s = smtplib.SMTP("127.0.0.1", a["port"], timeout=30)
@@ -39,17 +39,17 @@ for m in a["messages"]:
 s.quit()
 "#;
 
-fn python() -> std::path::PathBuf {
+pub(crate) fn python() -> std::path::PathBuf {
     std::env::var_os("HERALD_AIOSMTPD_PYTHON")
         .map(Into::into)
         .unwrap_or_else(|| crate::support::repo().join("target/tools/venv/bin/python"))
 }
 
 /// One message to submit: envelope and bytes.
-struct Submit {
-    from: String,
-    to: Vec<String>,
-    data: Vec<u8>,
+pub(crate) struct Submit {
+    pub(crate) from: String,
+    pub(crate) to: Vec<String>,
+    pub(crate) data: Vec<u8>,
 }
 
 fn submit_args(port: u16, messages: &[Submit], extra: Value) -> String {
@@ -65,11 +65,11 @@ fn submit_args(port: u16, messages: &[Submit], extra: Value) -> String {
 }
 
 /// Submit with smtplib; the final reply code of each message.
-fn submit(port: u16, messages: &[Submit]) -> Vec<u16> {
+pub(crate) fn submit(port: u16, messages: &[Submit]) -> Vec<u16> {
     submit_with(port, messages, json!({}))
 }
 
-fn submit_with(port: u16, messages: &[Submit], extra: Value) -> Vec<u16> {
+pub(crate) fn submit_with(port: u16, messages: &[Submit], extra: Value) -> Vec<u16> {
     let mut child = Command::new(python())
         .args(["-c", CLIENT])
         .stdin(Stdio::piped())
@@ -102,7 +102,7 @@ fn submit_with(port: u16, messages: &[Submit], extra: Value) -> Vec<u16> {
 
 /// A message as OMERO.web or a script would write it, with a line that needs dot-stuffing,
 /// UTF-8 and a long line.
-fn message(n: usize, to: &str) -> Submit {
+pub(crate) fn message(n: usize, to: &str) -> Submit {
     let data = format!(
         "From: omero@example.org\r\nTo: {to}\r\nSubject: relay test {n}\r\n\
          Message-ID: <m{n}@omero.test>\r\nMIME-Version: 1.0\r\n\
@@ -119,14 +119,14 @@ fn message(n: usize, to: &str) -> Submit {
 
 /// `herald serve` relaying to `upstream`, its listener on a free port, with `extra` listener
 /// keys and `rules`; returns once the listener answers.
-fn start(scratch: &Scratch, upstream: u16, extra: &str, rules: &str) -> (Served, u16) {
+pub(crate) fn start(scratch: &Scratch, upstream: u16, extra: &str, rules: &str) -> (Served, u16) {
     let port = free_port();
     let served = Served::start(scratch, &yaml(upstream, port, extra, rules), &[]);
     wait_listening(port);
     (served, port)
 }
 
-fn yaml(upstream: u16, port: u16, extra: &str, rules: &str) -> String {
+pub(crate) fn yaml(upstream: u16, port: u16, extra: &str, rules: &str) -> String {
     format!(
         "mail:\n  from: herald@example.org\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    \
          port: {upstream}\n    hello_name: herald.test\n\
@@ -137,9 +137,9 @@ fn yaml(upstream: u16, port: u16, extra: &str, rules: &str) -> String {
     )
 }
 
-const NO_RULES: &str = "  []\n";
+pub(crate) const NO_RULES: &str = "  []\n";
 
-fn wait_listening(port: u16) {
+pub(crate) fn wait_listening(port: u16) {
     assert!(
         wait_for(Duration::from_secs(60), || TcpStream::connect((
             "127.0.0.1",
@@ -151,12 +151,16 @@ fn wait_listening(port: u16) {
 }
 
 /// The Message-ID of a message's bytes.
-fn message_id(bytes: &[u8]) -> String {
+pub(crate) fn message_id(bytes: &[u8]) -> String {
     crate::smtp::header(&String::from_utf8_lossy(bytes), "Message-ID").unwrap_or_default()
 }
 
 /// Wait until `server` holds `n` messages; returns them.
-fn wait_received(server: &Server, n: usize, scratch: &Scratch) -> Vec<(Vec<u8>, Vec<String>)> {
+pub(crate) fn wait_received(
+    server: &Server,
+    n: usize,
+    scratch: &Scratch,
+) -> Vec<(Vec<u8>, Vec<String>)> {
     let arrived = wait_for(Duration::from_secs(60), || received_raw(server).len() >= n);
     assert!(
         arrived,
@@ -229,7 +233,7 @@ fn a_retransmission_with_the_same_message_id_and_envelope_is_stored_and_relayed_
     wait_received(&upstream, 2, &scratch);
 }
 
-fn scratch() -> Scratch {
+pub(crate) fn scratch() -> Scratch {
     let scratch = Scratch::new();
     std::fs::copy(
         crate::support::repo().join("etc/directory.yaml"),
