@@ -194,11 +194,14 @@ fn both_mode_relays_the_copies_and_every_rule_runs() {
     assert_eq!(got.len(), 6, "{got:?}");
 }
 
-/// A password-reset mail as OMERO sends it: the new password in clear.
+/// A password-reset mail as OMERO sends it: the new password in clear (after enough text
+/// that the row spills into SQLite's overflow pages, which a purge frees).
 fn reset_mail(secret: &str) -> Submit {
+    let padding = "Please keep this message private.\r\n".repeat(600);
     let data = format!(
         "From: omero@localhost\r\nTo: alice@example.org\r\nSubject: OMERO - Reset password\r\n\
-         Message-ID: <reset-1@omero.test>\r\n\r\nDear alice,\r\nyour new password is {secret}\r\n"
+         Message-ID: <reset-1@omero.test>\r\n\r\nDear alice,\r\n{padding}\
+         your new password is {secret}\r\n"
     );
     Submit {
         from: "omero@localhost".into(),
