@@ -102,7 +102,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         purged_at TEXT
     );
     CREATE INDEX relay_unpurged ON relay_messages (event_seq) WHERE purged_at IS NULL AND keep_body = 0;
-    ALTER TABLE outbox ADD COLUMN relay_id INTEGER REFERENCES relay_messages (id);",
+    ALTER TABLE outbox ADD COLUMN relay_id INTEGER;",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

@@ -336,6 +336,76 @@ fn received_header(hostname: &str, envelope: &Envelope, dedup: &str, now: DateTi
 mod tests {
     use super::*;
 
+    fn acceptor(mode: OmeroMail) -> (Acceptor, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("herald.db")).unwrap();
+        let (writer, _thread) = Writer::spawn(store, || {}).unwrap();
+        let config = SmtpListenerConfig {
+            omero_mail: mode,
+            ..SmtpListenerConfig::default()
+        };
+        let directory: DirectorySource = Arc::new(|| {
+            Arc::new(Directory::parse("users: []\n", std::path::Path::new("d.yaml")).unwrap())
+        });
+        (Acceptor::new(&config, writer, directory), dir)
+    }
+
+    fn envelope(rcpt: &str) -> Envelope {
+        Envelope {
+            helo: "omero.example.org".into(),
+            client: "127.0.0.1:5000".parse().unwrap(),
+            mail_from: "omero@example.org".into(),
+            recipients: vec![rcpt.into()],
+            tls: false,
+            authenticated: false,
+        }
+    }
+
+    #[test]
+    fn other_mail_is_mail_received_as_the_sdk_reads_it() {
+        let (acceptor, _dir) = acceptor(OmeroMail::Relay);
+        let data =
+            b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <a@b>\r\n\r\nHi\r\nthere\r\n";
+        let (events, inbound) = acceptor.prepare(&envelope("x@example.org"), data, Utc::now());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, types::MAIL_RECEIVED);
+        assert!(inbound.relay);
+        let mail = herald_sdk::mail::MailReceived::parse(&events[0].data_json.to_string()).unwrap();
+        assert_eq!(mail.subject, "Gr\u{fc}\u{df}e");
+        assert_eq!(mail.text, "Hi\nthere\n");
+        assert_eq!(mail.message_id.as_deref(), Some("a@b"));
+        assert_eq!(mail.envelope.rcpt_to, ["x@example.org"]);
+        assert_eq!(mail.size, data.len() as u64);
+        assert_eq!(events[0].id, format!("mail-{}", &inbound.dedup[..32]));
+    }
+
+    #[test]
+    fn copies_of_a_stock_mail_share_one_event_and_modes_decide_the_relay() {
+        let up =
+            b"Subject: [OMERO] Server started\r\n\r\nAutomated email sent by the OMERO server.\r\n";
+        let (relay, _a) = acceptor(OmeroMail::Relay);
+        let now = Utc::now();
+        let (first, inbound) = relay.prepare(&envelope("a@example.org"), up, now);
+        let (second, _) = relay.prepare(
+            &envelope("b@example.org"),
+            up,
+            now + chrono::Duration::seconds(5),
+        );
+        assert_eq!(first[0].kind, types::SERVER_UP);
+        assert_eq!(first[0].id, second[0].id);
+        assert!(inbound.relay);
+        assert_eq!(first[0].data_json["mail"]["skip_stock_rules"], true);
+        let (replace, _b) = acceptor(OmeroMail::Replace);
+        let (events, inbound) = replace.prepare(&envelope("a@example.org"), up, now);
+        assert!(!inbound.relay);
+        assert_eq!(events[0].data_json["mail"]["skip_stock_rules"], false);
+        let comment = b"Subject: [OMERO] INSERT CommentAnnotation notification\r\n\r\n\
+            Modified objects:\r\nclass ome.model.annotations.CommentAnnotation:9 - INSERT\r\n";
+        let (events, inbound) = replace.prepare(&envelope("a@example.org"), comment, now);
+        assert_eq!(events[0].id, "omero.comment.added/9");
+        assert!(inbound.relay, "a comment's mail cannot be replaced");
+    }
+
     #[test]
     fn normalising_makes_every_line_end_crlf_and_drops_nul() {
         assert_eq!(normalise(b"a\nb\r\nc\rd\0e\r\n"), b"a\r\nb\r\nc\r\nde\r\n");
