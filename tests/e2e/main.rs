@@ -13,6 +13,7 @@ mod mail_bytes;
 mod outbox;
 mod relay;
 mod relay_omero;
+mod relay_tls;
 mod retry;
 mod rule_props;
 mod sandbox;

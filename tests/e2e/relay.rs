@@ -22,7 +22,15 @@ if a.get("starttls"):
     s.starttls(context=ssl.create_default_context(cafile=a["cafile"]))
     s.ehlo("omero.example.org")
 if a.get("auth"):
-    s.login(*a["auth"])
+    try:
+        code, reply = s.login(*a["auth"])
+    except smtplib.SMTPAuthenticationError as e:
+        code = e.smtp_code
+    except smtplib.SMTPNotSupportedError:
+        code = 0
+    print(json.dumps({"code": code, "reply": "login"}), flush=True)
+    if code != 235:
+        sys.exit(0)
 for m in a["messages"]:
     try:
         code, reply = s.mail(m["from"], m.get("options", []))

@@ -34,7 +34,7 @@ pub use serve::{
     HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, ServerTls, TokenConfig, TokenSource,
 };
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
-pub use smtp_listener::{OmeroMail, SmtpListenerConfig};
+pub use smtp_listener::{ListenerUser, OmeroMail, SmtpListenerConfig};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
 use checks::RuleChecks;

@@ -7,12 +7,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
-use super::ServerTls;
 use super::delivery::Interval;
 use super::scalar::{check_text, rejected};
 use super::serve::server_tls;
 use super::units::{MIB, parse_size};
 use super::values::PathValue;
+use super::{PasswordSource, ServerTls};
 
 /// The `smtp_listener` section; the listener runs inside `herald serve` when the section is present.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +39,15 @@ pub struct SmtpListenerConfig {
     pub dedup_window: Duration,
     /// STARTTLS, when `cert_file` and `key_file` are set.
     pub tls: Option<ServerTls>,
+    /// Who may log in (AUTH PLAIN/LOGIN, over TLS only); when set, MAIL needs a login.
+    pub auth: Vec<ListenerUser>,
+}
+
+/// One login of the listener; the password is read at start from its file or variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerUser {
+    pub username: String,
+    pub password: PasswordSource,
 }
 
 /// What happens to a recognised OMERO stock mail (`smtp_listener.omero_mail`).
@@ -71,6 +80,7 @@ impl Default for SmtpListenerConfig {
             keep_body: false,
             dedup_window: Duration::from_secs(120),
             tls: None,
+            auth: Vec::new(),
         }
     }
 }
@@ -101,6 +111,46 @@ struct Fields {
     dedup_window: Option<Interval>,
     cert_file: Option<PathValue>,
     key_file: Option<PathValue>,
+    auth: Option<Vec<RawUser>>,
+}
+
+/// A login as written: exactly one of `password_file` and `password_env`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserFields {
+    username: UserName,
+    password_file: Option<PathValue>,
+    password_env: Option<UserName>,
+}
+
+/// A login with its password source (a file still relative to the config's folder).
+#[derive(Deserialize)]
+#[serde(try_from = "UserFields")]
+struct RawUser {
+    username: String,
+    password: PasswordSource,
+}
+
+impl TryFrom<UserFields> for RawUser {
+    type Error = String;
+
+    fn try_from(u: UserFields) -> Result<RawUser, String> {
+        let password = match (u.password_file, u.password_env) {
+            (Some(file), None) => PasswordSource::File(file.0),
+            (None, Some(env)) => PasswordSource::Env(env.0),
+            _ => {
+                return Err(format!(
+                    "auth user {:?} needs exactly one of password_file (a file holding the \
+                     password) or password_env (an environment variable holding it)",
+                    u.username.0
+                ));
+            }
+        };
+        Ok(RawUser {
+            username: u.username.0,
+            password,
+        })
+    }
 }
 
 /// The section as written: `cert_file` and `key_file` come together or not at all.
@@ -116,6 +166,14 @@ impl TryFrom<Fields> for RawSmtpListener {
 
     fn try_from(mut fields: Fields) -> Result<RawSmtpListener, String> {
         let tls = server_tls(fields.cert_file.take(), fields.key_file.take())?;
+        let logins = fields.auth.as_deref().unwrap_or_default();
+        if !logins.is_empty() && tls.is_none() {
+            return Err(
+                "auth needs cert_file and key_file: logins are only taken over TLS \
+                        (STARTTLS); set both, or remove auth"
+                    .into(),
+            );
+        }
         Ok(RawSmtpListener { fields, tls })
     }
 }
@@ -139,7 +197,43 @@ impl RawSmtpListener {
             keep_body: f.keep_body.unwrap_or(d.keep_body),
             dedup_window: f.dedup_window.map_or(d.dedup_window, |i| i.0),
             tls: self.tls.map(|tls| tls.resolve(base)),
+            auth: f
+                .auth
+                .unwrap_or_default()
+                .into_iter()
+                .map(|u| u.resolve(base))
+                .collect(),
         }
+    }
+}
+
+impl RawUser {
+    fn resolve(self, base: &Path) -> ListenerUser {
+        let password = match self.password {
+            PasswordSource::File(file) => PasswordSource::File(base.join(file)),
+            env => env,
+        };
+        ListenerUser {
+            username: self.username,
+            password,
+        }
+    }
+}
+
+/// A user name or an environment variable's: printable ASCII without spaces, 1 to 256 bytes.
+struct UserName(String);
+
+impl<'de> Deserialize<'de> for UserName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        check_text(d, "a name of printable characters without spaces", |text| {
+            let ok =
+                !text.is_empty() && text.len() <= 256 && text.chars().all(|c| c.is_ascii_graphic());
+            if ok {
+                Ok(UserName(text.to_owned()))
+            } else {
+                rejected()
+            }
+        })
     }
 }
 
@@ -286,6 +380,26 @@ mod tests {
         assert_eq!(d.path, "smtp_listener.omero_mail", "{d}");
         let d = expect_invalid(load("smtp_listener:\n  cert_file: c.pem\n"));
         assert!(d.to_string().contains("key_file"), "{d}");
+        let d = expect_invalid(load(
+            "smtp_listener:\n  auth: [{username: omero, password_env: P}]\n",
+        ));
+        assert!(d.to_string().contains("only taken over TLS"), "{d}");
+        let d = expect_invalid(load(
+            "smtp_listener:\n  cert_file: c\n  key_file: k\n  auth: [{username: omero}]\n",
+        ));
+        assert!(
+            d.to_string().contains("exactly one of password_file"),
+            "{d}"
+        );
+        let ok = load(
+            "smtp_listener:\n  cert_file: c\n  key_file: k\n  \
+             auth: [{username: omero, password_file: p.txt}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.smtp_listener.unwrap().auth[0].password,
+            PasswordSource::File("/etc/herald/p.txt".into())
+        );
         let d = expect_invalid(load("smtp_listener:\n  max_size: 10\n"));
         assert_eq!(d.path, "smtp_listener.max_size", "{d}");
     }

@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 pub use accept::{Acceptor, DirectorySource};
 
 use super::Feed;
-use crate::config::SmtpListenerConfig;
+use crate::config::{PasswordSource, SmtpListenerConfig};
 use crate::store::Store;
 
 /// The embedded rules that rebuild OMERO's stock senders: with `omero_mail: relay` they skip
@@ -52,6 +52,55 @@ pub(crate) struct Shared {
     pub(crate) config: SmtpListenerConfig,
     pub(crate) acceptor: Acceptor,
     pub(crate) tls: Option<TlsAcceptor>,
+    /// Who may log in, with the passwords read at start; empty: no AUTH, no login needed.
+    pub(crate) logins: Vec<Login>,
+}
+
+/// One login: a user name and its password.
+pub(crate) struct Login {
+    pub(crate) username: String,
+    pub(crate) password: Vec<u8>,
+}
+
+/// Read the password of each `smtp_listener.auth` user, naming the key that fails.
+fn read_logins(config: &SmtpListenerConfig) -> anyhow::Result<Vec<Login>> {
+    config
+        .auth
+        .iter()
+        .map(|user| {
+            let password = match &user.password {
+                PasswordSource::File(path) => std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!(
+                            "cannot read smtp_listener.auth password_file {} of user {:?}; fix: \
+                             point it at a file holding the password on its first line",
+                            path.display(),
+                            user.username
+                        )
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                PasswordSource::Env(name) => std::env::var(name).with_context(|| {
+                    format!(
+                        "smtp_listener.auth password_env {name} of user {:?} is not set; fix: \
+                         export it in the service's environment",
+                        user.username
+                    )
+                })?,
+            };
+            anyhow::ensure!(
+                !password.is_empty(),
+                "the password of smtp_listener.auth user {:?} is empty; fix: set one",
+                user.username
+            );
+            Ok(Login {
+                username: user.username.clone(),
+                password: password.into_bytes(),
+            })
+        })
+        .collect()
 }
 
 /// Bind `config.listen` now (so a port in use fails the start), then serve on the feed's
@@ -80,6 +129,7 @@ pub fn start(
         config: config.clone(),
         acceptor: Acceptor::new(config, feed.writer.clone(), directory),
         tls,
+        logins: read_logins(config)?,
     });
     let feed_task = feed.clone();
     let (listener_ready, runtime) = (ready.clone(), feed.runtime.clone());

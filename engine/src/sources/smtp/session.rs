@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{
-    EXT_8BIT_MIME, EXT_ENHANCED_STATUS_CODES, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8,
-    EXT_START_TLS, EhloResponse, Error as ProtoError, Request, Response,
+    AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_AUTH, EXT_ENHANCED_STATUS_CODES, EXT_PIPELINING,
+    EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, Error as ProtoError, Request, Response,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -55,6 +55,8 @@ struct Session<'a> {
     recipients: Vec<String>,
     errors: u32,
     tls: bool,
+    /// The user who logged in (AUTH), if any.
+    user: Option<String>,
 }
 
 /// Serve one client until it quits, breaks a limit or a deadline, or the connection drops.
@@ -71,6 +73,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         recipients: Vec::new(),
         errors: 0,
         tls: false,
+        user: None,
     };
     match session.serve().await {
         Ok(()) | Err(Cut::Closed) => {}
@@ -215,10 +218,10 @@ impl Session<'_> {
             Request::Vrfy { .. } => self.reply(252, [2, 5, 0], "Cannot verify, but will relay"),
             Request::Help { .. } => self.reply(214, [2, 0, 0], "See RFC 5321"),
             Request::StartTls => return self.starttls().await,
-            Request::Auth { .. } => {
-                self.reply(503, [5, 5, 1], "AUTH is not offered here");
-                return Ok(self.count_error());
-            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(mechanism, initial_response).await,
             other => {
                 self.reply(502, [5, 5, 1], &format!("{} not implemented", other.name()));
                 return Ok(self.count_error());
@@ -236,6 +239,10 @@ impl Session<'_> {
         if self.shared.tls.is_some() && !self.tls {
             ehlo.capabilities |= EXT_START_TLS;
         }
+        if self.tls && !self.shared.logins.is_empty() {
+            ehlo.capabilities |= EXT_AUTH;
+            ehlo.auth_mechanisms = AUTH_PLAIN | AUTH_LOGIN;
+        }
         ehlo.size = self.shared.config.max_size;
         let _ = ehlo.write(&mut self.out);
     }
@@ -247,6 +254,10 @@ impl Session<'_> {
         }
         if self.mail_from.is_some() {
             self.reply(503, [5, 5, 1], "Nested MAIL command");
+            return self.count_error();
+        }
+        if !self.shared.logins.is_empty() && self.user.is_none() {
+            self.reply(530, [5, 7, 0], "Authentication required");
             return self.count_error();
         }
         if address.len() > MAX_ADDRESS {
@@ -307,7 +318,7 @@ impl Session<'_> {
             mail_from: self.mail_from.take().unwrap_or_default(),
             recipients: std::mem::take(&mut self.recipients),
             tls: self.tls,
-            authenticated: false,
+            authenticated: self.user.is_some(),
         };
         match self.shared.acceptor.accept(&envelope, &body).await {
             Ok(()) => self.reply(250, [2, 0, 0], "Queued durably"),
@@ -368,11 +379,123 @@ impl Session<'_> {
         Ok(true)
     }
 
+    /// AUTH PLAIN or LOGIN, over TLS only; true while the session goes on.
+    async fn auth(&mut self, mechanism: u64, initial: String) -> Result<bool, Cut> {
+        if self.shared.logins.is_empty() {
+            self.reply(503, [5, 5, 1], "AUTH is not offered here");
+            return Ok(self.count_error());
+        }
+        if !self.tls {
+            self.reply(538, [5, 7, 11], "Encryption required: STARTTLS first");
+            return Ok(self.count_error());
+        }
+        if self.user.is_some() {
+            self.reply(503, [5, 5, 1], "Already authenticated");
+            return Ok(self.count_error());
+        }
+        let login = match mechanism {
+            AUTH_PLAIN => self.plain(initial).await?,
+            AUTH_LOGIN => self.login(initial).await?,
+            _ => {
+                self.reply(504, [5, 5, 4], "Use PLAIN or LOGIN");
+                return Ok(self.count_error());
+            }
+        };
+        let Some((username, password)) = login else {
+            self.reply(501, [5, 5, 2], "Cannot decode the credentials");
+            return Ok(self.count_error());
+        };
+        if self.check(&username, &password) {
+            tracing::info!(client = %self.peer, user = %username, "SMTP login");
+            self.user = Some(username);
+            self.reply(235, [2, 7, 0], "Authentication successful");
+            return Ok(true);
+        }
+        tracing::warn!(client = %self.peer, user = %username, "SMTP login refused");
+        self.reply(535, [5, 7, 8], "Authentication credentials invalid");
+        Ok(self.count_error())
+    }
+
+    /// PLAIN: `authzid NUL user NUL password`, given with AUTH or after a 334.
+    async fn plain(&mut self, initial: String) -> Result<Option<(String, Vec<u8>)>, Cut> {
+        let answer = match initial.as_str() {
+            "" => self.challenge("").await?,
+            "=" => Vec::new(),
+            _ => initial.into_bytes(),
+        };
+        let Some(decoded) = decode(&answer) else {
+            return Ok(None);
+        };
+        let mut parts = decoded.splitn(3, |&b| b == 0).skip(1);
+        let (Some(user), Some(password)) = (parts.next(), parts.next()) else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8(user.to_vec())
+            .ok()
+            .map(|user| (user, password.to_vec())))
+    }
+
+    /// LOGIN: the user name (given with AUTH, or asked for), then the password.
+    async fn login(&mut self, initial: String) -> Result<Option<(String, Vec<u8>)>, Cut> {
+        let user = match initial.as_str() {
+            "" => self.challenge("VXNlcm5hbWU6").await?,
+            _ => initial.into_bytes(),
+        };
+        let password = self.challenge("UGFzc3dvcmQ6").await?;
+        let (Some(user), Some(password)) = (decode(&user), decode(&password)) else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8(user).ok().map(|user| (user, password)))
+    }
+
+    /// Send `334 <prompt>` and read the client's one-line answer (`*` cancels: empty).
+    async fn challenge(&mut self, prompt: &str) -> Result<Vec<u8>, Cut> {
+        self.out
+            .extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
+        self.flush().await?;
+        let deadline = Instant::now() + self.shared.config.command_timeout;
+        let line = self.read_line(deadline).await?;
+        Ok(if line == b"*" { Vec::new() } else { line })
+    }
+
+    /// One line of at most 12 KiB (without its CRLF); a longer one ends the session.
+    async fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, Cut> {
+        loop {
+            if let Some(end) = self.input.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.input.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.input.len() > 12 * 1024 {
+                return Err(Cut::Closed);
+            }
+            self.fill(deadline).await?;
+        }
+    }
+
+    /// Whether `username` and `password` are one of the logins (compared in constant time).
+    fn check(&self, username: &str, password: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.shared
+            .logins
+            .iter()
+            .any(|login| login.username == username && bool::from(login.password.ct_eq(password)))
+    }
+
     /// Forget the transaction in progress (RSET, EHLO, after a message).
     fn reset(&mut self) {
         self.mail_from = None;
         self.recipients.clear();
     }
+}
+
+/// Standard base64, as AUTH uses it.
+fn decode(text: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 impl AsyncRead for Stream {
