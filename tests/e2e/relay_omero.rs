@@ -252,6 +252,18 @@ fn a_delivered_password_reset_is_found_nowhere_under_the_state_dir() {
         ),
         1
     );
+    // `herald outbox show` says so, and shows the trace header and nothing of the body.
+    let shown = scratch.herald_with(
+        &scratch.path("herald.yaml"),
+        &["outbox", "show", "1", "--json"],
+    );
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let message = shown["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Received: from omero.example.org"),
+        "{message}"
+    );
+    assert!(message.contains("the body was purged") && !message.contains(secret));
     // The attempt log keeps the outcome, the journal the event without its text.
     assert_eq!(
         scratch.count("SELECT count(*) FROM attempts WHERE outcome = 'sent'"),
@@ -279,5 +291,14 @@ fn keep_body_keeps_the_password_reset_in_the_store() {
     assert_eq!(
         scratch.count("SELECT count(*) FROM relay_messages WHERE raw IS NOT NULL"),
         1
+    );
+    let shown = scratch.herald_with(
+        &scratch.path("herald.yaml"),
+        &["outbox", "show", "1", "--json"],
+    );
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(
+        shown["message"].as_str().unwrap().contains(secret),
+        "the relayed bytes are shown"
     );
 }

@@ -111,6 +111,32 @@ impl Store {
         Ok(busy == 0)
     }
 
+    /// What a relayed row sends, for `herald outbox show`: Herald's `Received:` and the bytes
+    /// (or a note once they were purged); `None` for rule mail.
+    pub fn relayed_message(&self, outbox_id: i64) -> Result<Option<Vec<u8>>> {
+        let found: Option<(String, Option<Vec<u8>>)> = self
+            .conn
+            .query_row(
+                "SELECT r.received, r.raw FROM outbox o
+                 JOIN relay_messages r ON r.id = o.relay_id WHERE o.id = ?1",
+                [outbox_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(found.map(|(received, raw)| {
+            let mut bytes = received.into_bytes();
+            bytes.extend_from_slice(b"\r\n");
+            match raw {
+                Some(raw) => bytes.extend_from_slice(&raw),
+                None => bytes.extend_from_slice(
+                    b"\r\n(the body was purged once delivered or dead; \
+                      smtp_listener.keep_body: true keeps it)\r\n",
+                ),
+            }
+            bytes
+        }))
+    }
+
     /// Received messages whose body is still stored (not purged, not kept).
     pub fn unpurged_count(&self) -> Result<i64> {
         self.conn
