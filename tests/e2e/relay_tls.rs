@@ -159,3 +159,43 @@ fn starttls_without_auth_relays_and_says_esmtps() {
     let received = wait_received(&upstream, 1, &scratch);
     assert!(String::from_utf8_lossy(&received[0].0).contains("with ESMTPS id"));
 }
+
+#[test]
+fn relayed_mail_is_dkim_signed_with_mail_smtp_dkim_and_verifies_at_the_receiver() {
+    use crate::dkim::{ED25519_PRIVATE, ED25519_PUBLIC, RSA_PRIVATE, RSA_PUBLIC, verify};
+    use mail_auth::DkimResult;
+    for (selector, algorithm, private, public) in [
+        ("rsa1", "rsa", RSA_PRIVATE, RSA_PUBLIC),
+        ("ed1", "ed25519", ED25519_PRIVATE, ED25519_PUBLIC),
+    ] {
+        let upstream = aiosmtpd(&[]);
+        let scratch = scratch();
+        std::fs::write(scratch.path("dkim.key"), private).unwrap();
+        let port = crate::support::free_port();
+        let yaml = crate::relay::yaml(upstream.port, port, "", NO_RULES).replace(
+            "    hello_name: herald.test\n",
+            &format!(
+                "    hello_name: herald.test\n    dkim: {{selector: {selector}, domain: \
+                 example.org, key_file: dkim.key, algorithm: {algorithm}}}\n"
+            ),
+        );
+        let _served = crate::serve::Served::start(&scratch, &yaml, &[]);
+        crate::relay::wait_listening(port);
+        assert_eq!(submit(port, &[message(1, "alice@example.org")]), [250]);
+        let received = wait_received(&upstream, 1, &scratch);
+        let data = &received[0].0;
+        let text = String::from_utf8_lossy(data);
+        assert!(text.starts_with("DKIM-Signature:"), "{text}");
+        assert_eq!(
+            verify(data, selector, algorithm, public),
+            [DkimResult::Pass],
+            "{algorithm}: {text}"
+        );
+        let tampered = text.replace("Body 1:", "Body 2:");
+        let results = verify(tampered.as_bytes(), selector, algorithm, public);
+        assert!(
+            !results.is_empty() && results.iter().all(|r| *r != DkimResult::Pass),
+            "{algorithm}: {results:?}"
+        );
+    }
+}

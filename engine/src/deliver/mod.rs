@@ -2,6 +2,7 @@
 
 pub(crate) mod file;
 mod recorder;
+mod relay;
 pub(crate) mod render;
 pub(crate) mod retry;
 pub(crate) mod shutdown;
@@ -104,6 +105,8 @@ pub struct Shared<T> {
     grace: Duration,
     /// Where relayed rows' bytes are read (messages the SMTP listener took).
     relay: Option<RelayBodies>,
+    /// DKIM for relayed bytes, when `mail.smtp.dkim` is set.
+    relay_dkim: Option<relay::RelaySigner>,
 }
 
 /// Sends due outbox rows through one transport.
@@ -139,6 +142,11 @@ impl Deliverer<Configured> {
         )?;
         deliverer.shared_mut().dkim = dkim;
         deliverer.shared_mut().relay = Some(RelayBodies::new(&config.store.path));
+        deliverer.shared_mut().relay_dkim = smtp
+            .dkim
+            .as_ref()
+            .map(relay::RelaySigner::new)
+            .transpose()?;
         Ok(deliverer)
     }
 }
@@ -164,6 +172,7 @@ impl<T: Transport> Deliverer<T> {
                 stop: shutdown::global(),
                 grace: shutdown::GRACE,
                 relay: None,
+                relay_dkim: None,
             }),
             runtime,
             lease,
@@ -277,17 +286,15 @@ impl<T> Shared<T> {
         })
     }
 
-    /// A received message, relayed as it came with Herald's `Received:` in front; the original
+    /// A received message, relayed as it came with Herald's `Received:` in front (and a
+    /// DKIM-Signature when configured); the original
     /// envelope sender is kept (the null sender, which lettre cannot send, becomes `mail.from`).
     fn relay_job(&self, body: RelayBody, to: lettre::Address) -> Job {
         let from = body
             .mail_from
             .parse()
             .unwrap_or_else(|_| self.from.email.clone());
-        let mut bytes = Vec::with_capacity(body.received.len() + 2 + body.raw.len());
-        bytes.extend_from_slice(body.received.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
-        bytes.extend_from_slice(&body.raw);
+        let bytes = relay::bytes(&body.received, &body.raw, self.relay_dkim.as_ref());
         Job { from, to, bytes }
     }
 
