@@ -186,9 +186,14 @@ impl Acceptor {
             "truncated": parsed.text.len() > MAX_TEXT,
             "size": size,
         });
-        let id = format!("mail-{}", &dedup[..32]);
-        self.event(id, types::MAIL_RECEIVED, data, now)
-            .expect("mail.received has no typed shape to refuse")
+        Event {
+            id: format!("mail-{}", &dedup[..32]),
+            source: self.source.clone(),
+            kind: types::MAIL_RECEIVED.to_owned(),
+            time: now,
+            data: EventData::Custom(data.clone()),
+            data_json: data,
+        }
     }
 
     fn event(&self, id: String, kind: &str, data_json: Value, now: DateTime<Utc>) -> Option<Event> {

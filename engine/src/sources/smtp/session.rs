@@ -1,4 +1,4 @@
-//! One SMTP session: commands parsed by smtp-proto, DATA under a size cap and deadlines, STARTTLS.
+//! One SMTP session: commands parsed by smtp-proto, DATA under a size cap and deadlines, STARTTLS, AUTH.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
