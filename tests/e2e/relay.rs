@@ -407,7 +407,7 @@ fn bad_input_gets_500_501_552_stalls_are_cut_off_and_other_sessions_go_on() {
     let upstream = aiosmtpd(&[]);
     let scratch = scratch();
     let extra = "  max_size: 2KiB\n  command_timeout: 2s\n  data_timeout: 2s\n";
-    let (_served, port) = start(&scratch, upstream.port, extra, NO_RULES);
+    let (served, port) = start(&scratch, upstream.port, extra, NO_RULES);
     // A stalled client holds a session open meanwhile.
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let started = Instant::now();
@@ -470,6 +470,17 @@ fn bad_input_gets_500_501_552_stalls_are_cut_off_and_other_sessions_go_on() {
         started.elapsed()
     );
     wait_received(&upstream, 1, &scratch);
+    let metrics = served
+        .get("/metrics", Some(crate::serve::ADMIN_TOKEN))
+        .unwrap()
+        .body;
+    for series in [
+        "herald_smtp_listener_total{outcome=\"accepted\"} 1",
+        "herald_smtp_listener_total{outcome=\"too_big\"} 2",
+        "herald_smtp_listener_total{outcome=\"timeout\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series}:\n{metrics}");
+    }
 }
 
 #[test]

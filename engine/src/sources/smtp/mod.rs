@@ -181,6 +181,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     if !shared.config.allows(peer.ip()) {
         tracing::warn!(client = %peer, "SMTP client not in smtp_listener.allow: refused");
+        crate::metrics::smtp("not_allowed");
         refuse(
             &mut stream,
             "554 5.7.1 Your address is not allowed to relay here\r\n",
@@ -190,6 +191,7 @@ async fn connection(
     }
     let Ok(_slot) = slots.try_acquire_owned() else {
         tracing::warn!(client = %peer, "SMTP session refused: max_connections reached");
+        crate::metrics::smtp("busy");
         refuse(
             &mut stream,
             "421 4.7.0 Too many connections, try again later\r\n",

@@ -79,6 +79,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         Ok(()) | Err(Cut::Closed) => {}
         Err(Cut::Timeout) => {
             tracing::info!(client = %peer, "SMTP client too slow: cut off");
+            crate::metrics::smtp("timeout");
             session.reply(421, [4, 4, 2], "Timeout, closing connection");
             let _ = session.flush().await;
         }
@@ -265,6 +266,7 @@ impl Session<'_> {
             return self.count_error();
         }
         if size > self.shared.config.max_size {
+            crate::metrics::smtp("too_big");
             self.reply(552, [5, 3, 4], "Message size exceeds the limit");
             return true;
         }
@@ -308,6 +310,7 @@ impl Session<'_> {
         let deadline = Instant::now() + self.shared.config.data_timeout;
         let (body, too_big) = self.read_data(deadline).await?;
         if too_big {
+            crate::metrics::smtp("too_big");
             self.reset();
             self.reply(552, [5, 3, 4], "Message size exceeds the limit");
             return Ok(true);
@@ -321,8 +324,12 @@ impl Session<'_> {
             authenticated: self.user.is_some(),
         };
         match self.shared.acceptor.accept(&envelope, &body).await {
-            Ok(()) => self.reply(250, [2, 0, 0], "Queued durably"),
+            Ok(()) => {
+                crate::metrics::smtp("accepted");
+                self.reply(250, [2, 0, 0], "Queued durably");
+            }
             Err(err) => {
+                crate::metrics::smtp("not_stored");
                 tracing::error!(client = %self.peer, "cannot journal a received message: {err}");
                 self.reply(
                     451,
