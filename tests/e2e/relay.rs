@@ -484,6 +484,33 @@ fn bad_input_gets_500_501_552_stalls_are_cut_off_and_other_sessions_go_on() {
 }
 
 #[test]
+fn past_max_connections_a_session_gets_421_and_the_others_go_on() {
+    let upstream = aiosmtpd(&[]);
+    let scratch = scratch();
+    let (_served, port) = start(&scratch, upstream.port, "  max_connections: 1\n", NO_RULES);
+    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut greeting = [0u8; 64];
+    let n = first.read(&mut greeting).unwrap();
+    assert!(
+        greeting[..n].starts_with(b"220 "),
+        "{:?}",
+        String::from_utf8_lossy(&greeting[..n])
+    );
+    let said = converse(port, &[], Duration::from_secs(5));
+    assert!(said.starts_with("421 4.7.0"), "{said}");
+    first.write_all(b"QUIT\r\n").unwrap();
+    drop(first);
+    // The slot is free again.
+    let free = wait_for(Duration::from_secs(5), || {
+        converse(port, &[b"QUIT\r\n"], Duration::from_secs(2)).starts_with("220 ")
+    });
+    assert!(free, "the slot came back");
+}
+
+#[test]
 fn a_client_outside_allow_is_refused_at_connect() {
     let scratch = scratch();
     let (_served, port) = start(&scratch, free_port(), "  allow: [10.0.0.0/8]\n", NO_RULES);
