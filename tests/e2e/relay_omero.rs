@@ -302,3 +302,32 @@ fn keep_body_keeps_the_password_reset_in_the_store() {
         "the relayed bytes are shown"
     );
 }
+
+#[test]
+fn a_relayed_mail_refused_for_good_is_a_dead_letter_and_its_body_is_purged_too() {
+    let secret = "Dd7-dead-letter-body-42";
+    let upstream = aiosmtpd(&["--reply", "alice@example.org=550 5.1.1 no such user"]);
+    let scratch = scratch();
+    let (_served, port) = start(&scratch, upstream.port, "", NO_RULES);
+    assert_eq!(submit(port, &[reset_mail(secret)]), [250]);
+    let dead = wait_for(Duration::from_secs(30), || {
+        scratch.count("SELECT count(*) FROM outbox WHERE rule = 'relay' AND state = 'dead'") == 1
+    });
+    assert!(dead, "log:\n{}", log_of(&scratch));
+    let gone = wait_for(Duration::from_secs(20), || {
+        files_holding(&scratch.path("var"), secret.as_bytes()).is_empty()
+    });
+    assert!(
+        gone,
+        "{:?}",
+        files_holding(&scratch.path("var"), secret.as_bytes())
+    );
+    let detail: String = rusqlite::Connection::open(scratch.path("var/herald.db"))
+        .unwrap()
+        .query_row("SELECT detail FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        detail.contains("550"),
+        "the attempt log keeps the outcome: {detail}"
+    );
+}
