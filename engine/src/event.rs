@@ -18,9 +18,11 @@ pub mod types {
     pub const WEB_ERROR: &str = "omero.web.error";
     pub const BROADCAST: &str = "herald.broadcast";
     pub const TICK: &str = "herald.tick";
+    /// A mail the SMTP listener took that is not one of OMERO's stock mails.
+    pub const MAIL_RECEIVED: &str = "mail.received";
 
     /// Every type Herald defines.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         SERVER_UP,
         SERVER_DOWN,
         LOGIN_FAILED,
@@ -30,6 +32,7 @@ pub mod types {
         WEB_ERROR,
         BROADCAST,
         TICK,
+        MAIL_RECEIVED,
     ];
 }
 

@@ -26,6 +26,7 @@ struct Metrics {
     rule_fuel: Family<Labels, Histogram, Buckets>,
     deliveries: Family<Labels, Counter>,
     outbox: Family<Labels, Gauge>,
+    smtp: Family<Labels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -52,8 +53,15 @@ impl Metrics {
             }),
             deliveries: Family::default(),
             outbox: Family::default(),
+            smtp: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "smtp_listener",
+            "What the SMTP listener did: messages accepted, too big, not stored (451); \
+             sessions refused (not allowed, busy) or cut off (timeout)",
+            m.smtp.clone(),
+        );
         registry.register(
             "events_received",
             "Events accepted by ingest, by type and whether they were new or duplicates",
@@ -155,6 +163,15 @@ pub fn evaluated<'a>(runs: impl IntoIterator<Item = RuleRun<'a>>) {
 pub fn delivery(outcome: &str) {
     metrics()
         .deliveries
+        .get_or_create(&vec![("outcome", outcome.to_owned())])
+        .inc();
+}
+
+/// One outcome of the SMTP listener (`accepted`, `too_big`, `not_stored`, `not_allowed`, `busy`,
+/// `timeout`).
+pub fn smtp(outcome: &'static str) {
+    metrics()
+        .smtp
         .get_or_create(&vec![("outcome", outcome.to_owned())])
         .inc();
 }

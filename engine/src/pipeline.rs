@@ -33,11 +33,12 @@ pub fn evaluate_pending(
     quarantine_after: u32,
     each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
-    evaluate_pending_while(store, evaluator, quarantine_after, || true, each)
+    evaluate_pending_while(store, evaluator, quarantine_after, &[], || true, each)
 }
 
 /// [`evaluate_pending`], asking `go_on` before each event: once it says no, the events
-/// not started stay pending (for `herald serve` stopping on SIGTERM).
+/// not started stay pending (for `herald serve` stopping on SIGTERM). `stock_rules` (OMERO's
+/// stock senders rebuilt as rules) skip the events of stock mails whose original was relayed.
 ///
 /// Evaluations are committed in groups (one transaction, one fsync, each event's rows whole):
 /// up to [`COMMIT_GROUP`] events or [`COMMIT_WINDOW`] of work. A group ends early after an
@@ -47,6 +48,7 @@ pub fn evaluate_pending_while(
     store: &mut Store,
     evaluator: &Evaluator,
     quarantine_after: u32,
+    stock_rules: &[String],
     go_on: impl Fn() -> bool,
     mut each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
@@ -68,7 +70,7 @@ pub fn evaluate_pending_while(
                 done += group.commit(store, &health, &mut each)?;
                 return Ok(done);
             }
-            if group.add(store, evaluator, &kv, item)? {
+            if group.add(store, evaluator, &kv, stock_rules, item)? {
                 done += group.commit(store, &health, &mut each)?;
                 group = Group::new(store)?;
             }
@@ -105,11 +107,16 @@ impl Group {
         store: &mut Store,
         evaluator: &Evaluator,
         kv: &Arc<dyn KvRead>,
+        stock_rules: &[String],
         item: crate::store::Pending,
     ) -> anyhow::Result<bool> {
         let quarantined = &self.quarantined;
-        let (outcomes, skipped_rules) =
-            evaluator.evaluate_skipping(&item.event, kv, |rule| quarantined.contains(rule));
+        let relayed = stock_mail_relayed(&item.event);
+        let stock = |rule: &str| relayed && stock_rules.iter().any(|r| r == rule);
+        let (outcomes, mut skipped_rules) = evaluator.evaluate_skipping(&item.event, kv, |rule| {
+            quarantined.contains(rule) || stock(rule)
+        });
+        skipped_rules.retain(|rule| !stock(rule));
         for rule in &skipped_rules {
             tracing::warn!(
                 rule,
@@ -156,6 +163,13 @@ impl Group {
         }
         Ok(count)
     }
+}
+
+/// True for the event of an OMERO stock mail that the SMTP listener relayed as it came
+/// (`smtp_listener.omero_mail: relay`): the admins already have the original.
+fn stock_mail_relayed(event: &Event) -> bool {
+    event.source.starts_with("smtp://")
+        && event.data_json.pointer("/mail/skip_stock_rules") == Some(&serde_json::Value::Bool(true))
 }
 
 /// The admins' valid addresses: who hears of a quarantined rule.

@@ -182,6 +182,7 @@ pub mod directory;
 pub mod json;
 pub mod kv;
 pub mod log;
+pub mod mail;
 mod message;
 pub mod omero;
 pub mod safe;

@@ -15,7 +15,7 @@ use mail_auth::{
 use crate::smtp::{BROADCAST_RULE, aiosmtpd, received_raw, scratch_with_rules};
 use crate::support::{Scratch, assert_exit, stderr, stdout};
 
-const RSA_PRIVATE: &str = "\
+pub(crate) const RSA_PRIVATE: &str = "\
 -----BEGIN RSA PRIVATE KEY-----
 MIIEowIBAAKCAQEAltmGSnEEdj336HDXDq7ocs7aPcnHW3KDeZGyP1PoZSTgFPWi
 gVMFVIkeAmIqzIIhQUhcCEwbxDAvPGljgRN4GyIYBDXX8WY3hqITyDIzYe/5qocA
@@ -44,9 +44,9 @@ LMsueS1OTKW9KmBwEkyCUiGC66bICrVCqEBJnSdNUnknbJL/akTwZVuiv/yjYRqi
 KrC32D0baFIGbf/JfiTqr/9lhFqQkccwAggKecR9qiMQ1hGRQQ8d
 -----END RSA PRIVATE KEY-----
 ";
-const RSA_PUBLIC: &str = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAltmGSnEEdj336HDXDq7ocs7aPcnHW3KDeZGyP1PoZSTgFPWigVMFVIkeAmIqzIIhQUhcCEwbxDAvPGljgRN4GyIYBDXX8WY3hqITyDIzYe/5qocAAulGuGCsd8bHvRkpaV4iOQNh3LT/CDvVP+ue7wgF9DyF9DzNPxlqjwyxNHBBtExGAkQHVK7Q/tTMjvoIKXlCFGzpi5hPNbI2gR5/MgVNKFOpePPxKrJIROh7DRbOTiyLOxBC/rRMbHA+/lnGOg7N3izstTwX9fRRmJqgUI4or6HbOhY+II101CqcTXbhrgxVCNZ0XuPCL7mZuqK7lutmJP87AwEn8vJ42HHRqwIDAQAB";
-const ED25519_PRIVATE: &str = "Uvcovg6HN7a0vMfgsekMDhAD2UjeLLgpcBJo38d9Z6w=";
-const ED25519_PUBLIC: &str = "ofACxPSw1pP38Hm8L84Kn2tIveBptpidtYKPSd7QITE=";
+pub(crate) const RSA_PUBLIC: &str = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAltmGSnEEdj336HDXDq7ocs7aPcnHW3KDeZGyP1PoZSTgFPWigVMFVIkeAmIqzIIhQUhcCEwbxDAvPGljgRN4GyIYBDXX8WY3hqITyDIzYe/5qocAAulGuGCsd8bHvRkpaV4iOQNh3LT/CDvVP+ue7wgF9DyF9DzNPxlqjwyxNHBBtExGAkQHVK7Q/tTMjvoIKXlCFGzpi5hPNbI2gR5/MgVNKFOpePPxKrJIROh7DRbOTiyLOxBC/rRMbHA+/lnGOg7N3izstTwX9fRRmJqgUI4or6HbOhY+II101CqcTXbhrgxVCNZ0XuPCL7mZuqK7lutmJP87AwEn8vJ42HHRqwIDAQAB";
+pub(crate) const ED25519_PRIVATE: &str = "Uvcovg6HN7a0vMfgsekMDhAD2UjeLLgpcBJo38d9Z6w=";
+pub(crate) const ED25519_PUBLIC: &str = "ofACxPSw1pP38Hm8L84Kn2tIveBptpidtYKPSd7QITE=";
 
 /// The DNS a receiver would query, answered from memory: `<selector>._domainkey.<domain>.`.
 struct KeyRecords(HashMap<Box<str>, Txt>);
@@ -72,7 +72,12 @@ impl ResolverCache<Box<str>, Txt> for KeyRecords {
 }
 
 /// Verify every DKIM-Signature of `message` against the published key; the results.
-fn verify(message: &[u8], selector: &str, algorithm: &str, public: &str) -> Vec<DkimResult> {
+pub(crate) fn verify(
+    message: &[u8],
+    selector: &str,
+    algorithm: &str,
+    public: &str,
+) -> Vec<DkimResult> {
     let record = format!("v=DKIM1; k={algorithm}; p={public}");
     let key = DomainKey::parse(record.as_bytes()).expect("a valid key record");
     let name: Box<str> = format!("{selector}._domainkey.example.org.").into();

@@ -177,7 +177,10 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
     };
     let attempts = store.attempts(id)?;
     let from = config.display_sender();
-    let message = render::render(&row, &from)?.formatted();
+    let message = match store.relayed_message(id)? {
+        Some(relayed) => relayed,
+        None => render::render(&row, &from)?.formatted(),
+    };
     if json {
         let value = serde_json::json!({
             "row": listed, "attempts": attempts, "message": String::from_utf8_lossy(&message),

@@ -11,6 +11,7 @@ mod raw;
 mod scalar;
 mod serve;
 mod smtp;
+mod smtp_listener;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -33,6 +34,7 @@ pub use serve::{
     HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, ServerTls, TokenConfig, TokenSource,
 };
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
+pub use smtp_listener::{ListenerUser, OmeroMail, SmtpListenerConfig};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
 use checks::RuleChecks;
@@ -74,6 +76,8 @@ pub struct Config {
     pub log: LogConfig,
     /// What ingest admits: size caps and which event types.
     pub ingest: IngestConfig,
+    /// Herald as OMERO's mail relay (`herald serve`), when the section is present.
+    pub smtp_listener: Option<SmtpListenerConfig>,
 }
 
 /// The `delivery` section: when a failed message is tried again, and when it is given up.

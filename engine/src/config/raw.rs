@@ -10,6 +10,7 @@ use super::ingest::RawIngest;
 use super::limits::LimitsPatch;
 use super::serve::{RawHttp, RawLog, RawServe};
 use super::smtp::RawSmtp;
+use super::smtp_listener::RawSmtpListener;
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
     Config, DirectoryConfig, Limits, MailConfig, Missed, ModuleRef, RuleConfig, SandboxConfig,
@@ -36,6 +37,7 @@ pub(super) struct RawConfig {
     http: Option<RawHttp>,
     serve: Option<RawServe>,
     log: Option<RawLog>,
+    smtp_listener: Option<RawSmtpListener>,
 }
 
 #[derive(Default, Deserialize)]
@@ -126,6 +128,7 @@ impl RawConfig {
             http: self.http.unwrap_or_default().resolve(base),
             serve: self.serve.unwrap_or_default().resolve(),
             log: self.log.unwrap_or_default().resolve(),
+            smtp_listener: self.smtp_listener.map(|l| l.resolve(base)),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod file;
 mod idle;
 mod recorder;
+mod relay;
 pub(crate) mod render;
 pub(crate) mod retry;
 pub(crate) mod shutdown;
@@ -22,6 +23,7 @@ use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, DkimAlgorithm, DkimSettings, TransportKind};
+use crate::store::relay::{RELAY_RULE, RelayBodies, RelayBody};
 use crate::store::{Attempt, OutboxRow, Outcome, RowState, Store};
 pub use file::FileTransport;
 pub use smtp::{Class, Job, Report, SmtpTransport};
@@ -104,6 +106,10 @@ pub struct Shared<T: Transport> {
     stop: &'static AtomicBool,
     /// How long sessions in flight may finish after a stop.
     grace: Duration,
+    /// Where relayed rows' bytes are read (messages the SMTP listener took).
+    relay: Option<RelayBodies>,
+    /// DKIM for relayed bytes, when `mail.smtp.dkim` is set.
+    relay_dkim: Option<relay::RelaySigner>,
 }
 
 /// Sends due outbox rows through one transport.
@@ -138,6 +144,12 @@ impl Deliverer<Configured> {
             config.delivery.lease,
         )?;
         deliverer.shared_mut().dkim = dkim;
+        deliverer.shared_mut().relay = Some(RelayBodies::new(&config.store.path));
+        deliverer.shared_mut().relay_dkim = smtp
+            .dkim
+            .as_ref()
+            .map(relay::RelaySigner::new)
+            .transpose()?;
         Ok(deliverer)
     }
 }
@@ -163,6 +175,8 @@ impl<T: Transport> Deliverer<T> {
                 policy,
                 stop: shutdown::global(),
                 grace: shutdown::GRACE,
+                relay: None,
+                relay_dkim: None,
             }),
             runtime,
             lease,
@@ -270,17 +284,39 @@ impl<T: Transport> Shared<T> {
     }
 
     fn job(&self, row: &OutboxRow) -> anyhow::Result<Job> {
-        let message = self.render(row)?;
         let to = row
             .key
             .recipient
             .parse()
             .with_context(|| format!("recipient {:?} is not an address", row.key.recipient))?;
+        if row.key.rule == RELAY_RULE
+            && let Some(body) = self
+                .relay
+                .as_ref()
+                .map(|r| r.body(row.id))
+                .transpose()?
+                .flatten()
+        {
+            return Ok(self.relay_job(body, to));
+        }
+        let message = self.render(row)?;
         Ok(Job {
             from: self.from.email.clone(),
             to,
             bytes: message.formatted(),
         })
+    }
+
+    /// A received message, relayed as it came with Herald's `Received:` in front (and a
+    /// DKIM-Signature when configured); the original
+    /// envelope sender is kept (the null sender, which lettre cannot send, becomes `mail.from`).
+    fn relay_job(&self, body: RelayBody, to: lettre::Address) -> Job {
+        let from = body
+            .mail_from
+            .parse()
+            .unwrap_or_else(|_| self.from.email.clone());
+        let bytes = relay::bytes(&body.received, &body.raw, self.relay_dkim.as_ref());
+        Job { from, to, bytes }
     }
 
     /// The attempt a report makes: sent, dead (permanent, or too old), or

@@ -160,7 +160,10 @@ async fn show_row(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Respon
                 let (Some(listed), Some(row)) = (store.listed(id)?, store.outbox_row(id)?) else {
                     return Ok(None);
                 };
-                let message = render::render(&row, &from)?.formatted();
+                let message = match store.relayed_message(id)? {
+                    Some(relayed) => relayed,
+                    None => render::render(&row, &from)?.formatted(),
+                };
                 Ok(Some(json!({
                     "row": listed, "attempts": store.attempts(id)?,
                     "message": String::from_utf8_lossy(&message),

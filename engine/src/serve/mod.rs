@@ -78,8 +78,16 @@ pub fn run(
         .transpose()?;
     let bells = Arc::new(Bells::default());
     let journaled = bells.clone();
-    let (writer, writer_thread) = Writer::spawn(open(config)?, move || journaled.journaled.ring())
-        .context("cannot start the store writer")?;
+    // New events wake evaluation; received mail's relay rows are queued already: wake delivery.
+    let (writer, writer_thread) = Writer::spawn(open(config)?, move |done| {
+        if done.events {
+            journaled.journaled.ring();
+        }
+        if done.mail {
+            journaled.queued.ring();
+        }
+    })
+    .context("cannot start the store writer")?;
     let live = Arc::new(Live::new(RuleSet {
         config: Arc::new(config.clone()),
         evaluator: Arc::new(evaluator),

@@ -81,6 +81,7 @@ fn restart_needed(old: &RuleSet, new: &RuleSet) -> Vec<&'static str> {
     check("mail", a.mail != b.mail);
     check("delivery", a.delivery != b.delivery);
     check("ingest", a.ingest != b.ingest);
+    check("smtp_listener", a.smtp_listener != b.smtp_listener);
     changed
 }
 

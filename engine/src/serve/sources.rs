@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 
 use super::live::Live;
 use crate::config::Config;
-use crate::sources::{Feed, schedule};
+use crate::sources::{Feed, schedule, smtp};
 use crate::store::Store;
 
 /// Start every source; each registers its readiness part with `feed` before this returns.
@@ -14,7 +14,24 @@ pub fn start(
     feed: &Feed,
     live: &Arc<Live>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    Ok(vec![start_schedule(config, feed, live)?])
+    let mut threads = vec![start_schedule(config, feed, live)?];
+    threads.extend(start_smtp_listener(config, feed, live)?);
+    Ok(threads)
+}
+
+/// The SMTP listener, when `smtp_listener` is configured; it reads the directory in force.
+fn start_smtp_listener(
+    config: &Config,
+    feed: &Feed,
+    live: &Arc<Live>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let Some(listener) = &config.smtp_listener else {
+        return Ok(Vec::new());
+    };
+    let live = live.clone();
+    let directory: smtp::DirectorySource =
+        Arc::new(move || live.current().evaluator.directory().clone());
+    smtp::start(listener, &config.store.path, feed, directory)
 }
 
 /// The scheduler always runs, so that a reload that adds a schedule takes effect at once.

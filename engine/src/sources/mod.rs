@@ -3,6 +3,7 @@
 pub mod http;
 pub mod readiness;
 pub mod schedule;
+pub mod smtp;
 pub mod tls;
 
 use std::sync::atomic::AtomicBool;

@@ -5,6 +5,7 @@ mod export;
 mod health;
 mod outbox;
 pub(crate) mod owner;
+pub mod relay;
 mod schedule;
 mod schema;
 pub mod writer;
@@ -378,6 +379,8 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Freed content is overwritten, so a purged mail body leaves no copy in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_handler(Some(wait_for_the_writer))?;
     Ok(conn)
 }

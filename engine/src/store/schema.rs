@@ -86,6 +86,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
         rule TEXT PRIMARY KEY,
         through INTEGER NOT NULL
     );",
+    // 6: mail taken by the SMTP listener: its envelope and bytes (purged once delivered or
+    // dead, unless kept), the retransmission key, and which outbox rows relay it.
+    "CREATE TABLE relay_messages (
+        id INTEGER PRIMARY KEY,
+        event_seq INTEGER NOT NULL REFERENCES events (seq),
+        dedup TEXT NOT NULL UNIQUE,
+        mail_from TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        received TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        raw BLOB,
+        keep_body INTEGER NOT NULL DEFAULT 0,
+        received_at TEXT NOT NULL,
+        purged_at TEXT
+    );
+    CREATE INDEX relay_unpurged ON relay_messages (event_seq) WHERE purged_at IS NULL AND keep_body = 0;
+    ALTER TABLE outbox ADD COLUMN relay_id INTEGER;",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

@@ -252,7 +252,8 @@ fn a_version_3_store_gains_lease_owners_and_keeps_its_leased_rows() {
         store
             .conn
             .execute_batch(
-                "ALTER TABLE outbox DROP COLUMN lease_owner; DROP TABLE schedule_state;
+                "DROP TABLE relay_messages; ALTER TABLE outbox DROP COLUMN relay_id;
+                 ALTER TABLE outbox DROP COLUMN lease_owner; DROP TABLE schedule_state;
                  PRAGMA user_version = 3;
                  UPDATE outbox SET lease_until = 99999999999999;",
             )

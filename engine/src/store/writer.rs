@@ -8,6 +8,7 @@
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
+use super::relay::Inbound;
 use super::{Ingested, Store};
 use crate::event::Event;
 
@@ -17,6 +18,8 @@ const MAX_GROUP: usize = 10_000;
 /// One request: its events, and where the answer goes.
 struct Job {
     events: Vec<Event>,
+    /// The mail the first event came from (the SMTP listener), journaled in the same commit.
+    mail: Option<Inbound>,
     reply: oneshot::Sender<Result<Vec<Ingested>, String>>,
 }
 
@@ -36,10 +39,11 @@ pub enum WriteFailed {
 }
 
 impl Writer {
-    /// Start the writer thread on `store`; `journaled` runs after each commit that stored a new event.
+    /// Start the writer thread on `store`; `journaled` runs after each commit that stored a new
+    /// event or received mail, saying which.
     pub fn spawn(
         mut store: Store,
-        journaled: impl Fn() + Send + 'static,
+        journaled: impl Fn(Journaled) + Send + 'static,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (jobs, inbox) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
@@ -52,7 +56,32 @@ impl Writer {
     pub async fn journal(&self, events: Vec<Event>) -> Result<Vec<Ingested>, WriteFailed> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { events, reply })
+            .send(Job {
+                events,
+                mail: None,
+                reply,
+            })
+            .map_err(|_| WriteFailed::Stopped)?;
+        answer
+            .await
+            .map_err(|_| WriteFailed::Stopped)?
+            .map_err(WriteFailed::Store)
+    }
+
+    /// Journal `events` and the received `mail` the first of them came from, in the same
+    /// group commit; returns once both are durable (or refused as a whole).
+    pub async fn journal_mail(
+        &self,
+        events: Vec<Event>,
+        mail: Inbound,
+    ) -> Result<Vec<Ingested>, WriteFailed> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                events,
+                mail: Some(mail),
+                reply,
+            })
             .map_err(|_| WriteFailed::Stopped)?;
         answer
             .await
@@ -61,7 +90,16 @@ impl Writer {
     }
 }
 
-fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: impl Fn()) {
+/// What one commit stored, for the stages it wakes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Journaled {
+    /// New events to evaluate.
+    pub events: bool,
+    /// Received mail, whose relay rows are queued already.
+    pub mail: bool,
+}
+
+fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: impl Fn(Journaled)) {
     while let Some(first) = inbox.blocking_recv() {
         let mut group = vec![first];
         let mut size = group[0].events.len();
@@ -70,17 +108,38 @@ fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: im
             size += more.events.len();
             group.push(more);
         }
-        if commit(store, group) {
-            journaled();
+        let done = commit(store, group);
+        if done.events || done.mail {
+            journaled(done);
         }
     }
 }
 
-/// Journal a group in one transaction and answer each job; true if any event was new.
-fn commit(store: &mut Store, group: Vec<Job>) -> bool {
+/// The group's events, with the received mail of any job in the same transaction.
+fn ingest(store: &mut Store, group: &[Job]) -> super::Result<Vec<Ingested>> {
+    let mut mails = Vec::new();
+    let mut first = 0;
+    for job in group {
+        if let Some(mail) = &job.mail {
+            mails.push((first, mail));
+        }
+        first += job.events.len();
+    }
+    let events = group.iter().flat_map(|j| j.events.iter());
+    if mails.is_empty() {
+        store.ingest_all(events, Utc::now())
+    } else {
+        let events: Vec<Event> = events.cloned().collect();
+        store.ingest_mail(&events, &mails, Utc::now())
+    }
+}
+
+/// Journal a group in one transaction and answer each job; what it stored.
+fn commit(store: &mut Store, group: Vec<Job>) -> Journaled {
+    let mail = group.iter().any(|j| j.mail.is_some());
     let events = || group.iter().flat_map(|j| j.events.iter());
     let count: usize = group.iter().map(|j| j.events.len()).sum();
-    match store.ingest_all(events(), Utc::now()) {
+    match ingest(store, &group) {
         Ok(results) => {
             // An empty group is a readiness probe, not an ingest commit.
             if count > 0 {
@@ -97,7 +156,10 @@ fn commit(store: &mut Store, group: Vec<Job>) -> bool {
                 // A caller that went away (its connection closed) needs no answer.
                 let _ = job.reply.send(Ok(mine));
             }
-            any_new
+            Journaled {
+                events: any_new,
+                mail,
+            }
         }
         Err(err) => {
             let err = anyhow::Error::from(err);
@@ -106,7 +168,7 @@ fn commit(store: &mut Store, group: Vec<Job>) -> bool {
             for job in group {
                 let _ = job.reply.send(Err(account.clone()));
             }
-            false
+            Journaled::default()
         }
     }
 }
