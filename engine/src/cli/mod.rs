@@ -11,6 +11,7 @@ mod report;
 mod rules_cmd;
 mod send;
 mod serve_cmd;
+mod sources_cmd;
 mod status_cmd;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, LogFormat};
+use crate::config::{Config, ConfigError, DirectorySource, LogFormat};
 use crate::directory::{self, Directory};
 use crate::evaluate::Evaluator;
 
@@ -64,6 +65,8 @@ enum Command {
     Serve(serve_cmd::Args),
     /// Ask the running service what it is doing (readiness, outbox, rules), with an admin token.
     Status(status_cmd::Args),
+    /// The OMERO sources with their cursor, lag, last error and events emitted (from the store).
+    Sources(sources_cmd::Args),
     /// Check or convert configuration.
     #[command(subcommand)]
     Config(config_cmd::Command),
@@ -143,6 +146,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Rules { command } => rules_cmd::run(&ctx, command),
         Command::Deliver(args) => deliver_cmd::run(&ctx, args),
         Command::Serve(args) => serve_cmd::run(&ctx, args),
+        Command::Sources(args) => sources_cmd::run(&ctx, args),
         Command::Status(args) => status_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
@@ -225,7 +229,12 @@ impl Loaded {
 
 fn load(ctx: &Context) -> Result<Loaded, CliError> {
     let config = ctx.config()?;
-    let directory = load_directory(&config.directory.path)?;
+    let directory = match &config.directory.source {
+        DirectorySource::File => load_directory(&config.directory.path)?,
+        DirectorySource::OmeroDb { db, .. } => {
+            crate::sources::omero::directory::load(db, &config.store.path).directory
+        }
+    };
     warn_if_no_admin_email(&directory, &config.directory.path);
     let evaluator = Evaluator::new(&config, Arc::new(directory))
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;

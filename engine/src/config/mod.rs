@@ -11,6 +11,7 @@ mod raw;
 mod scalar;
 mod serve;
 mod smtp;
+mod sources;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -33,6 +34,10 @@ pub use serve::{
     HttpConfig, LogConfig, LogFormat, Scope, ServeConfig, ServerTls, TokenConfig, TokenSource,
 };
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
+pub use sources::{
+    DbConnection, DirectorySource, EventlogConfig, LogConfig as OmeroLogConfig, ProbeConfig,
+    SourceConfig, Start, WebLogConfig,
+};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
 use checks::RuleChecks;
@@ -74,6 +79,8 @@ pub struct Config {
     pub log: LogConfig,
     /// What ingest admits: size caps and which event types.
     pub ingest: IngestConfig,
+    /// The OMERO event sources `herald serve` runs (eventlog, logs, probe).
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The `delivery` section: when a failed message is tried again, and when it is given up.
@@ -157,10 +164,12 @@ pub struct StoreConfig {
 }
 
 /// The `directory` section.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DirectoryConfig {
     /// The directory file; `directory.yaml` beside the config file by default.
     pub path: PathBuf,
+    /// Where the directory is read from: that file, or OMERO's database.
+    pub source: DirectorySource,
 }
 
 /// The `sandbox` section.

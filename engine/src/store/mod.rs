@@ -1,7 +1,9 @@
 //! Store: the SQLite journal of events, the outbox, rule runs and the rules' key-value data.
 
 mod error;
+mod happening;
 mod health;
+mod omero;
 mod outbox;
 pub(crate) mod owner;
 mod schedule;
@@ -10,6 +12,7 @@ pub mod writer;
 
 pub use error::{Refusal, Result, StoreError};
 pub use health::{Quarantined, RuleHealth};
+pub use omero::SourceState;
 pub use outbox::{AttemptLog, Filter, ListState, Listed};
 pub use owner::Owner;
 
@@ -361,6 +364,9 @@ fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<In
     if let Some(seq) = existing {
         return Ok(Ingested::Duplicate(seq));
     }
+    if let Some(original) = happening::reported_elsewhere(tx, ev)? {
+        return happening::journal_duplicate(tx, ev, original, now);
+    }
     tx.execute(
         "INSERT INTO events (source, id, type, time, envelope, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -372,7 +378,9 @@ fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<In
             now.to_rfc3339()
         ],
     )?;
-    Ok(Ingested::New(tx.last_insert_rowid()))
+    let seq = tx.last_insert_rowid();
+    happening::record(tx, ev, seq, None)?;
+    Ok(Ingested::New(seq))
 }
 
 fn decode_event(envelope: &str, received_at: &str) -> Result<Event> {
