@@ -39,6 +39,7 @@ fn failure(user: &str, time: &str) -> Vec<String> {
     ]
 }
 
+/// A line at `time` (`18:00:00`) on the day of the fixtures.
 fn at(time: &str, rest: &str) -> String {
     format!("2025-08-29 {time},001 {rest}")
 }
@@ -214,8 +215,14 @@ fn the_probe_reports_a_crash_once_and_the_return_once_and_a_clean_shutdown_is_on
         subjects(&smtp)
     );
     // A clean shutdown: the log line and, a moment later, the probe report the same happening.
-    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
-    append(&log, &[format!("{now},001 {DOWN}")]);
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S,%3f")
+        .to_string();
+    append(&log, &[format!("{now} {DOWN}")]);
+    assert!(
+        wait_for(WAIT, || subjects(&smtp).len() == want.len() + 2),
+        "the log's down first"
+    );
     omero.close();
     want.extend(twice(&["[OMERO] Server shutdown"]));
     want.sort();

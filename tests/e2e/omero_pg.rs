@@ -278,16 +278,6 @@ impl Db {
             .unwrap_or_else(|e| panic!("{e:?}: {sql}"))
             .get(0)
     }
-
-    /// The first column of every row, as text.
-    pub(crate) fn texts(&self, sql: &str) -> Vec<String> {
-        self.runtime
-            .block_on(self.client.query(sql, &[]))
-            .unwrap_or_else(|e| panic!("{e:?}: {sql}"))
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-    }
 }
 
 /// What OMERO writes for one service call, statement by statement, inside a transaction the

@@ -219,12 +219,16 @@ fn connection(url: DbUrl, password: Option<RawPassword>, base: &Path) -> DbConne
 
 /// One `sources` entry as written, by `kind`.
 #[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind")]
 pub(super) enum RawSource {
-    OmeroEventlog(RawEventlog),
-    OmeroLog(RawLog),
-    OmeroProbe(RawProbe),
-    OmeroWebLog(RawLog),
+    #[serde(rename = "omero-eventlog")]
+    Eventlog(RawEventlog),
+    #[serde(rename = "omero-log")]
+    Log(RawLog),
+    #[serde(rename = "omero-probe")]
+    Probe(RawProbe),
+    #[serde(rename = "omero-web-log")]
+    WebLog(RawLog),
 }
 
 #[derive(Deserialize)]
@@ -291,7 +295,7 @@ impl RawSource {
     /// Apply defaults; paths resolve against `base`.
     pub(super) fn resolve(self, base: &Path) -> SourceConfig {
         match self {
-            RawSource::OmeroEventlog(e) => SourceConfig::Eventlog(EventlogConfig {
+            RawSource::Eventlog(e) => SourceConfig::Eventlog(EventlogConfig {
                 db: connection(e.url, e.password, base),
                 poll: e.poll.map_or(DEFAULT_POLL, |p| p.0),
                 gap_grace: e.gap_grace.map_or(DEFAULT_GAP_GRACE, |g| g.0),
@@ -299,19 +303,19 @@ impl RawSource {
                 batch: e.batch.map_or(DEFAULT_BATCH, |b| b.0),
                 timezone: e.timezone.map(|z| z.0),
             }),
-            RawSource::OmeroLog(log) => SourceConfig::Log(LogConfig {
+            RawSource::Log(log) => SourceConfig::Log(LogConfig {
                 path: base.join(log.path.0),
                 timezone: log.timezone.map(|z| z.0),
                 server: log.server.map_or_else(|| "omero".to_owned(), |s| s.0),
                 poll: log.poll.map_or(Duration::from_secs(1), |p| p.0),
             }),
-            RawSource::OmeroWebLog(log) => SourceConfig::WebLog(WebLogConfig {
+            RawSource::WebLog(log) => SourceConfig::WebLog(WebLogConfig {
                 path: base.join(log.path.0),
                 timezone: log.timezone.map(|z| z.0),
                 server: log.server.map_or_else(|| "omero".to_owned(), |s| s.0),
                 poll: log.poll.map_or(Duration::from_secs(1), |p| p.0),
             }),
-            RawSource::OmeroProbe(p) => SourceConfig::Probe(ProbeConfig {
+            RawSource::Probe(p) => SourceConfig::Probe(ProbeConfig {
                 server: p.server.map_or_else(|| p.host.0.clone(), |s| s.0),
                 host: p.host.0,
                 ports: p.ports.map_or_else(|| vec![4064, 4063], |p| p.0),

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot};
 
 use super::live::{Live, RuleSet};
 use crate::config::{Config, DirectorySource, SourceConfig};
@@ -19,8 +19,7 @@ pub fn start(
     feed: &Feed,
     live: &Arc<Live>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let directory_changed = Arc::new(Notify::new());
-    start_directory(config, feed, live, &directory_changed);
+    let directory_changed = start_directory(config, feed, live);
     let mut threads = Vec::new();
     for source in &config.sources {
         threads.extend(start_omero(config, source, feed, &directory_changed)?);
@@ -29,21 +28,26 @@ pub fn start(
     Ok(threads)
 }
 
+/// Where the eventlog source asks for a directory refresh (and is answered once it is in force).
+type Refresh = Option<mpsc::Sender<oneshot::Sender<()>>>;
+
 /// With `directory.source: omero-db`, refresh the directory on a period and on eventlog changes.
-fn start_directory(config: &Config, feed: &Feed, live: &Arc<Live>, changed: &Arc<Notify>) {
+fn start_directory(config: &Config, feed: &Feed, live: &Arc<Live>) -> Refresh {
     let DirectorySource::OmeroDb { db, refresh } = &config.directory.source else {
-        return;
+        return None;
     };
+    let (requests, asked) = mpsc::channel(16);
     let refresher = directory::Refresher {
         db: db.clone(),
         every: *refresh,
         store: config.store.path.clone(),
         ready: feed.readiness.part("directory"),
-        changed: changed.clone(),
+        requests: asked,
         apply: Arc::new(swap_directory(live.clone())),
         current: directory::stored(&config.store.path),
     };
     feed.runtime.spawn(refresher.run(feed.clone()));
+    Some(requests)
 }
 
 /// Puts a directory in force: the rule set in force, compiled again around it, swapped whole.
@@ -65,7 +69,7 @@ fn start_omero(
     config: &Config,
     source: &SourceConfig,
     feed: &Feed,
-    directory_changed: &Arc<Notify>,
+    directory_changed: &Refresh,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
     match source {
         SourceConfig::Eventlog(eventlog) => {
@@ -74,7 +78,7 @@ fn start_omero(
                 feed: feed.clone(),
                 store: Arc::new(Mutex::new(Store::open(&config.store.path)?)),
                 ready: feed.readiness.part(eventlog::NAME),
-                directory_changed: directory_changed.clone(),
+                directory: directory_changed.clone(),
             };
             feed.runtime.spawn(source.run());
         }

@@ -3,7 +3,8 @@
 //!
 //! Each typed OMERO event belongs to a family (what it is about: the server, a user's login,
 //! a user, a group, a comment, a web path) with a window. An event is a duplicate when the
-//! latest original of its family within the window is of the same type, came from *another*
+//! latest original of its family journaled within the window (by event time; latest by journal
+//! order, which clock skew between hosts cannot reorder) is of the same type, came from *another*
 //! source, and has not yet absorbed an event from this source. It is then kept in the journal,
 //! marked `duplicate_of` that original and already done: it runs no rule and sends no mail.
 //! Taking the latest original keeps a down, an up and another down apart; absorbing at most one
@@ -42,7 +43,7 @@ pub fn reported_elsewhere(tx: &Transaction<'_>, event: &Event) -> Result<Option<
     let latest: Option<(i64, String, String)> = tx
         .query_row(
             "SELECT event_seq, kind, source FROM happenings WHERE family = ?1 AND original IS NULL \
-             AND at BETWEEN ?2 AND ?3 ORDER BY at DESC, event_seq DESC LIMIT 1",
+             AND at BETWEEN ?2 AND ?3 ORDER BY event_seq DESC LIMIT 1",
             params![family, at - window, at + window],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )

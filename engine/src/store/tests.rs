@@ -324,7 +324,7 @@ fn omero_event(source: &str, id: &str, kind: &str, time: &str, data: serde_json:
     let envelope = serde_json::json!({
         "specversion": "1.0", "id": id, "source": source, "type": kind, "time": time, "data": data,
     });
-    crate::event::from_json(envelope, Utc::now()).unwrap()
+    event::from_json(envelope, Utc::now()).unwrap()
 }
 
 #[test]

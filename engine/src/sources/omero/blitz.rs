@@ -199,7 +199,10 @@ mod tests {
         let root = Happening::LoginFailed {
             user: "root".into(),
         };
-        assert_eq!(happenings(&[CHECK_ROOT, THROTTLE, FALSE]), [root.clone()]);
+        assert_eq!(
+            happenings(&[CHECK_ROOT, THROTTLE, FALSE]),
+            std::slice::from_ref(&root)
+        );
         assert_eq!(happenings(&[THROTTLE]), [root]);
     }
 

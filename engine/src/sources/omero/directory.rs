@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::DbConnection;
 use crate::directory::Directory;
@@ -95,8 +95,9 @@ pub struct Refresher {
     pub every: Duration,
     pub store: std::path::PathBuf,
     pub ready: Part,
-    /// Rung by the eventlog source when users, groups or memberships changed.
-    pub changed: Arc<Notify>,
+    /// Asked by the eventlog source when users, groups or memberships changed; answered once the
+    /// new directory is in force, so the events that follow are evaluated with it.
+    pub requests: mpsc::Receiver<oneshot::Sender<()>>,
     /// Puts a new directory in force (compiles a rule set around it; blocking).
     pub apply: Arc<dyn Fn(Directory) + Send + Sync>,
     /// The snapshot in force at start.
@@ -104,13 +105,17 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// Refresh now, then every `every` and whenever `changed` rings, until the process stops.
+    /// Refresh now, then every `every` and whenever asked, until the process stops.
     pub async fn run(mut self, feed: Feed) {
+        let mut asked: Option<oneshot::Sender<()>> = None;
         loop {
             self.refresh().await;
+            if let Some(reply) = asked.take() {
+                let _ = reply.send(());
+            }
             tokio::select! {
                 () = tokio::time::sleep(self.every) => {}
-                () = self.changed.notified() => {}
+                Some(reply) = self.requests.recv() => asked = Some(reply),
                 () = feed.stopped() => return,
             }
         }

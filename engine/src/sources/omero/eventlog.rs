@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Row};
 
 use super::cursor::Cursor;
@@ -26,6 +26,8 @@ use crate::store::Store;
 pub const NAME: &str = "omero-eventlog";
 /// At a first `start: end`, ids this far below the end are checked for transactions still open.
 const START_WINDOW: i64 = 10_000;
+/// How long journaling waits for a directory refresh it asked for.
+const DIRECTORY_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -35,8 +37,9 @@ pub struct Eventlog {
     pub feed: Feed,
     pub store: Arc<Mutex<Store>>,
     pub ready: Part,
-    /// Rung when rows about users, groups or memberships were read: the directory is read again.
-    pub directory_changed: Arc<Notify>,
+    /// With `directory.source: omero-db`: asked to read the directory again when rows about users,
+    /// groups or memberships were read, before their events are journaled.
+    pub directory: Option<mpsc::Sender<oneshot::Sender<()>>>,
 }
 
 /// Why one poll failed.
@@ -145,6 +148,9 @@ impl Eventlog {
                 gap.to
             );
         }
+        if directory {
+            self.refresh_directory().await;
+        }
         let emitted = events.len();
         if !events.is_empty() {
             self.feed
@@ -153,9 +159,6 @@ impl Eventlog {
                 .await
                 .map_err(|err| PollError::Journal(err.to_string()))?;
             crate::metrics::source_emitted(NAME, emitted);
-        }
-        if directory {
-            self.directory_changed.notify_one();
         }
         let behind = behind(client, cursor).await?;
         crate::metrics::source_lag(NAME, behind);
@@ -188,6 +191,21 @@ impl Eventlog {
         let full = found.len() as i64 == limit;
         rows.extend(readable(&found));
         Ok((rows, full))
+    }
+
+    /// Have the directory read again and wait until it is in force (a new user's first comment
+    /// is then mailed to them); after a minute the events go ahead with the directory in force.
+    async fn refresh_directory(&self) {
+        let Some(requests) = &self.directory else {
+            return;
+        };
+        let (reply, done) = oneshot::channel();
+        if requests.send(reply).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(DIRECTORY_WAIT, done).await.is_err() {
+            tracing::warn!("{NAME}: the directory refresh takes long; going on without it");
+        }
     }
 
     fn save(&self, cursor: &Cursor, emitted: usize, behind: i64) -> Result<(), PollError> {

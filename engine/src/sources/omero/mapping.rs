@@ -268,6 +268,9 @@ async fn user_created(client: &Client, id: i64) -> Result<Value, DbError> {
     Ok(json!({"user": user(client, id).await?, "groups": groups}))
 }
 
+/// A comment row: (comment id, text, owner id, image id, image name, image owner id).
+type CommentRow = (i64, Option<String>, i64, i64, String, i64);
+
 /// The comment and the image of link `id`, when its child is a comment.
 async fn comment_added(client: &Client, link: i64) -> Result<Option<Value>, DbError> {
     let row = client
@@ -280,7 +283,7 @@ async fn comment_added(client: &Client, link: i64) -> Result<Option<Value>, DbEr
         .await
         .map_err(query("the comment and its image"))?;
     let Some(row) = row else { return Ok(None) };
-    let read = || -> Result<(i64, Option<String>, i64, i64, String, i64), tokio_postgres::Error> {
+    let read = || -> Result<CommentRow, tokio_postgres::Error> {
         Ok((
             row.try_get(0)?,
             row.try_get(1)?,
