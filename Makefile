@@ -48,3 +48,4 @@ bench: wasm-target test-deps
 	$(CARGO) bench --bench ingest
 	$(CARGO) bench --bench smtp
 	$(CARGO) bench --bench serve
+	$(CARGO) bench --bench omero

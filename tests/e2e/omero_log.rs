@@ -244,3 +244,55 @@ fn the_probe_reports_a_crash_once_and_the_return_once_and_a_clean_shutdown_is_on
     assert_eq!(subjects(&smtp), want, "one mail for the clean shutdown");
     stop(served);
 }
+
+#[test]
+fn omero_web_errors_from_its_log_are_mailed_and_herald_sources_lists_each_source() {
+    let smtp = aiosmtpd(&[]);
+    let scratch = Scratch::with_config("");
+    let web = scratch.path("OMEROweb.log");
+    append(&web, &[]);
+    let sources = format!(
+        "  - {{kind: omero-web-log, path: {}, poll: 100ms, server: omero.test}}\n",
+        web.display()
+    );
+    let yaml = format!(
+        "mail:\n  from: omero@localhost\n  transport: smtp\n  smtp: {{host: 127.0.0.1, port: {port}, hello_name: herald.test}}\n\
+         directory:\n  path: directory.yaml\nsources:\n{sources}\
+         rules:\n  - {{name: web-error, module: builtin:web-error, on: [omero.web.error], \
+         config: {{web_admins: [[\"Web Admin\", \"webadmin@example.org\"]]}}}}\n",
+        port = smtp.port,
+    );
+    let served = Served::start(&scratch, &yaml, &[]);
+    let request = "[                          django.request] (proc.12345) log_response():224";
+    append(
+        &web,
+        &[
+            format!("2025-08-29 10:14:06,008 ERROR {request} Internal Server Error: /webclient/x"),
+            format!(
+                "2025-08-29 10:14:06,008 ERROR {request} HTTP 500 <WSGIRequest: GET '/webclient/x'>"
+            ),
+            format!(
+                "2025-08-29 10:14:07,008 WARNI {request} HTTP 302 <WSGIRequest: GET '/webclient/'>"
+            ),
+        ],
+    );
+    assert!(
+        wait_for(WAIT, || subjects(&smtp).len() == 1),
+        "{}",
+        log_of(&scratch)
+    );
+    let (mail, rcpt) = received_raw(&smtp).remove(0);
+    let mail = String::from_utf8_lossy(&mail).replace("\r\n ", " ");
+    let subject = "Subject: [OMERO.web - admin notification]ERROR (EXTERNAL IP): Internal Server Error: /webclient/x";
+    assert!(mail.contains(subject), "{mail}");
+    assert_eq!(rcpt, ["webadmin@example.org"]);
+    let out = scratch.herald_own(&["sources", "--json"]);
+    crate::support::assert_exit(&out, 0);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &listed[0];
+    assert_eq!(row["source"], format!("omero-web-log:{}", web.display()));
+    assert_eq!(row["emitted"], 1);
+    assert_eq!(row["lag"], 0);
+    assert!(row["cursor"]["offset"].as_u64().unwrap() > 0, "{row}");
+    stop(served);
+}

@@ -229,13 +229,7 @@ impl Loaded {
 
 fn load(ctx: &Context) -> Result<Loaded, CliError> {
     let config = ctx.config()?;
-    let directory = match &config.directory.source {
-        DirectorySource::File => load_directory(&config.directory.path)?,
-        DirectorySource::OmeroDb { db, .. } => {
-            crate::sources::omero::directory::load(db, &config.store.path).directory
-        }
-    };
-    warn_if_no_admin_email(&directory, &config.directory.path);
+    let directory = directory_of(&config)?;
     let evaluator = Evaluator::new(&config, Arc::new(directory))
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;
     Ok(Loaded { config, evaluator })
@@ -273,6 +267,27 @@ fn evaluate_reporting(
     }
 }
 
+/// The directory the config names: its file, or OMERO's database (the stored snapshot, with a
+/// warning, when the database cannot be read). Warns when no admin has an email.
+fn directory_of(config: &Config) -> Result<Directory, CliError> {
+    let (directory, fix) = match &config.directory.source {
+        DirectorySource::File => (
+            load_directory(&config.directory.path)?,
+            format!("an `email:` in {}", config.directory.path.display()),
+        ),
+        DirectorySource::OmeroDb { db, .. } => {
+            let loaded = crate::sources::omero::directory::load(db, &config.store.path);
+            if let Some(stale) = &loaded.stale {
+                eprintln!("warning: {stale}");
+            }
+            let fix = "an email in OMERO (directory.source: omero-db)".to_owned();
+            (loaded.directory, fix)
+        }
+    };
+    warn_if_no_admin_email(&directory, &fix);
+    Ok(directory)
+}
+
 fn load_directory(path: &Path) -> Result<Directory, CliError> {
     Directory::load(path).map_err(|err| CliError::Usage(err.to_string()))
 }
@@ -292,7 +307,7 @@ fn warn_about_schedules(config: &Config) {
 }
 
 /// OMERO's root has no email by default, so admin mail goes nowhere: say so.
-fn warn_if_no_admin_email(dir: &Directory, path: &Path) {
+fn warn_if_no_admin_email(dir: &Directory, fix: &str) {
     if dir
         .admins()
         .iter()
@@ -302,7 +317,6 @@ fn warn_if_no_admin_email(dir: &Directory, path: &Path) {
     }
     eprintln!(
         "warning: no admin (member of the `system` group) has a valid email, so mail to admins goes nowhere.\n  \
-         fix: give root, or another member of `system`, an `email:` in {}",
-        path.display()
+         fix: give root, or another member of `system`, {fix}"
     );
 }

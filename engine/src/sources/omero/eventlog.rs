@@ -116,7 +116,7 @@ impl Eventlog {
         }
         let cursor = match self.config.start {
             Start::Beginning => Cursor::at(0),
-            Start::End => at_end(client, self.config.gap_grace, now_ms()).await?,
+            Start::End => at_end(client, now_ms()).await?,
         };
         self.save(&cursor, 0, 0)?;
         Ok(cursor)
@@ -281,7 +281,7 @@ fn saved_cursor(text: &str) -> Option<Cursor> {
 
 /// The current end, with the ids just below it that are not visible yet counted as gaps: a
 /// transaction that took its ids before this start and commits after it is still read.
-async fn at_end(client: &Client, grace: Duration, now: i64) -> Result<Cursor, DbError> {
+async fn at_end(client: &Client, now: i64) -> Result<Cursor, DbError> {
     let end: i64 = client
         .query_one("SELECT coalesce(max(id), 0) FROM eventlog", &[])
         .await
@@ -300,8 +300,6 @@ async fn at_end(client: &Client, grace: Duration, now: i64) -> Result<Cursor, Db
     for id in ids.iter().filter_map(|row| row.try_get::<_, i64>(0).ok()) {
         cursor.see(id, now);
     }
-    // Only gaps young enough to matter: an id missing for a whole grace is a rollback.
-    let _ = grace;
     Ok(cursor)
 }
 
