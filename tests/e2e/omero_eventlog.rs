@@ -97,6 +97,23 @@ fn journaled(scratch: &Scratch) -> Vec<(String, String)> {
     .collect()
 }
 
+/// `<group> <change>` of every membership event, in journal order (all of them erin's).
+fn memberships(scratch: &Scratch) -> Vec<String> {
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT json_extract(envelope, '$.data.group.name') || ' ' || \
+             json_extract(envelope, '$.data.change') FROM events \
+             WHERE type = 'omero.group.membership' AND json_extract(envelope, '$.data.user.name') = 'erin' \
+             ORDER BY seq",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 fn event_id(eventlog_id: i64) -> String {
     format!("{DB_UUID}:eventlog:{eventlog_id}")
 }
@@ -148,7 +165,7 @@ fn new_users_groups_and_comments_are_mailed_once_and_history_is_not() {
     let mut call = Call::begin(&db);
     let erin = call.user("erin", Some("erin@example.org"), &[]);
     let lab = call.group("lab");
-    call.membership(lab, erin, 1, true);
+    let owner_map = call.membership(lab, erin, 1, true);
     let first = call.commit();
     let mut call = Call::begin(&db);
     let image = call.image("cells.tif", erin, lab);
@@ -175,6 +192,33 @@ fn new_users_groups_and_comments_are_mailed_once_and_history_is_not() {
     ));
     want.sort();
     assert_eq!(mails(&smtp), want, "history (old, ada) is not mailed");
+    // Erin stops owning the lab, then leaves it: the map row is updated, then deleted (and gone).
+    let mut call = Call::begin(&db);
+    db.batch(&format!(
+        "UPDATE groupexperimentermap SET owner = false WHERE id = {owner_map}"
+    ));
+    call.log("UPDATE", "ome.model.meta.GroupExperimenterMap", owner_map);
+    call.commit();
+    // (An UPDATE whose row is already deleted when it is read says nothing: wait for it first.)
+    assert!(wait_for(WAIT, || memberships(&scratch).len() == 3));
+    let mut call = Call::begin(&db);
+    db.batch(&format!(
+        "DELETE FROM groupexperimentermap WHERE id = {owner_map}"
+    ));
+    call.log("DELETE", "ome.model.meta.GroupExperimenterMap", owner_map);
+    call.commit();
+    let want_changes = [
+        "user added",
+        "lab added",
+        "lab owner_revoked",
+        "lab removed",
+    ];
+    assert!(
+        wait_for(WAIT, || memberships(&scratch) == want_changes),
+        "{:?}\n{}",
+        memberships(&scratch),
+        log_of(&scratch)
+    );
     let journal = journaled(&scratch);
     let types: Vec<&str> = journal.iter().map(|(_, t)| t.as_str()).collect();
     assert!(

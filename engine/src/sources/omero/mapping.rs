@@ -4,7 +4,8 @@
 //! ImageAnnotationLink INSERT whose child is a comment → `omero.comment.added`, and
 //! GroupExperimenterMap INSERT/UPDATE/DELETE → `omero.group.membership`. Everything else is
 //! ignored. An object deleted before it is read gives an event from the row alone (ids, empty
-//! names), or none where the row alone says too little (a link whose comment is gone).
+//! names), or none where the row alone says too little (a link whose comment is gone, an owner
+//! flag UPDATE of a membership deleted before the UPDATE was read: its DELETE is reported).
 
 use std::collections::HashMap;
 
