@@ -361,7 +361,13 @@ fn the_directory_is_read_from_the_database_refreshed_and_kept_through_an_outage(
         yaml,
         &[("HERALD_OMERO_DB_PASSWORD", HERALD_PASSWORD)],
     );
-    assert!(wait_for(WAIT, || ready(&restarted).is_some()));
+    assert!(
+        wait_for(WAIT, || ready(&restarted).is_some_and(|(s, body)| s == 200
+            && body
+                .contains("degraded: omero-eventlog: cannot read eventlog"))),
+        "the saved cursor is held through the outage: {:?}",
+        ready(&restarted)
+    );
     assert_eq!(
         active_with_email(&restarted),
         4,
@@ -376,4 +382,71 @@ fn the_directory_is_read_from_the_database_refreshed_and_kept_through_an_outage(
         log_of(&scratch)
     );
     stop(restarted);
+}
+
+#[test]
+fn end_to_end_a_new_user_a_comment_a_failed_login_and_a_server_restart_each_give_the_stock_mail() {
+    use crate::omero_log::{DOWN, UP, append, at, failure};
+    let pg = Postgres::start();
+    seed(&pg);
+    let smtp = aiosmtpd(&[]);
+    let scratch = Scratch::with_config("");
+    let log = scratch.path("Blitz-0.log");
+    append(&log, &[]);
+    let yaml = format!(
+        "mail:\n  from: omero@localhost\n  transport: smtp\n  smtp: {{host: 127.0.0.1, port: {port}, hello_name: herald.test}}\n\
+         directory:\n  source: omero-db\n  url: {url}\n  password_env: HERALD_OMERO_DB_PASSWORD\n\
+         sources:\n  - {{kind: omero-eventlog, url: \"{url}\", password_env: HERALD_OMERO_DB_PASSWORD, poll: 100ms}}\n  \
+         - {{kind: omero-log, path: {log}, poll: 100ms}}\n\
+         rules:\n  - {{name: new-user, module: builtin:new-user, on: [omero.user.created]}}\n  \
+         - {{name: new-comment, module: builtin:new-comment, on: [omero.comment.added]}}\n  \
+         - {{name: failed-login, module: builtin:failed-login, on: [omero.login.failed], \
+         config: {{contact_system: true, on_specific_users: [root]}}}}\n  \
+         - {{name: server-up, module: builtin:server-up, on: [omero.server.up]}}\n  \
+         - {{name: server-down, module: builtin:server-down, on: [omero.server.down]}}\n",
+        port = smtp.port,
+        url = pg.url(),
+        log = log.display(),
+    );
+    let served = Served::start(
+        &scratch,
+        &yaml,
+        &[("HERALD_OMERO_DB_PASSWORD", HERALD_PASSWORD)],
+    );
+    assert!(wait_for(WAIT, || ready(&served).is_some_and(|(s, _)| s == 200)));
+    let db = pg.omero();
+    let mut call = Call::begin(&db);
+    let hana = call.user("hana", Some("hana@example.org"), &[]);
+    let image = call.image("hana.tif", hana, 1);
+    call.commit();
+    let ada: i64 = db.one("SELECT id FROM experimenter WHERE omename = 'ada'");
+    let mut call = Call::begin(&db);
+    call.comment(image, "lovely", ada, 1);
+    call.commit();
+    append(&log, &failure("root", "10:14:06"));
+    append(&log, &[at("18:00:00", DOWN), at("18:01:00", UP)]);
+    let mut want = user_mails(&["ada", "root"]);
+    for subject in [
+        "[OMERO] Login failed for 'root'",
+        "[OMERO] Server shutdown",
+        "[OMERO] Server started",
+    ] {
+        for admin in ["ada", "root"] {
+            want.push((subject.to_owned(), format!("{admin}@example.org")));
+        }
+    }
+    want.push((
+        "[OMERO] INSERT CommentAnnotation notification".into(),
+        "hana@example.org".into(),
+    ));
+    want.sort();
+    assert!(
+        wait_for(WAIT, || mails(&smtp).len() >= want.len()),
+        "{:?}\n{}",
+        mails(&smtp),
+        log_of(&scratch)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(mails(&smtp), want);
+    stop(served);
 }

@@ -16,11 +16,11 @@ const WAIT: Duration = Duration::from_secs(60);
 const CHECK: &str = "INFO  [        ome.services.util.ServiceHandler] (l.Server-2)  Executor.doWork -- ome.services.sessions.SessionManagerImpl.executeCheckPasswordRO[";
 const FALSE: &str = "INFO  [        ome.services.util.ServiceHandler] (l.Server-2)  Rslt:\tfalse";
 const THROTTLE: &str = "WARN  [  ome.security.auth.LoginAttemptListener] (l.Server-2) 2 failed logins for root. Throttling for 3000";
-const UP: &str = "INFO  [                ome.services.blitz.Entry] (      main) OMERO.blitz now accepting connections.";
-const DOWN: &str =
+pub(crate) const UP: &str = "INFO  [                ome.services.blitz.Entry] (      main) OMERO.blitz now accepting connections.";
+pub(crate) const DOWN: &str =
     "INFO  [                ome.services.blitz.Entry] (Thread-3  ) TERM: Shutdown requested.";
 
-fn append(path: &Path, lines: &[String]) {
+pub(crate) fn append(path: &Path, lines: &[String]) {
     let mut file = std::fs::File::options()
         .create(true)
         .append(true)
@@ -32,7 +32,7 @@ fn append(path: &Path, lines: &[String]) {
 }
 
 /// A failed password check for `user` at `time` (`10:14:06`), as Blitz logs it.
-fn failure(user: &str, time: &str) -> Vec<String> {
+pub(crate) fn failure(user: &str, time: &str) -> Vec<String> {
     vec![
         format!("2025-08-29 {time},008 {CHECK}{user}]"),
         format!("2025-08-29 {time},016 {FALSE}"),
@@ -40,7 +40,7 @@ fn failure(user: &str, time: &str) -> Vec<String> {
 }
 
 /// A line at `time` (`18:00:00`) on the day of the fixtures.
-fn at(time: &str, rest: &str) -> String {
+pub(crate) fn at(time: &str, rest: &str) -> String {
     format!("2025-08-29 {time},001 {rest}")
 }
 

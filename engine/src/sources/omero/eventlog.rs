@@ -63,11 +63,11 @@ impl Eventlog {
                 Err(err) => {
                     tracing::warn!("{NAME}: {err}; trying again in {backoff:?}");
                     self.report(&err.to_string());
-                    let why = format!("{err}");
-                    if self.ready.state().is_ready() {
-                        self.ready.degraded(format!("cannot read eventlog: {why}"));
+                    // A position saved in the store is held even while the database is down.
+                    if self.holds_a_position() {
+                        self.ready.degraded(format!("cannot read eventlog: {err}"));
                     } else {
-                        self.ready.failing(why);
+                        self.ready.failing(err.to_string());
                     }
                 }
             }
@@ -77,6 +77,14 @@ impl Eventlog {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    fn holds_a_position(&self) -> bool {
+        self.ready.state().is_ready()
+            || matches!(
+                self.with_store(|store| store.source_cursor(NAME)),
+                Ok(Some(_))
+            )
     }
 
     fn stopping(&self) -> bool {
