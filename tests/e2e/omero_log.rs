@@ -196,7 +196,22 @@ fn the_probe_reports_a_crash_once_and_the_return_once_and_a_clean_shutdown_is_on
         log.display()
     );
     let served = serve(&scratch, &smtp, &sources);
-    std::thread::sleep(Duration::from_millis(600)); // the probe learns "up" without a mail
+    // The probe learns "up" without a mail.
+    let probe_state = || {
+        let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+        conn.query_row(
+            "SELECT json_extract(cursor, '$.state') FROM source_state WHERE source LIKE 'omero-probe:%'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap_or_default()
+    };
+    assert!(
+        wait_for(WAIT, || probe_state() == "up"),
+        "{}",
+        log_of(&scratch)
+    );
+    assert!(subjects(&smtp).is_empty());
     omero.close(); // a crash: no shutdown line
     let down = twice(&["[OMERO] Server shutdown"]);
     assert!(
