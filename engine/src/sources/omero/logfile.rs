@@ -58,7 +58,12 @@ impl LogSource {
         self.ready.ready();
         while !self.feed.stop.load(Ordering::SeqCst) {
             match self.poll(&mut position) {
-                Ok(()) => self.ready.ready(),
+                // More is waiting (a backlog past one read): go on at once.
+                Ok(true) => {
+                    self.ready.ready();
+                    continue;
+                }
+                Ok(false) => self.ready.ready(),
                 Err(err) => self.report(&format!("{err:#}")),
             }
             self.sleep();
@@ -76,7 +81,8 @@ impl LogSource {
         Ok(position)
     }
 
-    fn poll(&mut self, position: &mut Position) -> anyhow::Result<()> {
+    /// Read, journal and save once; true when more is waiting in the file.
+    fn poll(&mut self, position: &mut Position) -> anyhow::Result<bool> {
         let mut next = *position;
         let taken = tail::read(&self.path, &mut next)?;
         if let Some(lost) = &taken.lost {
@@ -102,7 +108,7 @@ impl LogSource {
             self.save(&next, emitted, behind)?;
         }
         *position = next;
-        Ok(())
+        Ok(taken.behind > 0 && !taken.lines.is_empty())
     }
 
     fn event(&mut self, line: &Line) -> Option<Event> {

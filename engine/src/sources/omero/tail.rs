@@ -1,11 +1,13 @@
 //! Follows a log file across rotation: by inode, from a byte offset kept in Herald's store.
 //!
 //! logback (Blitz-0.log) and Python's rotating handler (OMEROweb.log) rotate by renaming the
-//! file to `<name>.1` and starting a new one. When the inode at the path changes, the rest of
-//! the old file is read from `<name>.1` (found by its inode) before the new file is read from
-//! its start, so a rotation loses and repeats nothing. A file that shrank under the same inode
-//! (copytruncate) is read again from its start. Only whole lines (ending in `\n`) are taken;
-//! each comes with the inode and offset it starts at, which make a stable event id.
+//! file to `<name>.1` (older ones move up to `.9`) and starting a new one. When the inode at the
+//! path changes, the rest of the old file is read from `<name>.1`…`.9` (found by its inode)
+//! before the new file is read from its start, so a rotation loses and repeats nothing. A file
+//! that shrank under the same inode (copytruncate) is read again from its start. After two or
+//! more rotations while Herald was away, the file followed is finished and the new one read,
+//! but the files between are not. Only whole lines (ending in `\n`) are taken; each comes with
+//! the inode and offset it starts at, which make a stable event id.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -53,11 +55,21 @@ pub fn at_end(path: &Path) -> std::io::Result<Position> {
     })
 }
 
-/// The rotated file's name: `<path>.1`.
-fn rotated(path: &Path) -> PathBuf {
+/// logback's fixed window keeps `<name>.1` … `<name>.9`.
+const ROTATED: u32 = 9;
+
+/// The rotated file `<path>.<n>`.
+fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".1");
+    name.push(format!(".{n}"));
     PathBuf::from(name)
+}
+
+/// The rotated file that is the inode `inode` (`.1` after one rotation, `.2` after two…).
+fn rotated_with(path: &Path, inode: u64) -> Option<PathBuf> {
+    (1..=ROTATED)
+        .map(|n| rotated(path, n))
+        .find(|old| std::fs::metadata(old).is_ok_and(|m| m.ino() == inode))
 }
 
 /// Read the whole lines after `position`, following a rotation; `position` moves past them.
@@ -65,19 +77,16 @@ pub fn read(path: &Path, position: &mut Position) -> std::io::Result<Taken> {
     let meta = std::fs::metadata(path)?;
     let mut out = Taken::default();
     if meta.ino() != position.inode {
-        let old = rotated(path);
-        match std::fs::metadata(&old) {
-            Ok(m) if m.ino() == position.inode => {
-                read_lines(&old, position, &mut out.lines)?;
-            }
-            _ if position.inode != 0 => {
+        match rotated_with(path, position.inode) {
+            Some(old) => read_lines(&old, position, &mut out.lines)?,
+            None if position.inode != 0 => {
                 out.lost = Some(format!(
-                    "{} was rotated and its old file is not at {}; its unread end is skipped",
+                    "{} was rotated and its old file is not among {}.1 to .{ROTATED}; its unread end is skipped",
                     path.display(),
-                    old.display()
+                    path.display()
                 ));
             }
-            _ => {}
+            None => {}
         }
         *position = Position {
             inode: meta.ino(),
@@ -150,6 +159,29 @@ mod tests {
         assert!(got.lost.is_none());
         assert_eq!(texts(&read(&log, &mut at).unwrap()), Vec::<&str>::new());
         assert_eq!(at.offset, 5);
+    }
+
+    #[test]
+    fn after_two_rotations_the_old_file_is_finished_and_only_the_one_between_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("Blitz-0.log");
+        append(&log, "a\n");
+        let mut at = at_end(&log).unwrap();
+        append(&log, "b\n");
+        for _ in 0..2 {
+            if dir.path().join("Blitz-0.log.1").exists() {
+                std::fs::rename(
+                    dir.path().join("Blitz-0.log.1"),
+                    dir.path().join("Blitz-0.log.2"),
+                )
+                .unwrap();
+            }
+            std::fs::rename(&log, dir.path().join("Blitz-0.log.1")).unwrap();
+            append(&log, "c\n");
+        }
+        let got = read(&log, &mut at).unwrap();
+        // The old file (now .2) is finished; the file in between (.1) was never followed.
+        assert_eq!(texts(&got), ["b", "c"]);
     }
 
     #[test]
