@@ -41,8 +41,22 @@ use herald::sources::readiness::Readiness;
 use herald::store::Store;
 use herald::store::writer::Writer;
 
-const ROWS: i64 = 100_000;
-const LOG_BYTES: u64 = 100 << 20;
+/// `eventlog` rows (`HERALD_BENCH_ROWS` overrides, e.g. for a quick functional run).
+fn rows() -> i64 {
+    env_or("HERALD_BENCH_ROWS", 100_000)
+}
+
+/// Log size in bytes (`HERALD_BENCH_LOG_MB` overrides).
+fn log_bytes() -> u64 {
+    env_or("HERALD_BENCH_LOG_MB", 100) << 20
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,7 +113,7 @@ fn log_rate(dir: &std::path::Path) {
 fn write_log(path: &std::path::Path) -> u64 {
     let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
     let (mut written, mut lines) = (0u64, 0u64);
-    while written < LOG_BYTES {
+    while written < log_bytes() {
         let line = if lines % 100 == 0 {
             "2025-08-29 10:14:06,016 WARN  [  ome.security.auth.LoginAttemptListener] (l.Server-2) 3 failed logins for root. Throttling for 3000\n"
         } else {
@@ -117,10 +131,11 @@ fn write_log(path: &std::path::Path) -> u64 {
 fn eventlog_rate(dir: &std::path::Path) {
     let pg = omero_pg::Postgres::start();
     let db = pg.omero();
+    let rows = rows();
     db.batch(&format!(
         "INSERT INTO eventlog (id, permissions, action, entitytype, entityid, event) \
          SELECT nextval('seq_eventlog'), -52, 'INSERT', 'ome.model.meta.Experimenter', 0, 0 \
-         FROM generate_series(1, {ROWS})"
+         FROM generate_series(1, {rows})"
     ));
     let start = Instant::now();
     let selected = db.one(
@@ -184,10 +199,10 @@ fn eventlog_rate(dir: &std::path::Path) {
     println!("eventlog, {selected} rows (Experimenter INSERTs)");
     println!(
         "  plain SELECT of the rows       {:>12.0} rows/s",
-        ROWS as f64 / select.as_secs_f64()
+        rows as f64 / select.as_secs_f64()
     );
     println!(
         "  omero-eventlog catch-up        {:>12.0} rows/s (mapped, journaled, cursor saved)",
-        ROWS as f64 / caught_up.as_secs_f64()
+        rows as f64 / caught_up.as_secs_f64()
     );
 }
