@@ -21,7 +21,8 @@ demo: wasm-target
 	@ls var/demo/mail
 
 # aiosmtpd from PyPI into a venv; smtp-sink/smtp-source from Debian's postfix package, unpacked (no daemon);
-# systemd-analyze (Debian's systemd) to verify etc/herald.service.
+# systemd-analyze (Debian's systemd) to verify etc/herald.service; Debian's postgresql for the OMERO
+# connector's tests (they start their own server in a temp dir; HERALD_PG_BIN overrides where the binaries are).
 test-deps:
 	@mkdir -p $(TOOLS)
 	@test -x $(HERALD_AIOSMTPD_PYTHON) && $(HERALD_AIOSMTPD_PYTHON) -c 'import aiosmtpd' 2>/dev/null || \
@@ -31,6 +32,8 @@ test-deps:
 		cd $(TOOLS) && rm -f postfix_*.deb && apt-get download postfix && \
 		dpkg -x postfix_*.deb $(TOOLS)/postfix; }
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
+	@test -n "$$HERALD_PG_BIN" || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq postgresql; }
 
 test: lint test-deps
 	$(CARGO) test --workspace --lib --bins --tests
@@ -45,3 +48,4 @@ bench: wasm-target test-deps
 	$(CARGO) bench --bench ingest
 	$(CARGO) bench --bench smtp
 	$(CARGO) bench --bench serve
+	$(CARGO) bench --bench omero

@@ -27,6 +27,17 @@ struct Metrics {
     deliveries: Family<Labels, Counter>,
     outbox: Family<Labels, Gauge>,
     smtp: Family<Labels, Counter>,
+    sources: SourceSeries,
+}
+
+/// The OMERO connector's series: per source, and the directory read from OMERO's database.
+#[derive(Default)]
+struct SourceSeries {
+    emitted: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    lag: Family<Labels, Gauge>,
+    directory_stale: Gauge,
+    directory_age: Gauge,
 }
 
 fn metrics() -> &'static Metrics {
@@ -54,6 +65,7 @@ impl Metrics {
             deliveries: Family::default(),
             outbox: Family::default(),
             smtp: Family::default(),
+            sources: SourceSeries::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -107,8 +119,73 @@ impl Metrics {
             "Outbox rows by state, as of the last scrape",
             m.outbox.clone(),
         );
+        m.sources.register(&mut registry);
         Metrics { registry, ..m }
     }
+}
+
+impl SourceSeries {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "source_events",
+            "Events an OMERO source journaled, by source",
+            self.emitted.clone(),
+        );
+        registry.register(
+            "source_errors",
+            "Failed reads of an OMERO source (database, log file, probe), by source",
+            self.errors.clone(),
+        );
+        registry.register(
+            "source_lag",
+            "How far a source is behind: eventlog rows not yet read, log bytes not yet read",
+            self.lag.clone(),
+        );
+        registry.register(
+            "directory_stale",
+            "1 while the directory is a stored snapshot because OMERO's database cannot be read",
+            self.directory_stale.clone(),
+        );
+        registry.register(
+            "directory_snapshot_age_seconds",
+            "Age of the directory snapshot in force (directory.source: omero-db)",
+            self.directory_age.clone(),
+        );
+    }
+}
+
+/// `source` journaled `events` events.
+pub fn source_emitted(source: &str, events: usize) {
+    metrics()
+        .sources
+        .emitted
+        .get_or_create(&vec![("source", source.to_owned())])
+        .inc_by(events as u64);
+}
+
+/// `source` failed a read.
+pub fn source_error(source: &str) {
+    metrics()
+        .sources
+        .errors
+        .get_or_create(&vec![("source", source.to_owned())])
+        .inc();
+}
+
+/// How far `source` is behind (rows or bytes).
+pub fn source_lag(source: &str, lag: i64) {
+    metrics()
+        .sources
+        .lag
+        .get_or_create(&vec![("source", source.to_owned())])
+        .set(lag);
+}
+
+/// Whether the directory in force is a stale snapshot, and its age in seconds.
+pub fn directory_snapshot(stale: bool, age_seconds: i64) {
+    let series = &metrics().sources;
+    series.directory_stale.set(i64::from(stale));
+    series.directory_age.set(age_seconds);
 }
 
 /// One event journaled by ingest.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 
-use super::{CliError, Context, Outcome, load_directory};
+use super::{CliError, Context, Outcome};
 use crate::evaluate::Evaluator;
 
 #[derive(Subcommand, Debug)]
@@ -31,8 +31,7 @@ pub fn run(ctx: &Context, cmd: Command) -> Outcome {
 
 fn check(ctx: &Context) -> Outcome {
     let config = ctx.config()?;
-    let directory = load_directory(&config.directory.path)?;
-    super::warn_if_no_admin_email(&directory, &config.directory.path);
+    let directory = super::directory_of(&config)?;
     super::warn_about_schedules(&config);
     let evaluator = Evaluator::new(&config, Arc::new(directory))
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;

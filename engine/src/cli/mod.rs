@@ -13,6 +13,7 @@ mod rule_cmd;
 mod rules_cmd;
 mod send;
 mod serve_cmd;
+mod sources_cmd;
 mod status_cmd;
 mod test_cmd;
 
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, LogFormat};
+use crate::config::{Config, ConfigError, DirectorySource, LogFormat};
 use crate::directory::{self, Directory};
 use crate::evaluate::Evaluator;
 
@@ -67,6 +68,8 @@ enum Command {
     Serve(serve_cmd::Args),
     /// Ask the running service what it is doing (readiness, outbox, rules), with an admin token.
     Status(status_cmd::Args),
+    /// The OMERO sources with their cursor, lag, last error and events emitted (from the store).
+    Sources(sources_cmd::Args),
     /// Check or convert configuration.
     #[command(subcommand)]
     Config(config_cmd::Command),
@@ -153,6 +156,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Rules { command } => rules_cmd::run(&ctx, command),
         Command::Deliver(args) => deliver_cmd::run(&ctx, args),
         Command::Serve(args) => serve_cmd::run(&ctx, args),
+        Command::Sources(args) => sources_cmd::run(&ctx, args),
         Command::Status(args) => status_cmd::run(&ctx, args),
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Mail(cmd) => mail_cmd::run(&ctx, cmd),
@@ -238,8 +242,7 @@ impl Loaded {
 
 fn load(ctx: &Context) -> Result<Loaded, CliError> {
     let config = ctx.config()?;
-    let directory = load_directory(&config.directory.path)?;
-    warn_if_no_admin_email(&directory, &config.directory.path);
+    let directory = directory_of(&config)?;
     let evaluator = Evaluator::new(&config, Arc::new(directory))
         .map_err(|e| CliError::Usage(format!("{e:#}")))?;
     Ok(Loaded { config, evaluator })
@@ -277,6 +280,27 @@ fn evaluate_reporting(
     }
 }
 
+/// The directory the config names: its file, or OMERO's database (the stored snapshot, with a
+/// warning, when the database cannot be read). Warns when no admin has an email.
+fn directory_of(config: &Config) -> Result<Directory, CliError> {
+    let (directory, fix) = match &config.directory.source {
+        DirectorySource::File => (
+            load_directory(&config.directory.path)?,
+            format!("an `email:` in {}", config.directory.path.display()),
+        ),
+        DirectorySource::OmeroDb { db, .. } => {
+            let loaded = crate::sources::omero::directory::load(db, &config.store.path);
+            if let Some(stale) = &loaded.stale {
+                eprintln!("warning: {stale}");
+            }
+            let fix = "an email in OMERO (directory.source: omero-db)".to_owned();
+            (loaded.directory, fix)
+        }
+    };
+    warn_if_no_admin_email(&directory, &fix);
+    Ok(directory)
+}
+
 fn load_directory(path: &Path) -> Result<Directory, CliError> {
     Directory::load(path).map_err(|err| CliError::Usage(err.to_string()))
 }
@@ -296,7 +320,7 @@ fn warn_about_schedules(config: &Config) {
 }
 
 /// OMERO's root has no email by default, so admin mail goes nowhere: say so.
-fn warn_if_no_admin_email(dir: &Directory, path: &Path) {
+fn warn_if_no_admin_email(dir: &Directory, fix: &str) {
     if dir
         .admins()
         .iter()
@@ -306,7 +330,6 @@ fn warn_if_no_admin_email(dir: &Directory, path: &Path) {
     }
     eprintln!(
         "warning: no admin (member of the `system` group) has a valid email, so mail to admins goes nowhere.\n  \
-         fix: give root, or another member of `system`, an `email:` in {}",
-        path.display()
+         fix: give root, or another member of `system`, {fix}"
     );
 }

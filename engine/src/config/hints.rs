@@ -55,7 +55,10 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
             "write a directory path, relative to the config file's directory"
         }
         "path" => "write a file path, relative to the config file's directory",
-        "store" | "directory" => "write a map with the key `path`",
+        "store" => "write a map with the key `path`",
+        "directory" => {
+            "write a map with `path`, or `source: omero-db` with `url` and `password_env` or `password_file`"
+        }
         "sandbox" => "write a map with some of: cache_dir, limits, quarantine_after",
         "limits" => {
             "write a map with some of: fuel, memory, wall_time, stack, max_messages, max_output, \
@@ -95,7 +98,7 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
         "config" => {
             "write a map of the rule's settings with text keys, e.g. `config: {mode: parity}`"
         }
-        _ => return None,
+        _ => return super::sources::hint(key),
     };
     Some(hint.to_owned())
 }

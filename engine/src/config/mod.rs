@@ -12,6 +12,7 @@ mod scalar;
 mod serve;
 mod smtp;
 mod smtp_listener;
+mod sources;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -35,6 +36,10 @@ pub use serve::{
 };
 pub use smtp::{DkimAlgorithm, DkimSettings, MinTls, PasswordSource, TlsMode};
 pub use smtp_listener::{ListenerUser, OmeroMail, SmtpListenerConfig};
+pub use sources::{
+    DbConnection, DirectorySource, EventlogConfig, LogConfig as OmeroLogConfig, ProbeConfig,
+    SourceConfig, Start, WebLogConfig,
+};
 pub(crate) use yaml::{Seg, Source, parse_yaml, read_yaml};
 
 use checks::RuleChecks;
@@ -78,6 +83,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Herald as OMERO's mail relay (`herald serve`), when the section is present.
     pub smtp_listener: Option<SmtpListenerConfig>,
+    /// The OMERO event sources `herald serve` runs (eventlog, logs, probe).
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The `delivery` section: when a failed message is tried again, and when it is given up.
@@ -161,10 +168,12 @@ pub struct StoreConfig {
 }
 
 /// The `directory` section.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DirectoryConfig {
     /// The directory file; `directory.yaml` beside the config file by default.
     pub path: PathBuf,
+    /// Where the directory is read from: that file, or OMERO's database.
+    pub source: DirectorySource,
 }
 
 /// The `sandbox` section.

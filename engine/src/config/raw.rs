@@ -11,6 +11,7 @@ use super::limits::LimitsPatch;
 use super::serve::{RawHttp, RawLog, RawServe};
 use super::smtp::RawSmtp;
 use super::smtp_listener::RawSmtpListener;
+use super::sources::{RawDirectory, RawSource};
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
     Config, DirectoryConfig, Limits, MailConfig, Missed, ModuleRef, RuleConfig, SandboxConfig,
@@ -29,7 +30,8 @@ pub(super) struct RawConfig {
     state_dir: Option<PathValue>,
     mail: Option<RawMail>,
     store: Option<RawPathSection>,
-    directory: Option<RawPathSection>,
+    directory: Option<RawDirectory>,
+    sources: Option<Vec<RawSource>>,
     sandbox: Option<RawSandbox>,
     delivery: Option<RawDelivery>,
     ingest: Option<RawIngest>,
@@ -96,12 +98,15 @@ impl RawConfig {
         let store = StoreConfig {
             path: in_state(self.store.and_then(|s| s.path), "herald.db"),
         };
+        let mut directory = self.directory.unwrap_or_default();
         let directory = DirectoryConfig {
             path: base.join(
-                self.directory
-                    .and_then(|d| d.path)
+                directory
+                    .path
+                    .take()
                     .map_or_else(|| "directory.yaml".into(), |p| p.0),
             ),
+            source: directory.source(base),
         };
         let sandbox = self.sandbox.unwrap_or_default();
         let sandbox = SandboxConfig {
@@ -129,6 +134,12 @@ impl RawConfig {
             serve: self.serve.unwrap_or_default().resolve(),
             log: self.log.unwrap_or_default().resolve(),
             smtp_listener: self.smtp_listener.map(|l| l.resolve(base)),
+            sources: self
+                .sources
+                .unwrap_or_default()
+                .into_iter()
+                .map(|source| source.resolve(base))
+                .collect(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The directory file (`etc/directory.yaml`): OMERO's users and groups, with the built-ins filled in.
 
 mod checks;
+pub mod omero_db;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -34,7 +35,7 @@ const USER_GROUP: i64 = 1;
 const GUEST_GROUP: i64 = 2;
 
 /// An OMERO user (experimenter). Serializes to the shared `User` shape of events.md.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct User {
     /// OMERO's id.
     pub id: i64,
@@ -52,7 +53,7 @@ pub struct User {
 }
 
 /// An OMERO group.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Group {
     /// OMERO's id.
     pub id: i64,
@@ -64,9 +65,33 @@ pub struct Group {
     pub owners: Vec<i64>,
 }
 
+/// OMERO's built-in ids (`_roles`): root, guest, and the system (admins), user (active) and guest groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Roles {
+    pub root_user: i64,
+    pub guest_user: i64,
+    pub system_group: i64,
+    pub user_group: i64,
+    pub guest_group: i64,
+}
+
+impl Default for Roles {
+    /// The ids OMERO's bootstrap gives them.
+    fn default() -> Self {
+        Roles {
+            root_user: ROOT,
+            guest_user: GUEST,
+            system_group: SYSTEM_GROUP,
+            user_group: USER_GROUP,
+            guest_group: GUEST_GROUP,
+        }
+    }
+}
+
 /// The users and groups Herald resolves recipients against.
 #[derive(Clone, Debug)]
 pub struct Directory {
+    roles: Roles,
     users: Vec<User>,
     groups: Vec<Group>,
     user_ids: HashMap<i64, usize>,
@@ -148,14 +173,30 @@ impl Directory {
             .collect()
     }
 
-    /// The admins: members of `system` (id 0), with a valid email or not.
+    /// The admins: members of `system` (id 0, or `_roles.system_group_id`), with a valid email or not.
     pub fn admins(&self) -> Vec<&User> {
-        self.users_in(SYSTEM_GROUP)
+        self.users_in(self.roles.system_group)
     }
 
-    /// The active users: members of `user` (id 1).
+    /// The active users: members of `user` (id 1, or `_roles.user_group_id`).
     pub fn active_users(&self) -> Vec<&User> {
-        self.users_in(USER_GROUP)
+        self.users_in(self.roles.user_group)
+    }
+
+    /// The built-in ids this directory uses.
+    pub fn roles(&self) -> Roles {
+        self.roles
+    }
+
+    /// A directory read from OMERO's database: every user and group as stored, the built-ins from `_roles`.
+    /// Members that are not users are dropped (a row deleted between two reads).
+    pub fn from_database(roles: Roles, users: Vec<User>, mut groups: Vec<Group>) -> Directory {
+        let known: HashSet<i64> = users.iter().map(|user| user.id).collect();
+        for group in &mut groups {
+            group.members.retain(|id| known.contains(id));
+            group.owners.retain(|id| group.members.contains(id));
+        }
+        Directory::indexed(roles, users, groups)
     }
 
     /// All users, in file order, after any built-ins that were missing from the file.
@@ -192,7 +233,12 @@ impl Directory {
     fn assemble(users: Vec<User>, groups: Vec<Group>) -> Directory {
         let users = with_builtins(builtin_users(), users, |user| user.id);
         let groups = with_builtins(builtin_groups(), groups, |group| group.id);
+        Directory::indexed(Roles::default(), users, groups)
+    }
+
+    fn indexed(roles: Roles, users: Vec<User>, groups: Vec<Group>) -> Directory {
         Directory {
+            roles,
             user_ids: index(&users, |user| user.id),
             user_names: index(&users, |user| user.name.clone()),
             group_ids: index(&groups, |group| group.id),

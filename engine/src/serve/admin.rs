@@ -46,7 +46,12 @@ async fn readyz(State((writer, readiness)): State<(Writer, Readiness)>) -> Respo
         reasons.push(format!("not ready: the store takes no write: {err}"));
     }
     if reasons.is_empty() {
-        return (StatusCode::OK, "ready\n").into_response();
+        let notes: String = readiness
+            .degraded()
+            .into_iter()
+            .map(|(part, why)| format!("degraded: {part}: {why}\n"))
+            .collect();
+        return (StatusCode::OK, format!("ready\n{notes}")).into_response();
     }
     (StatusCode::SERVICE_UNAVAILABLE, reasons.join("\n") + "\n").into_response()
 }

@@ -1,6 +1,7 @@
-//! Sources: everything that produces events and hands them to ingest (the HTTP API, the scheduler).
+//! Sources: everything that produces events and hands them to ingest (the HTTP API, the scheduler, OMERO).
 
 pub mod http;
+pub mod omero;
 pub mod readiness;
 pub mod schedule;
 pub mod smtp;

@@ -12,8 +12,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub enum State {
     Starting,
     Ready,
+    /// Ready, with something an operator should know (a stale directory snapshot served while
+    /// OMERO's database is down); `/readyz` answers 200 and prints it.
+    Degraded(String),
     /// It cannot go on for now; the text says why (it keeps trying).
     Failing(String),
+}
+
+impl State {
+    /// Ready or degraded: what `/readyz` counts as ready.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, State::Ready | State::Degraded(_))
+    }
 }
 
 struct Entry {
@@ -47,7 +57,18 @@ impl Readiness {
         self.lock()
             .iter()
             .map(|entry| (entry.name.clone(), entry.get()))
-            .filter(|(_, state)| *state != State::Ready)
+            .filter(|(_, state)| !state.is_ready())
+            .collect()
+    }
+
+    /// The parts that are ready but degraded, with why.
+    pub fn degraded(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .filter_map(|entry| match entry.get() {
+                State::Degraded(why) => Some((entry.name.clone(), why)),
+                _ => None,
+            })
             .collect()
     }
 
@@ -71,6 +92,11 @@ impl Part {
         self.set(State::Ready);
     }
 
+    /// It holds its position but an operator should know `why`.
+    pub fn degraded(&self, why: impl Into<String>) {
+        self.set(State::Degraded(why.into()));
+    }
+
     /// It cannot go on for now and says why.
     pub fn failing(&self, why: impl Into<String>) {
         self.set(State::Failing(why.into()));
@@ -90,6 +116,7 @@ impl std::fmt::Display for State {
         match self {
             State::Starting => f.write_str("starting"),
             State::Ready => f.write_str("ready"),
+            State::Degraded(why) => write!(f, "ready, degraded: {why}"),
             State::Failing(why) => write!(f, "failing: {why}"),
         }
     }
@@ -116,5 +143,11 @@ mod tests {
         );
         eventlog.ready();
         assert!(readiness.not_ready().is_empty());
+        eventlog.degraded("stale snapshot");
+        assert!(readiness.not_ready().is_empty());
+        assert_eq!(
+            readiness.degraded(),
+            vec![("omero-eventlog".to_string(), "stale snapshot".to_string())]
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 mod error;
 mod export;
+mod happening;
 mod health;
+mod omero;
 mod outbox;
 pub(crate) mod owner;
 pub mod relay;
@@ -12,6 +14,7 @@ pub mod writer;
 
 pub use error::{Refusal, Result, StoreError};
 pub use health::{Quarantined, RuleHealth};
+pub use omero::SourceState;
 pub use outbox::{AttemptLog, Filter, ListState, Listed};
 pub use owner::Owner;
 
@@ -411,6 +414,9 @@ fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<In
     if let Some(seq) = existing {
         return Ok(Ingested::Duplicate(seq));
     }
+    if let Some(original) = happening::reported_elsewhere(tx, ev)? {
+        return happening::journal_duplicate(tx, ev, original, now);
+    }
     tx.execute(
         "INSERT INTO events (source, id, type, time, envelope, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -422,7 +428,9 @@ fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<In
             now.to_rfc3339()
         ],
     )?;
-    Ok(Ingested::New(tx.last_insert_rowid()))
+    let seq = tx.last_insert_rowid();
+    happening::record(tx, ev, seq, None)?;
+    Ok(Ingested::New(seq))
 }
 
 fn decode_event(envelope: &str, received_at: &str) -> Result<Event> {

@@ -103,6 +103,32 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX relay_unpurged ON relay_messages (event_seq) WHERE purged_at IS NULL AND keep_body = 0;
     ALTER TABLE outbox ADD COLUMN relay_id INTEGER;",
+    // 7: the OMERO connector: each source's position and counts, the last good directory
+    // snapshot read from OMERO's database (served while that database is down), and the
+    // happenings journaled, so one reported by two sources gives one mail.
+    "CREATE TABLE source_state (
+        source TEXT PRIMARY KEY,
+        cursor TEXT NOT NULL,
+        emitted INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_error_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE directory_snapshot (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        taken_at TEXT NOT NULL,
+        snapshot TEXT NOT NULL
+    );
+    CREATE TABLE happenings (
+        family TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        event_seq INTEGER NOT NULL REFERENCES events (seq),
+        original INTEGER
+    );
+    CREATE INDEX happenings_by_family ON happenings (family, at);
+    ALTER TABLE events ADD COLUMN duplicate_of INTEGER;",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

@@ -254,6 +254,8 @@ fn a_version_3_store_gains_lease_owners_and_keeps_its_leased_rows() {
             .execute_batch(
                 "DROP TABLE relay_messages; ALTER TABLE outbox DROP COLUMN relay_id;
                  ALTER TABLE outbox DROP COLUMN lease_owner; DROP TABLE schedule_state;
+                 DROP TABLE source_state; DROP TABLE directory_snapshot; DROP TABLE happenings;
+                 ALTER TABLE events DROP COLUMN duplicate_of;
                  PRAGMA user_version = 3;
                  UPDATE outbox SET lease_until = 99999999999999;",
             )
@@ -316,4 +318,72 @@ fn schedule_state_is_per_rule_and_never_moves_back() {
     store.set_schedule_through("other", at(5)).unwrap();
     assert_eq!(store.schedule_through("digest").unwrap(), Some(at(2_000)));
     assert_eq!(store.schedule_through("other").unwrap(), Some(at(5)));
+}
+
+/// A typed OMERO event from `source` at `time`.
+fn omero_event(source: &str, id: &str, kind: &str, time: &str, data: serde_json::Value) -> Event {
+    let envelope = serde_json::json!({
+        "specversion": "1.0", "id": id, "source": source, "type": kind, "time": time, "data": data,
+    });
+    event::from_json(envelope, Utc::now()).unwrap()
+}
+
+#[test]
+fn one_happening_from_two_sources_is_evaluated_once_and_repeats_from_one_source_are_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("h.db")).unwrap();
+    let down = |source: &str, id: &str, time: &str| {
+        omero_event(
+            source,
+            id,
+            "omero.server.down",
+            time,
+            serde_json::json!({"server": "omero"}),
+        )
+    };
+    let up = |source: &str, id: &str, time: &str| {
+        omero_event(
+            source,
+            id,
+            "omero.server.up",
+            time,
+            serde_json::json!({"server": "omero"}),
+        )
+    };
+    let failed = |source: &str, id: &str, time: &str| {
+        omero_event(
+            source,
+            id,
+            "omero.login.failed",
+            time,
+            serde_json::json!({"user": "root"}),
+        )
+    };
+    let events = [
+        down("log", "1", "2026-11-28T10:00:00Z"),
+        down("probe", "1", "2026-11-28T10:00:30Z"), // the same shutdown
+        up("probe", "2", "2026-11-28T10:01:00Z"),
+        down("probe", "3", "2026-11-28T10:02:00Z"), // a crash after the start: new
+        failed("log", "4", "2026-11-28T10:03:00Z"),
+        failed("smtp", "4", "2026-11-28T10:03:01Z"), // the same failure by mail
+        failed("log", "5", "2026-11-28T10:03:04Z"),  // the next failure
+        failed("smtp", "5", "2026-11-28T10:03:05Z"),
+    ];
+    let results = store.ingest(&events, Utc::now()).unwrap();
+    let new: Vec<bool> = results
+        .iter()
+        .map(|r| matches!(r, Ingested::New(_)))
+        .collect();
+    assert_eq!(new, [true, false, true, true, true, false, true, false]);
+    let pending = store.pending(100).unwrap();
+    assert_eq!(pending.len(), 5, "duplicates are journaled done");
+    let kept: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE duplicate_of IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 3);
 }
