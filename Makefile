@@ -42,10 +42,15 @@ test: lint test-deps
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The example rules are a workspace of their own (built like `herald rule new` crates).
+	$(CARGO) fmt --manifest-path rules/examples/Cargo.toml --all -- --check
+	CARGO_TARGET_DIR=target/examples $(CARGO) clippy --manifest-path rules/examples/Cargo.toml --all-targets -- -D warnings
 
 bench: wasm-target test-deps
 	$(CARGO) bench --bench invoke
 	$(CARGO) bench --bench ingest
 	$(CARGO) bench --bench smtp
 	$(CARGO) bench --bench serve
+	$(CARGO) bench --bench pipeline
+	$(CARGO) bench --bench relay
 	$(CARGO) bench --bench omero
