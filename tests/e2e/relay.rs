@@ -488,17 +488,22 @@ fn past_max_connections_a_session_gets_421_and_the_others_go_on() {
     let upstream = aiosmtpd(&[]);
     let scratch = scratch();
     let (_served, port) = start(&scratch, upstream.port, "  max_connections: 1\n", NO_RULES);
-    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut greeting = [0u8; 64];
-    let n = first.read(&mut greeting).unwrap();
-    assert!(
-        greeting[..n].starts_with(b"220 "),
-        "{:?}",
-        String::from_utf8_lossy(&greeting[..n])
-    );
+    // The readiness probe's connection holds the one slot until the listener sees it close.
+    let mut first = None;
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut greeting = [0u8; 64];
+        let n = stream.read(&mut greeting).unwrap();
+        if greeting[..n].starts_with(b"220 ") {
+            first = Some(stream);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut first = first.expect("the slot freed by the probe comes back");
     let said = converse(port, &[], Duration::from_secs(5));
     assert!(said.starts_with("421 4.7.0"), "{said}");
     first.write_all(b"QUIT\r\n").unwrap();
