@@ -6,6 +6,12 @@
 //! first, then the new leases. A session therefore starts its next MAIL FROM only
 //! after its previous outcome is on disk, and a crash can leave unrecorded at
 //! most the one message in flight on each session.
+//!
+//! Once a claim finds fewer due rows than were asked for, the run is drained: later
+//! requests get their outcomes recorded but no new row, so the run ends within one
+//! message per session. A long-running worker then starts the next run with every
+//! session, instead of one session carrying a trickle of new rows alone while the
+//! others, told "nothing due" once, have already left.
 
 use std::time::Duration;
 
@@ -44,6 +50,7 @@ pub fn run(
 ) -> (Summary, anyhow::Result<()>) {
     let mut summary = Summary::default();
     let mut failed = None;
+    let mut drained = false;
     while let Some(first) = requests.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(more) = requests.try_recv() {
@@ -54,7 +61,10 @@ pub fn run(
             continue;
         }
         let attempts: Vec<Attempt> = batch.iter_mut().filter_map(|r| r.done.take()).collect();
-        let wanted = batch.iter().filter(|r| r.more).count();
+        let wanted = match drained {
+            true => 0,
+            false => batch.iter().filter(|r| r.more).count(),
+        };
         if !attempts.is_empty() {
             crate::crashpoint::reached(crate::crashpoint::Point::BeforeDeliveryRecord);
         }
@@ -62,6 +72,7 @@ pub fn run(
         let now = Utc::now().max(start);
         match store.record_and_claim(&attempts, wanted, now, lease) {
             Ok(rows) => {
+                drained |= rows.len() < wanted;
                 for attempt in &attempts {
                     summary.count(attempt);
                     crate::metrics::delivery(attempt.outcome.as_str());

@@ -26,6 +26,9 @@ struct Seen {
     closed: usize,
     /// Kept sessions answer as if the server had closed them while idle.
     idle_dead: bool,
+    /// The next send queues this event (to this many recipients) before it finishes, as
+    /// evaluation queues rows while a run goes on.
+    queue_later: Option<(&'static str, usize)>,
 }
 
 /// A transport that accepts everything after a short pause, unless told otherwise.
@@ -83,6 +86,12 @@ impl Session for StubSession {
                 flag.store(true, Ordering::SeqCst);
             }
             std::future::pending::<()>().await;
+        }
+        let late = self.seen.lock().unwrap().queue_later.take();
+        if let Some((id, n)) = late {
+            // Long enough for every other session to have asked for a row and been told none.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            queue_event(&mut Store::open(&self.db).unwrap(), id, n);
         }
         tokio::time::sleep(Duration::from_millis(3)).await;
         let mut seen = self.seen.lock().unwrap();
@@ -451,4 +460,26 @@ fn without_keep_sessions_each_round_closes_its_sessions() {
     deliverer.deliver_due(&mut store, Utc::now()).unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!((seen.opens, seen.closed), (2, 2));
+}
+
+#[test]
+fn a_run_ends_once_drained_and_rows_queued_meanwhile_go_to_the_next_run() {
+    let (_dir, path, mut store) = store_with(1);
+    let stub = stub(path.clone(), 2);
+    // The second session finds nothing due (the run is drained); then the first session's send
+    // queues three rows, as evaluation does while a run goes on.
+    stub.seen.lock().unwrap().queue_later = Some(("late", 3));
+    let deliverer = deliverer(stub, flag(), Duration::from_secs(5));
+    let first = deliverer.deliver_due(&mut store, Utc::now()).unwrap();
+    assert_eq!(
+        first.sent + first.failed,
+        1,
+        "the drained run took no late row"
+    );
+    let second = deliverer.deliver_due(&mut store, Utc::now()).unwrap();
+    assert_eq!(second.sent, 3, "the next run sends them");
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM outbox WHERE state = 'sent'"),
+        4
+    );
 }
