@@ -14,3 +14,15 @@ pub fn wasm(name: &str) -> Option<&'static [u8]> {
         .find(|(builtin, _)| *builtin == name)
         .map(|(_, bytes)| *bytes)
 }
+
+/// The embedded rules that rebuild OMERO's stock senders: with `smtp_listener.omero_mail: relay`
+/// they skip a relayed stock mail's event, since its original already went out.
+pub const STOCK_SENDERS: [&str; 7] = [
+    "server-up",
+    "server-down",
+    "failed-login",
+    "new-user",
+    "new-group",
+    "new-comment",
+    "web-error",
+];

@@ -33,12 +33,13 @@ pub fn evaluate_pending(
     quarantine_after: u32,
     each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
-    evaluate_pending_while(store, evaluator, quarantine_after, &[], || true, each)
+    evaluate_pending_while(store, evaluator, quarantine_after, || true, each)
 }
 
 /// [`evaluate_pending`], asking `go_on` before each event: once it says no, the events
-/// not started stay pending (for `herald serve` stopping on SIGTERM). `stock_rules` (OMERO's
-/// stock senders rebuilt as rules) skip the events of stock mails whose original was relayed.
+/// not started stay pending (for `herald serve` stopping on SIGTERM). The rules that rebuild
+/// OMERO's stock senders skip the events of stock mails whose original was relayed, whichever
+/// command evaluates them (`serve`, or `deliver`/`send` beside it).
 ///
 /// Evaluations are committed in groups (one transaction, one fsync, each event's rows whole):
 /// up to [`COMMIT_GROUP`] events or [`COMMIT_WINDOW`] of work. A group ends early after an
@@ -48,11 +49,16 @@ pub fn evaluate_pending_while(
     store: &mut Store,
     evaluator: &Evaluator,
     quarantine_after: u32,
-    stock_rules: &[String],
     go_on: impl Fn() -> bool,
     mut each: impl FnMut(&Evaluated),
 ) -> anyhow::Result<usize> {
     let kv: Arc<dyn KvRead> = store.kv_reader()?;
+    let stock_rules: Vec<String> = evaluator
+        .rules()
+        .iter()
+        .filter(|rule| rule.stock_sender)
+        .map(|rule| rule.name.clone())
+        .collect();
     let admins = admin_addresses(evaluator);
     let health = HealthPolicy {
         quarantine_after,
@@ -70,7 +76,7 @@ pub fn evaluate_pending_while(
                 done += group.commit(store, &health, &mut each)?;
                 return Ok(done);
             }
-            if group.add(store, evaluator, &kv, stock_rules, item)? {
+            if group.add(store, evaluator, &kv, &stock_rules, item)? {
                 done += group.commit(store, &health, &mut each)?;
                 group = Group::new(store)?;
             }

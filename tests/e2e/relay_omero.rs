@@ -331,3 +331,49 @@ fn a_relayed_mail_refused_for_good_is_a_dead_letter_and_its_body_is_purged_too()
         "the attempt log keeps the outcome: {detail}"
     );
 }
+
+/// A relayed stock mail's event, as the listener journals it in `relay` mode.
+fn relayed_user_created(id: &str, user: u32, skip_stock_rules: bool) -> Value {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "smtp://herald.test", "type": "omero.user.created",
+        "time": "2026-11-28T09:00:00Z",
+        "data": {
+            "user": {"id": user, "name": format!("u{user}")},
+            "mail": {"skip_stock_rules": skip_stock_rules}
+        }
+    })
+}
+
+#[test]
+fn herald_send_beside_serve_also_skips_the_stock_rules_for_a_relayed_stock_mail() {
+    // `herald deliver` or `send` may evaluate what `serve` journaled: the stock-sender rules must
+    // skip a relayed stock mail there too, or the admins get OMERO's mail twice.
+    let scratch = Scratch::with_config(
+        "state_dir: var\nmail: {from: \"\"}\nrules:\n  \
+         - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n",
+    );
+    let lines = [
+        relayed_user_created("relayed", 70, true),
+        relayed_user_created("replaced", 71, false),
+    ]
+    .map(|event| event.to_string())
+    .join("\n");
+    std::fs::write(scratch.path("events.jsonl"), lines).unwrap();
+    let out = scratch.herald_own(&["send", scratch.path("events.jsonl").to_str().unwrap()]);
+    crate::support::assert_exit(&out, 0);
+    let queued_for = |id: &str| {
+        scratch.count(&format!(
+            "SELECT count(*) FROM outbox o JOIN events e ON e.seq = o.event_seq WHERE e.id = '{id}'"
+        ))
+    };
+    assert_eq!(queued_for("relayed"), 0, "the original already went out");
+    assert_eq!(
+        queued_for("replaced"),
+        2,
+        "the rule makes the mail (two admins)"
+    );
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM rule_runs WHERE rule = 'new-user'"),
+        1
+    );
+}

@@ -61,6 +61,8 @@ pub struct LoadedRule {
     pub name: String,
     pub on: Vec<String>,
     pub limits: Limits,
+    /// One of the embedded rules that rebuild OMERO's stock senders (`builtin::STOCK_SENDERS`).
+    pub stock_sender: bool,
     config_json: Arc<str>,
     prepared: Prepared,
 }
@@ -279,10 +281,13 @@ fn load_rule(
         .prepare(&wasm, &rule.limits)
         .with_context(|| format!("rule `{}`: cannot load module {}", rule.name, rule.module))?;
     check::check(&prepared, rule, directory)?;
+    let stock_sender = matches!(&rule.module, ModuleRef::Builtin(name)
+        if crate::builtin::STOCK_SENDERS.contains(&name.as_str()));
     Ok(LoadedRule {
         name: rule.name.clone(),
         on: rule.on.clone(),
         limits: rule.limits,
+        stock_sender,
         config_json: rule.config.to_string().into(),
         prepared,
     })

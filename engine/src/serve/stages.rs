@@ -48,7 +48,6 @@ pub fn evaluate(mut store: Store, live: Arc<Live>, bells: Arc<Bells>) {
         let generation = live.generation();
         let set = live.current();
         let quarantine_after = set.config.sandbox.quarantine_after;
-        let stock_rules = crate::sources::smtp::stock_sender_rules(&set.config);
         let mut queued = false;
         let going_on =
             || !shutdown::requested(shutdown::global()) && live.generation() == generation;
@@ -56,7 +55,6 @@ pub fn evaluate(mut store: Store, live: Arc<Live>, bells: Arc<Bells>) {
             &mut store,
             &set.evaluator,
             quarantine_after,
-            &stock_rules,
             going_on,
             |done| {
                 crate::metrics::evaluated(done.outcomes.iter().map(|o| crate::metrics::RuleRun {

@@ -19,31 +19,6 @@ use super::Feed;
 use crate::config::{PasswordSource, SmtpListenerConfig};
 use crate::store::Store;
 
-/// The embedded rules that rebuild OMERO's stock senders: with `omero_mail: relay` they skip
-/// a relayed stock mail's event, since its original already went out.
-const STOCK_SENDERS: [&str; 7] = [
-    "server-up",
-    "server-down",
-    "failed-login",
-    "new-user",
-    "new-group",
-    "new-comment",
-    "web-error",
-];
-
-/// The configured rules that are stock senders (by their module, whatever their name).
-pub fn stock_sender_rules(config: &crate::config::Config) -> Vec<String> {
-    config
-        .rules
-        .iter()
-        .filter(|rule| {
-            matches!(&rule.module, crate::config::ModuleRef::Builtin(name)
-                if STOCK_SENDERS.contains(&name.as_str()))
-        })
-        .map(|rule| rule.name.clone())
-        .collect()
-}
-
 /// How often bodies that may go are looked for.
 const PURGE_EVERY: Duration = Duration::from_secs(1);
 
