@@ -149,3 +149,50 @@ fn a_cert_file_without_a_key_file_is_a_config_error_naming_both() {
         "{text}"
     );
 }
+
+#[test]
+fn a_sigterm_while_the_rules_compile_stops_the_service_cleanly_once_it_listens() {
+    let scratch = Scratch::with_config("");
+    let port = free_port();
+    let yaml = format!(
+        "mail: {{from: \"\"}}\nrules:\n  - {{name: new-user, module: builtin:new-user, on: \
+         [omero.user.created]}}\nhttp:\n  listen: 127.0.0.1:{port}\n  tokens:\n    \
+         - {{name: omero, scope: ingest, token_file: ingest.token}}\n"
+    );
+    std::fs::write(scratch.path("herald.yaml"), yaml).unwrap();
+    std::fs::write(scratch.path("ingest.token"), INGEST_TOKEN).unwrap();
+    let log = File::create(scratch.path("serve.log")).unwrap();
+    let mut serving = Killed(
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--config")
+            .arg(scratch.path("herald.yaml"))
+            .arg("--state-dir")
+            .arg(scratch.path("var"))
+            .arg("serve")
+            .env("HERALD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let caught = wait_for(Duration::from_secs(60), || {
+        log_of(&scratch).contains("signals caught")
+    });
+    assert!(caught, "{}", log_of(&scratch));
+    // SAFETY: kill(2) on our own child with a valid signal.
+    unsafe { libc::kill(serving.0.id() as libc::pid_t, libc::SIGTERM) };
+    let exited = wait_for(Duration::from_secs(120), || {
+        serving.0.try_wait().unwrap().is_some()
+    });
+    assert!(
+        exited,
+        "SIGTERM during start was lost:\n{}",
+        log_of(&scratch)
+    );
+    assert!(serving.0.wait().unwrap().success(), "{}", log_of(&scratch));
+    assert!(
+        log_of(&scratch).contains("herald serve: stopped"),
+        "{}",
+        log_of(&scratch)
+    );
+}
