@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postfix::{Sink, tool};
+use postfix::Sink;
 
 /// New-user events replayed end to end (each mails the two admins of the sample directory).
 const EVENTS: usize = 2_000;
@@ -37,7 +37,7 @@ fn main() {
     for sessions in [4, 16] {
         let sink = Sink::start(&usr);
         let mails = EVENTS * MAILS_PER_EVENT;
-        let reference = smtp_source_rate(&usr, sink.port, sessions, mails);
+        let reference = postfix::source_rate(&usr, sink.port, sessions, mails);
         let dir = work.path().join(format!("e2e-{sessions}"));
         let directory = root.join("etc/directory.yaml");
         write_config(&dir, sink.port, sessions, &directory);
@@ -139,19 +139,6 @@ fn copy_cache(from: &Path, to: &Path) {
     }
 }
 
-/// Messages per second of smtp-source over `sessions` sessions.
-fn smtp_source_rate(usr: &Path, port: u16, sessions: usize, count: usize) -> f64 {
-    let start = Instant::now();
-    let status = tool(usr, "smtp-source")
-        .args(["-d", "-s", &sessions.to_string(), "-m", &count.to_string()])
-        .args(["-f", "omero@example.org", "-t", "user@example.org"])
-        .arg(format!("127.0.0.1:{port}"))
-        .status()
-        .expect("run smtp-source");
-    assert!(status.success(), "smtp-source failed");
-    count as f64 / start.elapsed().as_secs_f64()
-}
-
 /// `herald email --everyone` to a directory of `BROADCAST_USERS`, then delivery until empty.
 fn broadcast(work: &Path, usr: &Path) {
     let sink = Sink::start(usr);
@@ -167,7 +154,7 @@ fn broadcast(work: &Path, usr: &Path) {
          limits: {max_recipients: 1000000}}\n",
     );
     std::fs::write(dir.join("herald.yaml"), config).unwrap();
-    let reference = smtp_source_rate(usr, sink.port, 16, BROADCAST_USERS);
+    let reference = postfix::source_rate(usr, sink.port, 16, BROADCAST_USERS);
     let start = Instant::now();
     let queued = herald(&dir)
         .args([

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 #[path = "common/postfix.rs"]
 mod postfix;
 
-use postfix::{Sink, tool, tools_dir};
+use postfix::{Sink, tools_dir};
 
 /// Messages per measurement.
 const COUNT: usize = 2000;
@@ -28,17 +28,17 @@ fn main() {
         "ratio"
     );
     for sessions in [1, 8] {
-        let direct = source_rate(&tools, sink.port, sessions);
+        let direct = postfix::source_rate(&tools, sink.port, sessions as usize, COUNT);
         let dir = tempfile::tempdir().unwrap();
         let herald = Herald::start(&root, dir.path(), Some(sink.port));
         let start = Instant::now();
-        let accepted = source_rate(&tools, herald.smtp, sessions);
+        let accepted = postfix::source_rate(&tools, herald.smtp, sessions as usize, COUNT);
         herald.wait_sent(COUNT);
         let relayed = COUNT as f64 / start.elapsed().as_secs_f64();
         drop(herald);
         let dir = tempfile::tempdir().unwrap();
         let held = Herald::start(&root, dir.path(), None);
-        let alone = source_rate(&tools, held.smtp, sessions);
+        let alone = postfix::source_rate(&tools, held.smtp, sessions as usize, COUNT);
         println!(
             "{sessions:>8}  {direct:>16.0}  {accepted:>17.0}  {relayed:>16.0}  {alone:>22.0}  {:>5.0}%",
             100.0 * accepted / direct
@@ -48,19 +48,6 @@ fn main() {
         "ratio: herald's durable accept rate (relaying at the same time) against smtp-source \
          straight into smtp-sink; \"no relay\": mail.from empty, so nothing is sent meanwhile"
     );
-}
-
-/// Messages per second of smtp-source with `sessions` parallel sessions reusing connections.
-fn source_rate(usr: &Path, port: u16, sessions: u32) -> f64 {
-    let start = Instant::now();
-    let status = tool(usr, "smtp-source")
-        .args(["-d", "-s", &sessions.to_string(), "-m", &COUNT.to_string()])
-        .args(["-f", "omero@localhost", "-t", "user@example.org"])
-        .arg(format!("127.0.0.1:{port}"))
-        .status()
-        .expect("run smtp-source");
-    assert!(status.success(), "smtp-source failed");
-    COUNT as f64 / start.elapsed().as_secs_f64()
 }
 
 /// `herald serve` with its SMTP listener, relaying into `sink`.

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[path = "common/postfix.rs"]
+#[allow(dead_code)] // this bench uses the sink only
 mod postfix;
 
 use chrono::{DateTime, Utc};

@@ -1,6 +1,5 @@
 //! SMTP delivery throughput into Postfix's smtp-sink at 1 and 8 connections, beside smtp-source.
 
-use std::path::Path;
 use std::time::Instant;
 
 #[path = "common/postfix.rs"]
@@ -9,7 +8,7 @@ mod postfix;
 use herald::config::SmtpConfig;
 use herald::deliver::{Class, Job, SmtpTransport};
 use lettre::Message;
-use postfix::{Sink, tool, tools_dir};
+use postfix::{Sink, tools_dir};
 
 /// Messages per measurement.
 const COUNT: usize = 2000;
@@ -24,7 +23,7 @@ fn main() {
     );
     for connections in [1, 8] {
         let ours = herald_rate(sink.port, connections);
-        let theirs = smtp_source_rate(&tools, sink.port, connections);
+        let theirs = postfix::source_rate(&tools, sink.port, connections as usize, COUNT);
         println!(
             "{connections:>11}  {ours:>14.0}  {theirs:>17.0}  {:>5.0}%",
             100.0 * ours / theirs
@@ -65,17 +64,4 @@ fn job(n: usize) -> Job {
         to: format!("user{n}@example.org").parse().unwrap(),
         bytes: message.formatted(),
     }
-}
-
-/// Messages per second of smtp-source with `sessions` parallel sessions reusing connections.
-fn smtp_source_rate(usr: &Path, port: u16, sessions: u32) -> f64 {
-    let start = Instant::now();
-    let status = tool(usr, "smtp-source")
-        .args(["-d", "-s", &sessions.to_string(), "-m", &COUNT.to_string()])
-        .args(["-f", "omero@localhost", "-t", "user@example.org"])
-        .arg(format!("127.0.0.1:{port}"))
-        .status()
-        .expect("run smtp-source");
-    assert!(status.success(), "smtp-source failed");
-    COUNT as f64 / start.elapsed().as_secs_f64()
 }

@@ -1,49 +1,14 @@
 //! The relay's STARTTLS and AUTH PLAIN/LOGIN, driven by Python's smtplib with a test CA.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::relay::{NO_RULES, message, scratch, start, submit, submit_with, wait_received};
 use crate::serve::log_of;
-use crate::smtp::aiosmtpd;
+use crate::smtp::{Certs, aiosmtpd, certs};
 
 const PASSWORD: &str = "relay-pass-81f3c2";
-
-/// A test CA and a leaf for localhost/127.0.0.1 signed by it (rustls refuses a CA as leaf).
-struct Certs {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn certs() -> Certs {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let dir = tempfile::tempdir().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Herald relay test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    let path = |name: &str| dir.path().join(name);
-    std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(path("cert.pem"), leaf_cert.pem()).unwrap();
-    std::fs::write(path("key.pem"), leaf_key.serialize_pem()).unwrap();
-    Certs {
-        ca: path("ca.pem"),
-        cert: path("cert.pem"),
-        key: path("key.pem"),
-        _dir: dir,
-    }
-}
 
 fn tls_keys(certs: &Certs, auth: bool) -> String {
     let mut keys = format!(

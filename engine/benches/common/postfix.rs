@@ -65,3 +65,17 @@ impl Drop for Sink {
         let _ = self.child.wait();
     }
 }
+
+/// Messages per second of smtp-source sending `count` messages over `sessions` parallel
+/// sessions (reusing connections) to 127.0.0.1:`port`: every benchmark's SMTP reference.
+pub fn source_rate(usr: &Path, port: u16, sessions: usize, count: usize) -> f64 {
+    let start = Instant::now();
+    let status = tool(usr, "smtp-source")
+        .args(["-d", "-s", &sessions.to_string(), "-m", &count.to_string()])
+        .args(["-f", "omero@example.org", "-t", "user@example.org"])
+        .arg(format!("127.0.0.1:{port}"))
+        .status()
+        .expect("run smtp-source");
+    assert!(status.success(), "smtp-source failed");
+    count as f64 / start.elapsed().as_secs_f64()
+}

@@ -50,6 +50,23 @@ pub enum PasswordSource {
     Env(String),
 }
 
+impl PasswordSource {
+    /// The password now: the first line of the file, or the variable's value. Callers name
+    /// the config key in their error.
+    pub fn read(&self) -> std::io::Result<String> {
+        match self {
+            PasswordSource::File(path) => Ok(std::fs::read_to_string(path)?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()),
+            PasswordSource::Env(name) => std::env::var(name).map_err(|err| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("${name}: {err}"))
+            }),
+        }
+    }
+}
+
 /// DKIM signing of every message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DkimSettings {

@@ -63,18 +63,13 @@ impl Snapshot {
 
 /// The password from its source: the first line of the file, or the environment variable.
 pub fn password(source: &PasswordSource) -> Result<String, DbError> {
-    match source {
-        PasswordSource::File(path) => std::fs::read_to_string(path)
-            .map(|text| text.lines().next().unwrap_or_default().to_owned())
-            .map_err(|err| DbError::Password {
-                where_: path.display().to_string(),
-                why: err.to_string(),
-            }),
-        PasswordSource::Env(name) => std::env::var(name).map_err(|err| DbError::Password {
-            where_: format!("${name}"),
-            why: err.to_string(),
-        }),
-    }
+    source.read().map_err(|err| DbError::Password {
+        where_: match source {
+            PasswordSource::File(path) => path.display().to_string(),
+            PasswordSource::Env(name) => format!("${name}"),
+        },
+        why: err.to_string(),
+    })
 }
 
 /// Connect (plain TCP or a Unix socket: keep OMERO's database on loopback or a private network).

@@ -54,18 +54,7 @@ impl Writer {
 
     /// Journal `events`; returns once they are durable (or refused as a whole).
     pub async fn journal(&self, events: Vec<Event>) -> Result<Vec<Ingested>, WriteFailed> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                events,
-                mail: None,
-                reply,
-            })
-            .map_err(|_| WriteFailed::Stopped)?;
-        answer
-            .await
-            .map_err(|_| WriteFailed::Stopped)?
-            .map_err(WriteFailed::Store)
+        self.submit(events, None).await
     }
 
     /// Journal `events` and the received `mail` the first of them came from, in the same
@@ -75,11 +64,19 @@ impl Writer {
         events: Vec<Event>,
         mail: Inbound,
     ) -> Result<Vec<Ingested>, WriteFailed> {
+        self.submit(events, Some(mail)).await
+    }
+
+    async fn submit(
+        &self,
+        events: Vec<Event>,
+        mail: Option<Inbound>,
+    ) -> Result<Vec<Ingested>, WriteFailed> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
                 events,
-                mail: Some(mail),
+                mail,
                 reply,
             })
             .map_err(|_| WriteFailed::Stopped)?;

@@ -196,23 +196,16 @@ fn credentials(config: &SmtpConfig) -> anyhow::Result<Option<Credentials>> {
     let (Some(user), Some(source)) = (&config.username, &config.password) else {
         return Ok(None);
     };
-    let password = match source {
-        PasswordSource::File(path) => std::fs::read_to_string(path)
-            .with_context(|| {
-                format!(
-                    "cannot read mail.smtp.password_file {}; fix: create it with the password \
-                     on one line, readable only by Herald",
-                    path.display()
-                )
-            })?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
-        PasswordSource::Env(name) => std::env::var(name).with_context(|| {
+    let password = source.read().with_context(|| match source {
+        PasswordSource::File(path) => format!(
+            "cannot read mail.smtp.password_file {}; fix: create it with the password \
+             on one line, readable only by Herald",
+            path.display()
+        ),
+        PasswordSource::Env(name) => {
             format!("mail.smtp.password_env names ${name}, which is not set; fix: export it")
-        })?,
-    };
+        }
+    })?;
     if password.is_empty() {
         bail!(
             "the SMTP password for `{user}` is empty; fix: put it in the password file or variable"

@@ -43,28 +43,19 @@ fn read_logins(config: &SmtpListenerConfig) -> anyhow::Result<Vec<Login>> {
         .auth
         .iter()
         .map(|user| {
-            let password = match &user.password {
-                PasswordSource::File(path) => std::fs::read_to_string(path)
-                    .with_context(|| {
-                        format!(
-                            "cannot read smtp_listener.auth password_file {} of user {:?}; fix: \
-                             point it at a file holding the password on its first line",
-                            path.display(),
-                            user.username
-                        )
-                    })?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-                PasswordSource::Env(name) => std::env::var(name).with_context(|| {
-                    format!(
-                        "smtp_listener.auth password_env {name} of user {:?} is not set; fix: \
-                         export it in the service's environment",
-                        user.username
-                    )
-                })?,
-            };
+            let password = user.password.read().with_context(|| match &user.password {
+                PasswordSource::File(path) => format!(
+                    "cannot read smtp_listener.auth password_file {} of user {:?}; fix: \
+                     point it at a file holding the password on its first line",
+                    path.display(),
+                    user.username
+                ),
+                PasswordSource::Env(name) => format!(
+                    "smtp_listener.auth password_env {name} of user {:?} is not set; fix: \
+                     export it in the service's environment",
+                    user.username
+                ),
+            })?;
             anyhow::ensure!(
                 !password.is_empty(),
                 "the password of smtp_listener.auth user {:?} is empty; fix: set one",
