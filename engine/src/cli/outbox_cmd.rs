@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
+use super::report::printable;
 use super::{CliError, Context, Outcome, report};
 use crate::deliver::render;
 use crate::store::{Filter, ListState, Listed, Owner, Store};
@@ -136,17 +137,6 @@ fn lease(row: &Listed) -> Option<String> {
         "until {} by {owner}{gone}",
         until.format("%H:%M:%S")
     ))
-}
-
-/// Text from event data as the terminal should see it: control characters escaped
-/// (`\n`, `\u{1b}`), so no stored value can move the cursor or change colours.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            c if c.is_control() => c.escape_default().to_string(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 /// Like `printable`, but keeps line breaks and tabs (for a whole message).

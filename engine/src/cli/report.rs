@@ -207,3 +207,14 @@ pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> co
     }
     table
 }
+
+/// Text from event data or another process as the terminal should see it: control characters escaped
+/// (`\n`, `\u{1b}`), so no stored value can move the cursor or change colours.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}

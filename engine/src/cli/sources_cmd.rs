@@ -75,7 +75,8 @@ fn row(name: &str, state: Option<&SourceState>) -> Value {
 fn cells(row: &Value) -> Vec<String> {
     let show = |value: &Value| match value {
         Value::Null => "-".to_owned(),
-        Value::String(text) => text.clone(),
+        // Errors and cursors can carry text from OMERO's database and logs.
+        Value::String(text) => report::printable(text),
         other => other.to_string(),
     };
     vec![
