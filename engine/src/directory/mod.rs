@@ -98,6 +98,8 @@ pub struct Directory {
     user_names: HashMap<String, usize>,
     group_ids: HashMap<i64, usize>,
     group_names: HashMap<String, usize>,
+    /// User id → the indices of the groups it is a member of, in file order.
+    user_groups: HashMap<i64, Vec<usize>>,
 }
 
 /// The user's email if it is non-empty and parses as an address (trimmed), else `None`.
@@ -167,10 +169,13 @@ impl Directory {
 
     /// The groups `user_id` is a member of, in file order.
     pub fn groups_of(&self, user_id: i64) -> Vec<&Group> {
-        self.groups
-            .iter()
-            .filter(|group| group.members.contains(&user_id))
-            .collect()
+        self.user_groups
+            .get(&user_id)
+            .map_or_else(Vec::new, |list| {
+                list.iter()
+                    .filter_map(|&index| self.groups.get(index))
+                    .collect()
+            })
     }
 
     /// The admins: members of `system` (id 0, or `_roles.system_group_id`), with a valid email or not.
@@ -194,7 +199,8 @@ impl Directory {
         let known: HashSet<i64> = users.iter().map(|user| user.id).collect();
         for group in &mut groups {
             group.members.retain(|id| known.contains(id));
-            group.owners.retain(|id| group.members.contains(id));
+            let members: HashSet<i64> = group.members.iter().copied().collect();
+            group.owners.retain(|id| members.contains(id));
         }
         Directory::indexed(roles, users, groups)
     }
@@ -210,11 +216,12 @@ impl Directory {
     }
 
     fn members_of<'a>(&'a self, group: &Group) -> Vec<(&'a User, bool)> {
+        let owners: HashSet<i64> = group.owners.iter().copied().collect();
         group
             .members
             .iter()
             .filter_map(|&id| self.user_by_id(id))
-            .map(|user| (user, group.owners.contains(&user.id)))
+            .map(|user| (user, owners.contains(&user.id)))
             .collect()
     }
 
@@ -243,6 +250,7 @@ impl Directory {
             user_names: index(&users, |user| user.name.clone()),
             group_ids: index(&groups, |group| group.id),
             group_names: index(&groups, |group| group.name.clone()),
+            user_groups: memberships(&groups),
             users,
             groups,
         }
@@ -257,6 +265,20 @@ fn with_builtins<T>(builtins: Vec<T>, entries: Vec<T>, id: impl Fn(&T) -> i64) -
         .filter(|builtin| !present.contains(&id(builtin)));
     missing.chain(entries).collect()
 }
+/// Each user's groups (indices into `groups`), each group once.
+fn memberships(groups: &[Group]) -> HashMap<i64, Vec<usize>> {
+    let mut by_user: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (index, group) in groups.iter().enumerate() {
+        for &user in &group.members {
+            let list = by_user.entry(user).or_default();
+            if list.last() != Some(&index) {
+                list.push(index);
+            }
+        }
+    }
+    by_user
+}
+
 fn index<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> HashMap<K, usize> {
     items
         .iter()
