@@ -98,8 +98,8 @@ pub struct Directory {
     user_names: HashMap<String, usize>,
     group_ids: HashMap<i64, usize>,
     group_names: HashMap<String, usize>,
-    /// User id → the indices of the groups it is a member of, in file order.
-    user_groups: HashMap<i64, Vec<usize>>,
+    /// (user id, group index) for every membership, sorted: a user's groups are one run.
+    memberships: Vec<(i64, u32)>,
 }
 
 /// The user's email if it is non-empty and parses as an address (trimmed), else `None`.
@@ -118,7 +118,10 @@ impl Directory {
     /// Read and validate the directory file at `path`.
     pub fn load(path: &Path) -> Result<Directory, DirectoryError> {
         let text = crate::config::read_yaml(path, "directory", READ_FIX)?;
-        Self::parse(&text, path)
+        let directory = Self::parse(&text, path);
+        drop(text);
+        return_freed_memory();
+        directory
     }
 
     /// Parse and validate directory text; `origin` names the file in messages.
@@ -169,13 +172,14 @@ impl Directory {
 
     /// The groups `user_id` is a member of, in file order.
     pub fn groups_of(&self, user_id: i64) -> Vec<&Group> {
-        self.user_groups
-            .get(&user_id)
-            .map_or_else(Vec::new, |list| {
-                list.iter()
-                    .filter_map(|&index| self.groups.get(index))
-                    .collect()
-            })
+        let start = self
+            .memberships
+            .partition_point(|&(user, _)| user < user_id);
+        self.memberships[start..]
+            .iter()
+            .take_while(|&&(user, _)| user == user_id)
+            .filter_map(|&(_, group)| self.groups.get(group as usize))
+            .collect()
     }
 
     /// The admins: members of `system` (id 0, or `_roles.system_group_id`), with a valid email or not.
@@ -250,10 +254,20 @@ impl Directory {
             user_names: index(&users, |user| user.name.clone()),
             group_ids: index(&groups, |group| group.id),
             group_names: index(&groups, |group| group.name.clone()),
-            user_groups: memberships(&groups),
+            memberships: memberships(&groups),
             users,
             groups,
         }
+    }
+}
+
+/// Give the heap pages that parsing freed back to the kernel: the YAML parser's transient
+/// copies of a large directory are several times its loaded size, and glibc keeps them.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -265,18 +279,17 @@ fn with_builtins<T>(builtins: Vec<T>, entries: Vec<T>, id: impl Fn(&T) -> i64) -
         .filter(|builtin| !present.contains(&id(builtin)));
     missing.chain(entries).collect()
 }
-/// Each user's groups (indices into `groups`), each group once.
-fn memberships(groups: &[Group]) -> HashMap<i64, Vec<usize>> {
-    let mut by_user: HashMap<i64, Vec<usize>> = HashMap::new();
-    for (index, group) in groups.iter().enumerate() {
-        for &user in &group.members {
-            let list = by_user.entry(user).or_default();
-            if list.last() != Some(&index) {
-                list.push(index);
-            }
-        }
-    }
-    by_user
+/// Every (user id, group index) membership once, sorted by user, then by group (file order).
+fn memberships(groups: &[Group]) -> Vec<(i64, u32)> {
+    let mut pairs: Vec<(i64, u32)> = groups
+        .iter()
+        .zip(0u32..)
+        .flat_map(|(group, index)| group.members.iter().map(move |&user| (user, index)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs.shrink_to_fit();
+    pairs
 }
 
 fn index<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> HashMap<K, usize> {
