@@ -6,6 +6,7 @@
 //!   as many sessions into the same sink.
 //! - A broadcast: `herald email --everyone` to 10,000 users, then `herald deliver
 //!   --until-empty`, against smtp-source sending 10,000 messages.
+//! - Rules per event: `herald replay` (no delivery) with 1 to 10 rules subscribed to each event.
 //! - Cold start: a one-event `herald send` with the compiled rules cached, and with none.
 //!
 //! Run with `cargo bench --bench pipeline` (after `make test-deps`).
@@ -61,7 +62,40 @@ fn main() {
         );
     }
     broadcast(work.path(), &usr);
+    rules_per_event(root, work.path());
     cold_start(root, work.path());
+}
+
+/// `herald replay` (journal + evaluate, no delivery) of `EVENTS` events with 1 to 10 rules
+/// subscribed to each (copies of new-user), compiled rules cached: events/s and rule runs/s.
+fn rules_per_event(root: &Path, work: &Path) {
+    println!(
+        "rules per event: herald replay of {EVENTS} new-user events, no delivery, rules cached"
+    );
+    for rules in [1, 2, 5, 10] {
+        let dir = work.join(format!("rules-{rules}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = format!(
+            "state_dir: var\nmail: {{from: \"\"}}\ndirectory: {{path: {}}}\nrules:\n",
+            root.join("etc/directory.yaml").display()
+        );
+        for k in 0..rules {
+            let _ = writeln!(
+                config,
+                "  - {{name: new-user-{k}, module: builtin:new-user, on: [omero.user.created]}}"
+            );
+        }
+        std::fs::write(dir.join("herald.yaml"), config).unwrap();
+        // A first run compiles and caches; the second is measured.
+        let warmup = write_events(&dir.join("warmup.jsonl"), "warmup", 10);
+        timed_rate(herald(&dir).arg("replay").arg(&warmup), 10);
+        let events = write_events(&dir.join("events.jsonl"), "rules", EVENTS);
+        let rate = timed_rate(herald(&dir).arg("replay").arg(&events), EVENTS);
+        println!(
+            "  {rules:>2} rule(s) per event   {rate:>8.0} events/s   {:>8.0} rule runs/s",
+            rate * rules as f64
+        );
+    }
 }
 
 fn print_against(what: &str, rate: f64, reference: f64) {
