@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Admins (members of `system`) in every generated directory, beside root.
-pub const ADMINS: usize = 10;
+/// Admins (members of `system`) in every generated directory, beside root: two mails per new
+/// user, as with the sample directory.
+pub const ADMINS: usize = 2;
 /// Lab groups; each has `users / LABS` members and its first member as owner.
 pub const LABS: usize = 100;
 
