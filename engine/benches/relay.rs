@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/disk.rs"]
+mod disk;
 #[path = "common/postfix.rs"]
 mod postfix;
 
@@ -31,7 +33,7 @@ fn main() {
     );
     for sessions in [1, 8] {
         let direct = postfix::source_rate(&tools, sink.port, sessions as usize, COUNT);
-        let commits = durable_commits_per_second();
+        let commits = disk::commits_per_second();
         let dir = tempfile::tempdir().unwrap();
         let herald = Herald::start(&root, dir.path(), Some(sink.port));
         let start = Instant::now();
@@ -43,8 +45,8 @@ fn main() {
         let held = Herald::start(&root, dir.path(), None);
         let alone = postfix::source_rate(&tools, held.smtp, sessions as usize, COUNT);
         // The disk's best of two readings, one before and one after Herald's runs.
-        let commits = commits.max(durable_commits_per_second());
-        let bound = (sessions as f64 * commits).min(direct);
+        let commits = commits.max(disk::commits_per_second());
+        let bound = disk::bound(sessions as usize, commits, direct);
         println!(
             "{sessions:>8}  {direct:>16.0}  {bound:>11.0}  {accepted:>17.0}  {relayed:>16.0}  {alone:>22.0}  {:>5.0}%  {:>7.0}%",
             100.0 * accepted / direct,
@@ -61,24 +63,6 @@ fn main() {
          commits/s measured in this run (the better of two readings) as one-row SQLite commits (WAL, synchronous=FULL, like \
          the store) on the same file system, capped at the direct rate"
     );
-}
-
-/// One-row durable SQLite commits per second, with the store's pragmas, in a fresh temp dir.
-fn durable_commits_per_second() -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let conn = rusqlite::Connection::open(dir.path().join("fsync.db")).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", "FULL").unwrap();
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)", [])
-        .unwrap();
-    let row = vec![0u8; 1024];
-    let commits = 300;
-    let start = Instant::now();
-    for _ in 0..commits {
-        conn.execute("INSERT INTO t (v) VALUES (?1)", [&row])
-            .unwrap();
-    }
-    commits as f64 / start.elapsed().as_secs_f64()
 }
 
 /// `herald serve` with its SMTP listener, relaying into `sink`.
