@@ -55,11 +55,8 @@ pub fn reported_elsewhere(tx: &Transaction<'_>, event: &Event) -> Result<Option<
         return Ok(None);
     }
     let absorbed: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM happenings WHERE original = ?1 AND source = ?2",
-            params![seq, event.source],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT 1 FROM happenings WHERE original = ?1 AND source = ?2")?
+        .query_row(params![seq, event.source], |row| row.get(0))
         .optional()?;
     Ok(absorbed.is_none().then_some(seq))
 }

@@ -278,8 +278,7 @@ fn write_evaluation(
     health: &HealthPolicy<'_>,
     now: DateTime<Utc>,
 ) -> Result<Committed> {
-    let claimed = tx.execute(
-        "UPDATE events SET state = 'done', evaluated_at = ?2 WHERE seq = ?1 AND state = 'pending'",
+    let claimed = tx.prepare_cached("UPDATE events SET state = 'done', evaluated_at = ?2 WHERE seq = ?1 AND state = 'pending'")?.execute(
         params![seq, now.to_rfc3339()],
     )?;
     if claimed == 0 {
@@ -415,11 +414,8 @@ fn ingest_one(
     now: DateTime<Utc>,
 ) -> Result<Ingested> {
     let existing: Option<i64> = tx
-        .query_row(
-            "SELECT seq FROM events WHERE source = ?1 AND id = ?2",
-            params![ev.source, ev.id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT seq FROM events WHERE source = ?1 AND id = ?2")?
+        .query_row(params![ev.source, ev.id], |r| r.get(0))
         .optional()?;
     if let Some(seq) = existing {
         return Ok(Ingested::Duplicate(seq));
@@ -433,20 +429,20 @@ fn ingest_one(
     } else {
         ("pending", None)
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO events (source, id, type, time, envelope, received_at, state, evaluated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            ev.source,
-            ev.id,
-            ev.kind,
-            ev.time_rfc3339(),
-            ev.to_json().to_string(),
-            now,
-            state,
-            evaluated_at
-        ],
-    )?;
+    )?
+    .execute(params![
+        ev.source,
+        ev.id,
+        ev.kind,
+        ev.time_rfc3339(),
+        ev.to_json().to_string(),
+        now,
+        state,
+        evaluated_at
+    ])?;
     let seq = tx.last_insert_rowid();
     happening::record(tx, ev, seq, None)?;
     Ok(Ingested::New(seq))
@@ -477,9 +473,8 @@ fn record_run(
         ),
         Err(f) => ("failed", Some(f.code()), Some(f.to_string()), 0, None),
     };
-    tx.execute(
-        "INSERT OR REPLACE INTO rule_runs (event_seq, rule, state, code, reason, mails, skipped, fuel, micros, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    tx.prepare_cached("INSERT OR REPLACE INTO rule_runs (event_seq, rule, state, code, reason, mails, skipped, fuel, micros, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?.execute(
         params![
             seq,
             outcome.rule,
@@ -522,9 +517,8 @@ fn queue(
         rule: rule.to_owned(),
         recipient: mail.recipient.clone(),
     };
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO outbox (event_seq, rule, recipient, mail, digest, state, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
+    let inserted = tx.prepare_cached("INSERT OR IGNORE INTO outbox (event_seq, rule, recipient, mail, digest, state, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)")?.execute(
         params![
             seq,
             rule,
@@ -564,12 +558,10 @@ fn quarantine_notice(q: &Quarantined, event: &Event, admin: &str) -> Mail {
 fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> Result<()> {
     for write in writes {
         match &write.entry {
-            Some(entry) => tx.execute(
-                "INSERT OR REPLACE INTO kv (rule, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            Some(entry) => tx.prepare_cached("INSERT OR REPLACE INTO kv (rule, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)")?.execute(
                 params![rule, write.key, entry.value, entry.expires_unix_ms],
             )?,
-            None => tx.execute(
-                "DELETE FROM kv WHERE rule = ?1 AND key = ?2",
+            None => tx.prepare_cached("DELETE FROM kv WHERE rule = ?1 AND key = ?2")?.execute(
                 params![rule, write.key],
             )?,
         };

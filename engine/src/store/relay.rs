@@ -159,11 +159,13 @@ fn insert_mail(
     mail: &Inbound,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO relay_messages
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO relay_messages
              (event_seq, dedup, mail_from, recipients, received, size, raw, keep_body, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+        )?
+        .execute(params![
             seq,
             mail.dedup,
             mail.mail_from,
@@ -173,8 +175,7 @@ fn insert_mail(
             mail.raw,
             mail.keep_body,
             now.to_rfc3339()
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Ok(false);
     }
@@ -214,9 +215,8 @@ fn queue_relay(
         html: None,
         headers: Vec::new(),
     };
-    tx.execute(
-        "INSERT OR IGNORE INTO outbox (event_seq, rule, recipient, mail, digest, state, next_attempt_at, created_at, relay_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8)",
+    tx.prepare_cached("INSERT OR IGNORE INTO outbox (event_seq, rule, recipient, mail, digest, state, next_attempt_at, created_at, relay_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8)")?.execute(
         params![
             seq,
             RELAY_RULE,
@@ -243,31 +243,26 @@ fn finished(tx: &Transaction<'_>) -> Result<Vec<(i64, i64)>> {
 }
 
 fn purge_one(tx: &Transaction<'_>, id: i64, seq: i64, now: DateTime<Utc>) -> Result<()> {
-    tx.execute(
-        "UPDATE relay_messages SET raw = NULL, purged_at = ?2 WHERE id = ?1",
-        params![id, now.to_rfc3339()],
-    )?;
+    tx.prepare_cached("UPDATE relay_messages SET raw = NULL, purged_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now.to_rfc3339()])?;
     let envelope: Option<String> = tx
-        .query_row("SELECT envelope FROM events WHERE seq = ?1", [seq], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT envelope FROM events WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))
         .optional()?;
     if let Some(envelope) = envelope {
         let mut value: Value = serde_json::from_str(&envelope)?;
         if let Some(data) = value.get_mut("data") {
             scrub(data);
         }
-        tx.execute(
-            "UPDATE events SET envelope = ?2 WHERE seq = ?1",
-            params![seq, value.to_string()],
-        )?;
+        tx.prepare_cached("UPDATE events SET envelope = ?2 WHERE seq = ?1")?
+            .execute(params![seq, value.to_string()])?;
     }
     // The rules' mail for this event may quote the text too: keep headers and subject only.
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE outbox SET mail = json_remove(json_set(mail, '$.text', ''), '$.html')
          WHERE event_seq = ?1 AND state != 'queued'",
-        [seq],
-    )?;
+    )?
+    .execute([seq])?;
     Ok(())
 }
 
