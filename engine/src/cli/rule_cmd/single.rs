@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::usage;
+use super::{python, usage};
 use crate::cli::report::{self, Detail, EventReport};
 use crate::cli::{CliError, Outcome};
 use crate::config::{Limits, Missed, ModuleRef, RuleConfig};
@@ -39,9 +39,10 @@ pub fn run(args: Args) -> Outcome {
         Some(text) => parse_config(text)?,
         None => serde_json::json!({}),
     };
-    let rule = rule_config(&args.wasm, config, Limits::default());
+    let (limits, cache) = python::run_settings(&args.wasm);
+    let rule = rule_config(&args.wasm, config, limits);
     let directory = load_directory(args.directory.as_deref())?;
-    let evaluator = evaluator(&rule, None, directory)?;
+    let evaluator = evaluator(&rule, cache, directory)?;
     let events = read_events(&args.event)?;
     let mut failed = 0;
     let mut out = std::io::stdout().lock();
