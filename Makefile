@@ -54,3 +54,4 @@ bench: wasm-target test-deps
 	$(CARGO) bench --bench pipeline
 	$(CARGO) bench --bench relay
 	$(CARGO) bench --bench omero
+	$(CARGO) bench --bench python
