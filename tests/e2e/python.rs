@@ -23,6 +23,7 @@ fn work_dir() -> PathBuf {
 
 /// Run herald in `dir` with no herald.yaml around, componentize-py installed under target/.
 fn herald_in(dir: &Path, args: &[&str]) -> Output {
+    share_run_cache();
     Command::new(env!("CARGO_BIN_EXE_herald"))
         .current_dir(dir)
         .args(args)
@@ -56,6 +57,18 @@ fn shared_cache() -> PathBuf {
         .create(&cache)
         .unwrap();
     cache
+}
+
+/// `herald rule run` keeps Python rules compiled in `$XDG_CACHE_HOME/herald/compiled`: the
+/// shared cache too.
+fn share_run_cache() {
+    let herald = work_dir().join("xdg/herald");
+    std::fs::create_dir_all(&herald).unwrap();
+    let link = herald.join("compiled");
+    if !link.is_symlink() {
+        let _ = std::fs::remove_dir_all(&link);
+        let _ = std::os::unix::fs::symlink(shared_cache(), &link);
+    }
 }
 
 /// Make the cache `herald rule build` and `herald test` use in `dir` the shared one.
@@ -481,4 +494,75 @@ fn two_replays_through_a_python_rule_give_identical_bytes() {
             .map(str::to_owned)
     };
     assert_ne!(random(&text(0)), random(&text(1)));
+}
+
+#[test]
+fn a_python_exception_shows_its_traceback_in_rule_run_and_a_bad_setting_is_refused_at_load() {
+    let hostile = built("tests/rules/python-hostile");
+    let events = hostile.dir.join("event.json");
+    std::fs::write(
+        &events,
+        r#"{"id":"x-1","source":"t","type":"test.raise","time":"2026-11-23T09:00:00Z","data":{}}"#,
+    )
+    .unwrap();
+    let wasm = hostile.wasm.to_str().unwrap();
+    let args = ["rule", "run", wasm, "--event", events.to_str().unwrap()];
+    let raised = herald_in(
+        &hostile.dir,
+        &[&args[..], &["--rule-config", "{misdeed: raise}"]].concat(),
+    );
+    assert_exit(&raised, 1);
+    let report = stdout(&raised);
+    assert!(
+        report.contains("FAILED panic: KeyError: 'missing key, on purpose' (at app.py:")
+            && report.contains("in raise_error)\nTraceback (most recent call last):"),
+        "{report}"
+    );
+    // The traceback says it all; the interpreter's wasm frames are not shown.
+    assert!(
+        !stderr(&raised).contains("wasm backtrace"),
+        "{}",
+        stderr(&raised)
+    );
+    assert!(
+        stderr(&raised).contains("of 64.0 MiB"),
+        "{}",
+        stderr(&raised)
+    );
+
+    let refused = herald_in(
+        &hostile.dir,
+        &[&args[..], &["--rule-config", "{misdeed: 3}"]].concat(),
+    );
+    assert_exit(&refused, 2);
+    assert!(
+        stderr(&refused).contains("invalid type: an integer, expected a string"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn a_missing_python_is_named_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let made = herald_in(tmp.path(), &["rule", "new", "nopy", "--lang", "python"]);
+    assert_exit(&made, 0);
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(tmp.path().join("nopy"))
+        .args(["rule", "build"])
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .env("HERALD_PYTHON", tmp.path().join("no-such-python"))
+        .env_remove("HERALD_COMPONENTIZE_PY")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let text = stderr(&out);
+    assert!(
+        text.contains("installing componentize-py==0.25.1 into"),
+        "{text}"
+    );
+    assert!(
+        text.contains("install Python 3.10 or later (e.g. `apt install python3 python3-venv`)"),
+        "{text}"
+    );
 }
