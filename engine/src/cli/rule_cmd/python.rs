@@ -137,10 +137,67 @@ pub(crate) fn run_settings(path: &Path) -> (Limits, Option<PathBuf>) {
 
 /// Build the Python rule in `dir` into `dir/NAME.wasm` and check that the engine loads it.
 pub(crate) fn build(dir: &Path) -> Result<Built, CliError> {
-    let tool = componentize_py()?;
     let name = rule_name(dir);
-    let (sdk_dir, wit) = sdk_paths(dir)?;
     let wasm = dir.join(format!("{name}.wasm"));
+    if up_to_date(dir, &wasm) {
+        eprintln!(
+            "{} is up to date with the rule's Python files",
+            wasm.display()
+        );
+    } else {
+        componentize(dir, &wasm)?;
+    }
+    let bytes = std::fs::read(&wasm).map_err(|err| usage(format!("{}: {err}", wasm.display())))?;
+    check_contract(&bytes, dir).map_err(|err| usage(format!("{}: {err:#}", wasm.display())))?;
+    Ok(Built {
+        wasm,
+        size: bytes.len() as u64,
+    })
+}
+
+/// Whether `wasm` is newer than every Python and WIT file of the rule (a rebuild would give
+/// a component that must be compiled again: componentize-py's output differs run to run).
+fn up_to_date(dir: &Path, wasm: &Path) -> bool {
+    let Some(built) = modified(wasm) else {
+        return false;
+    };
+    if !has_own_sdk(dir) && !embedded_sdk_written(&dir.join(EMBEDDED_SDK)) {
+        return false; // a new herald binary, with another SDK
+    }
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for file in sources(dir) {
+        newest = newest.max(modified(&file).unwrap_or(std::time::SystemTime::now()));
+    }
+    newest < built
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The `.py` and `.wit` files under `dir`, but not under `target/`, `tests/` or caches.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if path.is_dir() {
+            if !matches!(&*name, "target" | "tests" | "__pycache__") && !name.starts_with('.') {
+                out.extend(sources(&path));
+            }
+        } else if name.ends_with(".py") || name.ends_with(".wit") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Run componentize-py on the rule in `dir`, writing `wasm`.
+fn componentize(dir: &Path, wasm: &Path) -> Result<(), CliError> {
+    let tool = componentize_py()?;
+    let (sdk_dir, wit) = sdk_paths(dir)?;
     let mut command = Command::new(&tool);
     command
         .arg("-d")
@@ -151,7 +208,7 @@ pub(crate) fn build(dir: &Path) -> Result<Built, CliError> {
         .arg(&sdk_dir)
         .arg(ENTRY_MODULE)
         .arg("-o")
-        .arg(&wasm)
+        .arg(wasm)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     let status = command
@@ -163,12 +220,7 @@ pub(crate) fn build(dir: &Path) -> Result<Built, CliError> {
             dir.display()
         )));
     }
-    let bytes = std::fs::read(&wasm).map_err(|err| usage(format!("{}: {err}", wasm.display())))?;
-    check_contract(&bytes, dir).map_err(|err| usage(format!("{}: {err:#}", wasm.display())))?;
-    Ok(Built {
-        wasm,
-        size: bytes.len() as u64,
-    })
+    Ok(())
 }
 
 /// Compile the component the way `herald test` will (same limits, same cache), so the
@@ -196,12 +248,28 @@ fn rule_name(dir: &Path) -> String {
 /// The SDK and WIT beside app.py; for a rule without them (Herald's own Python rules),
 /// the ones this binary carries, written under `dir/target/herald/python-sdk`.
 fn sdk_paths(dir: &Path) -> Result<(PathBuf, PathBuf), CliError> {
-    if dir.join("herald/world.py").is_file() && dir.join("wit/rule.wit").is_file() {
+    if has_own_sdk(dir) {
         return Ok((dir.to_owned(), dir.join("wit")));
     }
-    let sdk = dir.join("target/herald/python-sdk");
-    write_sdk(&sdk)?;
+    let sdk = dir.join(EMBEDDED_SDK);
+    if !embedded_sdk_written(&sdk) {
+        write_sdk(&sdk)?;
+    }
     Ok((sdk.clone(), sdk.join("wit")))
+}
+
+/// Where a rule without its own SDK gets this binary's (Herald's own Python rules).
+const EMBEDDED_SDK: &str = "target/herald/python-sdk";
+
+fn has_own_sdk(dir: &Path) -> bool {
+    dir.join("herald/world.py").is_file() && dir.join("wit/rule.wit").is_file()
+}
+
+/// Whether `sdk` holds exactly the SDK this binary carries.
+fn embedded_sdk_written(sdk: &Path) -> bool {
+    SDK_FILES
+        .iter()
+        .all(|(rel, text)| std::fs::read_to_string(sdk.join(rel)).is_ok_and(|t| t == *text))
 }
 
 /// `$XDG_CACHE_HOME/herald`, or `~/.cache/herald`.
@@ -341,6 +409,36 @@ mod tests {
             b"\0asm..processed-by..componentize-py\x060.25.1"
         ));
         assert!(!is_python_component(b"\0asm..processed-by..wit-component"));
+    }
+
+    #[test]
+    fn a_component_newer_than_every_python_file_is_up_to_date() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("herald")).unwrap();
+        std::fs::create_dir_all(dir.join("tests/cases")).unwrap();
+        std::fs::write(dir.join("app.py"), "x = 1\n").unwrap();
+        std::fs::write(dir.join("herald/world.py"), "y = 1\n").unwrap();
+        let wasm = dir.join("r.wasm");
+        assert!(!up_to_date(dir, &wasm), "no component yet");
+        let set = |path: &Path, secs: u64| {
+            let time = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        };
+        std::fs::write(&wasm, "").unwrap();
+        set(&dir.join("app.py"), 1_000);
+        set(&dir.join("herald/world.py"), 1_000);
+        set(&wasm, 2_000);
+        assert!(up_to_date(dir, &wasm));
+        std::fs::write(dir.join("tests/cases/a.yaml"), "").unwrap();
+        assert!(up_to_date(dir, &wasm), "cases are not sources");
+        set(&dir.join("herald/world.py"), 3_000);
+        assert!(!up_to_date(dir, &wasm), "the SDK changed");
     }
 
     #[test]
