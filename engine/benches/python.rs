@@ -53,19 +53,27 @@ fn main() {
         .prepare(herald::builtin::wasm("new-user").unwrap(), &rust_limits)
         .unwrap();
 
-    let run = |prepared: &Prepared, limits: &Limits, iterations: usize| {
-        let invocation = || Invocation {
+    let time_unix_ms = ev.time.timestamp_millis();
+    let state = |limits: &Limits| {
+        HostState::new(&Invocation {
             rule: "new-user",
             config_json: Arc::from("{}"),
             directory: directory.clone(),
             kv: kv.clone(),
             limits,
-            time_unix_ms: ev.time.timestamp_millis(),
+            time_unix_ms,
             seed: 7,
-        };
+        })
+    };
+    let run = |prepared: &Prepared, limits: &Limits, iterations: usize| {
         measure(iterations, || {
-            let ran = prepared.invoke(HostState::new(&invocation()), &wit_event, limits);
+            let ran = prepared.invoke(state(limits), &wit_event, limits);
             black_box(ran.result.unwrap());
+        })
+    };
+    let instantiate = |prepared: &Prepared, limits: &Limits, iterations: usize| {
+        measure(iterations, || {
+            prepared.instantiate_only(state(limits), limits)
         })
     };
     println!(
@@ -79,6 +87,10 @@ fn main() {
     report(
         "Python (rules/python/new-user)",
         &run(&python, &python_limits, PYTHON_ITERATIONS),
+    );
+    report(
+        "Python, instantiate only (no call)",
+        &instantiate(&python, &python_limits, PYTHON_ITERATIONS),
     );
     println!(
         "  Python first load (Cranelift compile + cache write): {:.1} s",
