@@ -203,12 +203,16 @@ fn componentize(dir: &Path, wasm: &Path) -> Result<(), CliError> {
         .arg("-d")
         .arg(&wit)
         .args(["-w", "rule", "componentize", "-p"])
-        .arg(dir)
-        .arg("-p")
-        .arg(&sdk_dir)
+        .arg(dir);
+    if sdk_dir != dir {
+        command.arg("-p").arg(&sdk_dir);
+    }
+    command
         .arg(ENTRY_MODULE)
         .arg("-o")
         .arg(wasm)
+        // componentize-py's own Rust backtrace would bury app.py's traceback.
+        .env("RUST_LIB_BACKTRACE", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     let status = command
