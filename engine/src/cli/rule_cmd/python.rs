@@ -419,10 +419,12 @@ mod tests {
     fn a_component_newer_than_every_python_file_is_up_to_date() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        std::fs::create_dir_all(dir.join("herald")).unwrap();
-        std::fs::create_dir_all(dir.join("tests/cases")).unwrap();
+        for sub in ["herald", "wit", "tests/cases"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
         std::fs::write(dir.join("app.py"), "x = 1\n").unwrap();
         std::fs::write(dir.join("herald/world.py"), "y = 1\n").unwrap();
+        std::fs::write(dir.join("wit/rule.wit"), "package a:b;\n").unwrap();
         let wasm = dir.join("r.wasm");
         assert!(!up_to_date(dir, &wasm), "no component yet");
         let set = |path: &Path, secs: u64| {
@@ -437,12 +439,19 @@ mod tests {
         std::fs::write(&wasm, "").unwrap();
         set(&dir.join("app.py"), 1_000);
         set(&dir.join("herald/world.py"), 1_000);
+        set(&dir.join("wit/rule.wit"), 1_000);
         set(&wasm, 2_000);
         assert!(up_to_date(dir, &wasm));
         std::fs::write(dir.join("tests/cases/a.yaml"), "").unwrap();
         assert!(up_to_date(dir, &wasm), "cases are not sources");
         set(&dir.join("herald/world.py"), 3_000);
         assert!(!up_to_date(dir, &wasm), "the SDK changed");
+        set(&dir.join("herald/world.py"), 1_000);
+        std::fs::remove_dir_all(dir.join("herald")).unwrap();
+        assert!(
+            !up_to_date(dir, &wasm),
+            "no SDK of its own, and this binary's not yet written"
+        );
     }
 
     #[test]
