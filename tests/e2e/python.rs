@@ -103,8 +103,7 @@ fn rule_name(source: &Path) -> String {
     value["rules"][0]["name"].as_str().unwrap().to_owned()
 }
 
-/// A hash of the rule's files, the Python SDK, the WIT and the herald binary's size (a new
-/// binary may carry a new SDK).
+/// A hash of the rule's files, the Python SDK and the WIT.
 fn sources_hash(source: &Path) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for root in [
