@@ -273,6 +273,9 @@ const RECORDINGS: &[&str] = &[
     "failed-login-stock",
     "failed-login-both",
     "failed-login-user-specific",
+    "failed-login-user-all",
+    "failed-login-system-all",
+    "failed-login-quiet",
     "enriched",
 ];
 
@@ -308,7 +311,12 @@ fn the_python_default_rules_mail_byte_identical_to_the_rust_rules() {
                 &format!("module: {}\n{indent}lang: python\n", wasm.wasm.display()),
             );
         }
-        assert!(swapped.contains("lang: python"), "{swapped}");
+        assert!(
+            swapped.contains("lang: python")
+                && !swapped.contains("builtin:new-user")
+                && !swapped.contains("builtin:failed-login"),
+            "the Rust rules are still in\n{swapped}"
+        );
         let swapped = format!(
             "sandbox: {{cache_dir: {}}}\n{swapped}",
             new_user.cache().display()
