@@ -87,7 +87,7 @@ fn built(source: &str) -> Built {
     let dir = work_dir().join(format!("{name}-{:016x}", sources_hash(&source)));
     let wasm = dir.join(format!("{}.wasm", rule_name(&source)));
     if !wasm.is_file() {
-        let _ = std::fs::remove_dir_all(&dir);
+        remove_older_builds(&name);
         copy_tree(&source, &dir);
         share_cache(&dir);
         let out = herald_in(&dir, &["rule", "build"]);
@@ -95,6 +95,22 @@ fn built(source: &str) -> Built {
         assert!(wasm.is_file(), "no {}: {}", wasm.display(), stderr(&out));
     }
     Built { dir, wasm }
+}
+
+/// Drop the builds of `name` from earlier sources (`<name>-<hash>`), each 18 MB or more.
+fn remove_older_builds(name: &str) {
+    let Ok(entries) = std::fs::read_dir(work_dir()) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let hash = file
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'));
+        if hash.is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit())) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 fn rule_name(source: &Path) -> String {
@@ -572,4 +588,37 @@ fn a_missing_python_is_named_with_the_fix() {
         text.contains("install Python 3.10 or later (e.g. `apt install python3 python3-venv`)"),
         "{text}"
     );
+}
+
+#[test]
+fn a_python_rule_sees_no_files_environment_or_sockets() {
+    let hostile = built("tests/rules/python-hostile");
+    let events = hostile.dir.join("escape.json");
+    std::fs::write(
+        &events,
+        r#"{"id":"e-1","source":"t","type":"test.escape","time":"2026-11-23T09:00:00Z","data":{}}"#,
+    )
+    .unwrap();
+    let wasm = hostile.wasm.to_str().unwrap();
+    let ran = herald_in(
+        &hostile.dir,
+        &[
+            "rule",
+            "run",
+            wasm,
+            "--event",
+            events.to_str().unwrap(),
+            "--rule-config",
+            "{misdeed: escape}",
+        ],
+    );
+    assert_exit(&ran, 0);
+    let report = stdout(&ran);
+    for door in ["file", "listdir", "socket"] {
+        assert!(
+            report.contains(&format!("| {door}: refused (")),
+            "{door}:\n{report}"
+        );
+    }
+    assert!(report.contains("| environ: got None"), "{report}");
 }

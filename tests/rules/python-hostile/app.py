@@ -1,7 +1,9 @@
 """A deliberately bad Python rule for the sandbox tests: `config.misdeed` picks what it does
 on a `test.*` event (an event with `data.behave` makes it behave)."""
 
+import os
 import random
+import socket
 import sys
 import time
 
@@ -67,6 +69,25 @@ def chance():
                     to=[Address("root@example.org")])]
 
 
+def attempt(what):
+    try:
+        return f"got {what()!r}"[:60]
+    except Exception as err:  # noqa: BLE001 (the point is to see what fails)
+        return f"refused ({type(err).__name__})"
+
+
+def escape():
+    """Tries the doors a sandbox must keep shut, and mails what it saw."""
+    seen = {
+        "file": attempt(lambda: open("/etc/passwd").read()),
+        "listdir": attempt(lambda: os.listdir("/")),
+        "environ": attempt(lambda: dict(os.environ) or None),
+        "socket": attempt(lambda: socket.create_connection(("127.0.0.1", 25), timeout=1)),
+    }
+    text = "".join(f"{k}: {v}\n" for k, v in seen.items())
+    return [Message(subject="escape", text=text, to=[Address("root@example.org")])]
+
+
 MISDEEDS = {
     "none": behave,
     "loop": spin,
@@ -78,4 +99,5 @@ MISDEEDS = {
     "header-injection": inject,
     "error": refuse,
     "chance": chance,
+    "escape": escape,
 }
