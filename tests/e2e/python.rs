@@ -49,14 +49,18 @@ impl Built {
 /// The compiled-component cache every Python rule of these tests shares (private, as
 /// Herald only trusts a cache folder nobody else can write).
 fn shared_cache() -> PathBuf {
+    private_dir(&work_dir().join("cache"))
+}
+
+/// `dir`, made if missing, that only this user may write (a cache Herald trusts).
+fn private_dir(dir: &Path) -> PathBuf {
     use std::os::unix::fs::DirBuilderExt;
-    let cache = work_dir().join("cache");
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&cache)
+        .create(dir)
         .unwrap();
-    cache
+    dir.to_owned()
 }
 
 /// `herald rule run` keeps Python rules compiled in `$XDG_CACHE_HOME/herald/compiled`: the
@@ -195,7 +199,12 @@ fn a_new_python_rule_builds_tests_fails_with_a_diff_runs_and_delivers() {
         assert!(rule.join(file).is_file(), "rule new wrote no {file}");
     }
     assert!(!rule.join("Cargo.toml").exists());
-    share_cache(&rule);
+    // Its component is new on every run (componentize-py's output varies), so it is compiled
+    // into a cache of its own that goes with the temp dir, and `rule run` uses it too.
+    let cache = private_dir(&rule.join("target/herald/cache"));
+    let run_cache = tmp.path().join("xdg/herald/compiled");
+    std::fs::create_dir_all(run_cache.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&cache, &run_cache).unwrap();
 
     let passed = {
         let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,16 +233,13 @@ fn a_new_python_rule_builds_tests_fails_with_a_diff_runs_and_delivers() {
         "{report}"
     );
 
-    let ran = herald_in(
-        &rule,
-        &[
-            "rule",
-            "run",
-            "welcome-py.wasm",
-            "--event",
-            "events/user-created.json",
-        ],
-    );
+    let ran = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(&rule)
+        .args(["rule", "run", "welcome-py.wasm"])
+        .args(["--event", "events/user-created.json"])
+        .env("XDG_CACHE_HOME", tmp.path().join("xdg"))
+        .output()
+        .unwrap();
     assert_exit(&ran, 0);
     assert!(
         stdout(&ran).contains("[OMERO] dave joined lab"),
@@ -246,7 +252,7 @@ fn a_new_python_rule_builds_tests_fails_with_a_diff_runs_and_delivers() {
     let entry = std::fs::read_to_string(rule.join("herald-rule.yaml")).unwrap();
     let config = format!(
         "state_dir: var\nsandbox: {{cache_dir: {}}}\n{}",
-        shared_cache().display(),
+        cache.display(),
         entry.replace(
             "module: welcome-py.wasm",
             &format!("module: {}", wasm.display())
