@@ -55,3 +55,4 @@ bench: wasm-target test-deps
 	$(CARGO) bench --bench relay
 	$(CARGO) bench --bench omero
 	$(CARGO) bench --bench python
+	$(CARGO) bench --bench directory

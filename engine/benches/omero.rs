@@ -149,7 +149,8 @@ fn eventlog_rate(dir: &std::path::Path) {
         .build()
         .unwrap();
     let store_path = dir.join("herald.db");
-    let (writer, _thread) = Writer::spawn(Store::open(&store_path).unwrap(), |_| {}).unwrap();
+    let (writer, _thread) =
+        Writer::spawn(Store::open(&store_path).unwrap(), |_| true, |_| {}).unwrap();
     let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let readiness = Readiness::default();

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/directory.rs"]
+mod generated;
 #[path = "common/postfix.rs"]
 #[allow(dead_code)] // this bench uses the sink only
 mod postfix;
@@ -31,6 +33,8 @@ const BATCH: usize = 100;
 const BATCHED_EVENTS: usize = 64_000;
 const RATE: u64 = 500;
 const LATENCY_EVENTS: usize = 3_000;
+/// Users in the large directory of the last latency run.
+const LARGE_DIRECTORY: usize = 100_000;
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -47,7 +51,8 @@ fn main() {
         "  baseline: Store::ingest in process, {BATCH} per transaction     {raw_batched:>9.0} events/s"
     );
 
-    let single = Service::start(root, &work.path().join("single"), None);
+    let sample = root.join("etc/directory.yaml");
+    let single = Service::start(&sample, &work.path().join("single"), None);
     let rate = single.post_all(SINGLE_EVENTS, 1);
     println!(
         "  single-event requests                                          {rate:>9.0} events/s  ({:.0}% of 1/tx baseline)",
@@ -56,7 +61,7 @@ fn main() {
     println!("    peak RSS {} MiB", single.peak_rss_mib());
     drop(single);
 
-    let batched = Service::start(root, &work.path().join("batched"), None);
+    let batched = Service::start(&sample, &work.path().join("batched"), None);
     let rate = batched.post_all(BATCHED_EVENTS, BATCH);
     println!(
         "  batches of {BATCH}                                                {rate:>9.0} events/s  ({:.0}% of {BATCH}/tx baseline)",
@@ -66,13 +71,26 @@ fn main() {
     drop(batched);
 
     let sink = Sink::start(&postfix::tools_dir());
-    let service = Service::start(root, &work.path().join("latency"), Some(sink.port));
+    let service = Service::start(&sample, &work.path().join("latency"), Some(sink.port));
     let (p50, p99, rows) = service.latency(LATENCY_EVENTS, RATE);
     println!(
         "accepted → mail accepted by smtp-sink, {LATENCY_EVENTS} new-user events at {RATE}/s ({rows} mails)"
     );
     println!("  p50 {p50:.1} ms   p99 {p99:.1} ms");
     println!("  peak RSS {} MiB", service.peak_rss_mib());
+    drop(service);
+
+    let large = work.path().join("large-directory.yaml");
+    generated::write(&large, LARGE_DIRECTORY);
+    let service = Service::start(&large, &work.path().join("large"), Some(sink.port));
+    let (p50, p99, rows) = service.latency(LATENCY_EVENTS, RATE);
+    println!("the same with a {LARGE_DIRECTORY}-user directory file ({rows} mails)");
+    println!("  p50 {p50:.1} ms   p99 {p99:.1} ms");
+    println!(
+        "  peak RSS {} MiB, resident after the run {} MiB",
+        service.peak_rss_mib(),
+        service.rss_mib()
+    );
 }
 
 /// A `omero.user.created` event as JSON; `tag` keeps runs apart.
@@ -106,8 +124,9 @@ struct Service {
 }
 
 impl Service {
-    /// Start it in `dir`; with `smtp` mail goes to that port, without it mail stays queued.
-    fn start(root: &Path, dir: &Path, smtp: Option<u16>) -> Service {
+    /// Start it in `dir` with `directory`; with `smtp` mail goes to that port, without it
+    /// mail stays queued.
+    fn start(directory: &Path, dir: &Path, smtp: Option<u16>) -> Service {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("ingest.token"), TOKEN).unwrap();
         let mail = match smtp {
@@ -122,7 +141,7 @@ impl Service {
              - {{name: new-user, module: builtin:new-user, on: [omero.user.created]}}\n\
              http:\n  listen: 127.0.0.1:{port}\n  tokens:\n    \
              - {{name: bench, scope: ingest, token_file: ingest.token}}\n",
-            root.join("etc/directory.yaml").display()
+            directory.display()
         );
         std::fs::write(dir.join("herald.yaml"), config).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -284,10 +303,19 @@ impl Service {
 
     /// VmHWM of the service, in MiB.
     fn peak_rss_mib(&self) -> u64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// VmRSS of the service now, in MiB.
+    fn rss_mib(&self) -> u64 {
+        self.status_mib("VmRSS:")
+    }
+
+    fn status_mib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0);
         kib / 1024

@@ -1,4 +1,4 @@
-//! SMTP delivery throughput into Postfix's smtp-sink at 1 and 8 connections, beside smtp-source.
+//! SMTP delivery throughput into Postfix's smtp-sink at 1 to 16 connections, beside smtp-source.
 
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ fn main() {
         "{:>11}  {:>14}  {:>17}  {:>6}",
         "connections", "herald msg/s", "smtp-source msg/s", "ratio"
     );
-    for connections in [1, 8] {
+    for connections in [1, 2, 4, 8, 16] {
         let ours = herald_rate(sink.port, connections);
         let theirs = postfix::source_rate(&tools, sink.port, connections as usize, COUNT);
         println!(

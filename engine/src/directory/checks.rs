@@ -139,11 +139,8 @@ impl Checker<'_> {
     ) -> Result<(), DirectoryError> {
         self.user_ids(index, group, "members", &group.members, users)?;
         self.user_ids(index, group, "owners", &group.owners, users)?;
-        let Some(k) = group
-            .owners
-            .iter()
-            .position(|id| !group.members.contains(id))
-        else {
+        let members: HashSet<i64> = group.members.iter().copied().collect();
+        let Some(k) = group.owners.iter().position(|id| !members.contains(id)) else {
             return Ok(());
         };
         let owner = group.owners[k];
@@ -171,6 +168,7 @@ impl Checker<'_> {
         ids: &[i64],
         users: &HashSet<i64>,
     ) -> Result<(), DirectoryError> {
+        let mut seen = HashSet::with_capacity(ids.len());
         for (k, id) in ids.iter().enumerate() {
             let path = [
                 Seg::Key("groups"),
@@ -187,7 +185,7 @@ impl Checker<'_> {
                     format!("add a user with id {id} under `users:`, or remove {id} from {key}");
                 return Err(self.error(&path, message, fix));
             }
-            if ids[..k].contains(id) {
+            if !seen.insert(*id) {
                 let message = format!(
                     "user {id} is listed twice in the {key} of group `{}`",
                     group.name

@@ -98,6 +98,8 @@ pub struct Directory {
     user_names: HashMap<String, usize>,
     group_ids: HashMap<i64, usize>,
     group_names: HashMap<String, usize>,
+    /// (user id, group index) for every membership, sorted: a user's groups are one run.
+    memberships: Vec<(i64, u32)>,
 }
 
 /// The user's email if it is non-empty and parses as an address (trimmed), else `None`.
@@ -116,7 +118,10 @@ impl Directory {
     /// Read and validate the directory file at `path`.
     pub fn load(path: &Path) -> Result<Directory, DirectoryError> {
         let text = crate::config::read_yaml(path, "directory", READ_FIX)?;
-        Self::parse(&text, path)
+        let directory = Self::parse(&text, path);
+        drop(text);
+        return_freed_memory();
+        directory
     }
 
     /// Parse and validate directory text; `origin` names the file in messages.
@@ -167,9 +172,13 @@ impl Directory {
 
     /// The groups `user_id` is a member of, in file order.
     pub fn groups_of(&self, user_id: i64) -> Vec<&Group> {
-        self.groups
+        let start = self
+            .memberships
+            .partition_point(|&(user, _)| user < user_id);
+        self.memberships[start..]
             .iter()
-            .filter(|group| group.members.contains(&user_id))
+            .take_while(|&&(user, _)| user == user_id)
+            .filter_map(|&(_, group)| self.groups.get(group as usize))
             .collect()
     }
 
@@ -194,7 +203,8 @@ impl Directory {
         let known: HashSet<i64> = users.iter().map(|user| user.id).collect();
         for group in &mut groups {
             group.members.retain(|id| known.contains(id));
-            group.owners.retain(|id| group.members.contains(id));
+            let members: HashSet<i64> = group.members.iter().copied().collect();
+            group.owners.retain(|id| members.contains(id));
         }
         Directory::indexed(roles, users, groups)
     }
@@ -210,11 +220,12 @@ impl Directory {
     }
 
     fn members_of<'a>(&'a self, group: &Group) -> Vec<(&'a User, bool)> {
+        let owners: HashSet<i64> = group.owners.iter().copied().collect();
         group
             .members
             .iter()
             .filter_map(|&id| self.user_by_id(id))
-            .map(|user| (user, group.owners.contains(&user.id)))
+            .map(|user| (user, owners.contains(&user.id)))
             .collect()
     }
 
@@ -243,9 +254,20 @@ impl Directory {
             user_names: index(&users, |user| user.name.clone()),
             group_ids: index(&groups, |group| group.id),
             group_names: index(&groups, |group| group.name.clone()),
+            memberships: memberships(&groups),
             users,
             groups,
         }
+    }
+}
+
+/// Give the heap pages that parsing freed back to the kernel: the YAML parser's transient
+/// copies of a large directory are several times its loaded size, and glibc keeps them.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -257,6 +279,19 @@ fn with_builtins<T>(builtins: Vec<T>, entries: Vec<T>, id: impl Fn(&T) -> i64) -
         .filter(|builtin| !present.contains(&id(builtin)));
     missing.chain(entries).collect()
 }
+/// Every (user id, group index) membership once, sorted by user, then by group (file order).
+fn memberships(groups: &[Group]) -> Vec<(i64, u32)> {
+    let mut pairs: Vec<(i64, u32)> = groups
+        .iter()
+        .zip(0u32..)
+        .flat_map(|(group, index)| group.members.iter().map(move |&user| (user, index)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs.shrink_to_fit();
+    pairs
+}
+
 fn index<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> HashMap<K, usize> {
     items
         .iter()

@@ -153,6 +153,11 @@ impl Evaluator {
         &self.directory
     }
 
+    /// Whether any rule is subscribed to `event` (one that none wants needs no evaluation).
+    pub fn wants(&self, event: &Event) -> bool {
+        self.rules.iter().any(|rule| rule.subscribed(event))
+    }
+
     /// Run every subscribed rule on `event`. A failing rule fails alone.
     pub fn evaluate(&self, event: &Event, kv: &Arc<dyn KvRead>) -> Vec<RuleOutcome> {
         self.evaluate_skipping(event, kv, |_| false).0

@@ -78,20 +78,26 @@ pub fn run(
         .transpose()?;
     let bells = Arc::new(Bells::default());
     let journaled = bells.clone();
-    // New events wake evaluation; received mail's relay rows are queued already: wake delivery.
-    let (writer, writer_thread) = Writer::spawn(open(config)?, move |done| {
-        if done.events {
-            journaled.journaled.ring();
-        }
-        if done.mail {
-            journaled.queued.ring();
-        }
-    })
-    .context("cannot start the store writer")?;
     let live = Arc::new(Live::new(RuleSet {
         config: Arc::new(config.clone()),
         evaluator: Arc::new(evaluator),
     }));
+    let rules = live.clone();
+    // An event no rule in force wants is journaled as evaluated. New events wake evaluation;
+    // received mail's relay rows are queued already: wake delivery.
+    let (writer, writer_thread) = Writer::spawn(
+        open(config)?,
+        move |event| rules.current().evaluator.wants(event),
+        move |done| {
+            if done.events {
+                journaled.journaled.ring();
+            }
+            if done.mail {
+                journaled.queued.ring();
+            }
+        },
+    )
+    .context("cannot start the store writer")?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let feed = Feed {
         writer: writer.clone(),

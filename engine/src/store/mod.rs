@@ -109,21 +109,25 @@ impl Store {
     /// Journal events in one transaction; duplicates of (source, id) are
     /// acknowledged without being stored again. Durable when this returns.
     pub fn ingest(&mut self, events: &[Event], now: DateTime<Utc>) -> Result<Vec<Ingested>> {
-        self.ingest_all(events, now)
+        self.ingest_all(events, &[], now)
     }
 
     /// [`Store::ingest`] for events held anywhere (the writer's requests), without copying them.
+    /// An event whose `settled` entry is true needs no evaluation (no rule in force wants it):
+    /// it is journaled as evaluated, so evaluation spends no commit on it.
     pub fn ingest_all<'a>(
         &mut self,
         events: impl IntoIterator<Item = &'a Event>,
+        settled: &[bool],
         now: DateTime<Utc>,
     ) -> Result<Vec<Ingested>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::new();
-        for ev in events {
-            results.push(ingest_one(&tx, ev, now)?);
+        for (index, ev) in events.into_iter().enumerate() {
+            let settled = settled.get(index).copied().unwrap_or(false);
+            results.push(ingest_one(&tx, ev, settled, now)?);
         }
         tx.commit().during(|| "cannot commit the journal".into())?;
         Ok(results)
@@ -403,7 +407,13 @@ fn wait_for_the_writer(polls: i32) -> bool {
     true
 }
 
-fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<Ingested> {
+/// Journal one event (pending, or evaluated already when `settled`) unless it is a duplicate.
+fn ingest_one(
+    tx: &Transaction<'_>,
+    ev: &Event,
+    settled: bool,
+    now: DateTime<Utc>,
+) -> Result<Ingested> {
     let existing: Option<i64> = tx
         .query_row(
             "SELECT seq FROM events WHERE source = ?1 AND id = ?2",
@@ -417,15 +427,24 @@ fn ingest_one(tx: &Transaction<'_>, ev: &Event, now: DateTime<Utc>) -> Result<In
     if let Some(original) = happening::reported_elsewhere(tx, ev)? {
         return happening::journal_duplicate(tx, ev, original, now);
     }
+    let now = now.to_rfc3339();
+    let (state, evaluated_at) = if settled {
+        ("done", Some(now.as_str()))
+    } else {
+        ("pending", None)
+    };
     tx.execute(
-        "INSERT INTO events (source, id, type, time, envelope, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (source, id, type, time, envelope, received_at, state, evaluated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             ev.source,
             ev.id,
             ev.kind,
             ev.time_rfc3339(),
             ev.to_json().to_string(),
-            now.to_rfc3339()
+            now,
+            state,
+            evaluated_at
         ],
     )?;
     let seq = tx.last_insert_rowid();

@@ -59,10 +59,11 @@ pub enum RelayBodyError {
 impl Store {
     /// Journal `events` and, in the same transaction, each received mail of `mails` (an index
     /// into `events` and the mail that event came from). A retransmission (same dedup key) is
-    /// stored once. Durable when this returns.
+    /// stored once. `settled` is as for [`Store::ingest_all`]. Durable when this returns.
     pub fn ingest_mail(
         &mut self,
         events: &[Event],
+        settled: &[bool],
         mails: &[(usize, &Inbound)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Ingested>> {
@@ -70,8 +71,9 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(events.len());
-        for event in events {
-            results.push(ingest_one(&tx, event, now)?);
+        for (index, event) in events.iter().enumerate() {
+            let settled = settled.get(index).copied().unwrap_or(false);
+            results.push(ingest_one(&tx, event, settled, now)?);
         }
         for &(index, mail) in mails {
             let (Some(event), Some(result)) = (events.get(index), results.get(index)) else {

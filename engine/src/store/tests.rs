@@ -84,6 +84,50 @@ fn duplicate_events_are_stored_once() {
 }
 
 #[test]
+fn the_writer_journals_an_event_no_rule_wants_as_evaluated_and_wakes_no_evaluation() {
+    let (_dir, store) = open();
+    let path = store.path().to_owned();
+    let woken = Arc::new(Mutex::new(Vec::new()));
+    let seen = woken.clone();
+    let (writer, thread) = writer::Writer::spawn(
+        store,
+        |event| event.id != "nobody-wants-me",
+        move |done| seen.lock().unwrap().push(done.events),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(writer.journal(vec![event("nobody-wants-me")]))
+        .unwrap();
+    runtime
+        .block_on(writer.journal(vec![event("wanted")]))
+        .unwrap();
+    drop(writer);
+    thread.join().unwrap();
+    // Only the wanted event rang evaluation.
+    assert_eq!(*woken.lock().unwrap(), vec![true]);
+    let store = Store::open(&path).unwrap();
+    let pending: Vec<String> = store
+        .pending(10)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.event.id)
+        .collect();
+    assert_eq!(pending, ["wanted"]);
+    let evaluated: Option<String> = store
+        .conn
+        .query_row(
+            "SELECT evaluated_at FROM events WHERE id = 'nobody-wants-me' AND state = 'done'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(evaluated.is_some(), "journaled as evaluated, with a time");
+}
+
+#[test]
 fn evaluating_twice_cannot_queue_twice() {
     let (_dir, mut store) = open();
     store.ingest(&[event("a")], Utc::now()).unwrap();

@@ -40,15 +40,17 @@ pub enum WriteFailed {
 
 impl Writer {
     /// Start the writer thread on `store`; `journaled` runs after each commit that stored a new
-    /// event or received mail, saying which.
+    /// event or received mail, saying which. `wanted` says whether a rule in force wants an
+    /// event: one that no rule wants is journaled as evaluated, so it costs evaluation no commit.
     pub fn spawn(
         mut store: Store,
+        wanted: impl Fn(&Event) -> bool + Send + 'static,
         journaled: impl Fn(Journaled) + Send + 'static,
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (jobs, inbox) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("herald-writer".into())
-            .spawn(move || run(&mut store, inbox, journaled))?;
+            .spawn(move || run(&mut store, inbox, wanted, journaled))?;
         Ok((Writer { jobs }, thread))
     }
 
@@ -90,13 +92,18 @@ impl Writer {
 /// What one commit stored, for the stages it wakes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Journaled {
-    /// New events to evaluate.
+    /// New events to evaluate (not those journaled as evaluated).
     pub events: bool,
     /// Received mail, whose relay rows are queued already.
     pub mail: bool,
 }
 
-fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: impl Fn(Journaled)) {
+fn run(
+    store: &mut Store,
+    mut inbox: mpsc::UnboundedReceiver<Job>,
+    wanted: impl Fn(&Event) -> bool,
+    journaled: impl Fn(Journaled),
+) {
     while let Some(first) = inbox.blocking_recv() {
         let mut group = vec![first];
         let mut size = group[0].events.len();
@@ -105,7 +112,7 @@ fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: im
             size += more.events.len();
             group.push(more);
         }
-        let done = commit(store, group);
+        let done = commit(store, group, &wanted);
         if done.events || done.mail {
             journaled(done);
         }
@@ -113,7 +120,7 @@ fn run(store: &mut Store, mut inbox: mpsc::UnboundedReceiver<Job>, journaled: im
 }
 
 /// The group's events, with the received mail of any job in the same transaction.
-fn ingest(store: &mut Store, group: &[Job]) -> super::Result<Vec<Ingested>> {
+fn ingest(store: &mut Store, group: &[Job], settled: &[bool]) -> super::Result<Vec<Ingested>> {
     let mut mails = Vec::new();
     let mut first = 0;
     for job in group {
@@ -124,19 +131,20 @@ fn ingest(store: &mut Store, group: &[Job]) -> super::Result<Vec<Ingested>> {
     }
     let events = group.iter().flat_map(|j| j.events.iter());
     if mails.is_empty() {
-        store.ingest_all(events, Utc::now())
+        store.ingest_all(events, settled, Utc::now())
     } else {
         let events: Vec<Event> = events.cloned().collect();
-        store.ingest_mail(&events, &mails, Utc::now())
+        store.ingest_mail(&events, settled, &mails, Utc::now())
     }
 }
 
 /// Journal a group in one transaction and answer each job; what it stored.
-fn commit(store: &mut Store, group: Vec<Job>) -> Journaled {
+fn commit(store: &mut Store, group: Vec<Job>, wanted: &impl Fn(&Event) -> bool) -> Journaled {
     let mail = group.iter().any(|j| j.mail.is_some());
     let events = || group.iter().flat_map(|j| j.events.iter());
     let count: usize = group.iter().map(|j| j.events.len()).sum();
-    match ingest(store, &group) {
+    let settled: Vec<bool> = events().map(|event| !wanted(event)).collect();
+    match ingest(store, &group, &settled) {
         Ok(results) => {
             // An empty group is a readiness probe, not an ingest commit.
             if count > 0 {
@@ -146,7 +154,10 @@ fn commit(store: &mut Store, group: Vec<Job>) -> Journaled {
                 let duplicate = matches!(result, Ingested::Duplicate(_));
                 crate::metrics::event_received(&event.kind, duplicate);
             }
-            let any_new = results.iter().any(|r| matches!(r, Ingested::New(_)));
+            let to_evaluate = results
+                .iter()
+                .zip(&settled)
+                .any(|(r, settled)| matches!(r, Ingested::New(_)) && !settled);
             let mut results = results.into_iter();
             for job in group {
                 let mine = results.by_ref().take(job.events.len()).collect();
@@ -154,7 +165,7 @@ fn commit(store: &mut Store, group: Vec<Job>) -> Journaled {
                 let _ = job.reply.send(Ok(mine));
             }
             Journaled {
-                events: any_new,
+                events: to_evaluate,
                 mail,
             }
         }

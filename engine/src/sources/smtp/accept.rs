@@ -344,7 +344,7 @@ mod tests {
     fn acceptor(mode: OmeroMail) -> (Acceptor, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(&dir.path().join("herald.db")).unwrap();
-        let (writer, _thread) = Writer::spawn(store, |_| {}).unwrap();
+        let (writer, _thread) = Writer::spawn(store, |_| true, |_| {}).unwrap();
         let config = SmtpListenerConfig {
             omero_mail: mode,
             ..SmtpListenerConfig::default()
