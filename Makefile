@@ -54,4 +54,5 @@ bench: wasm-target test-deps
 	$(CARGO) bench --bench pipeline
 	$(CARGO) bench --bench relay
 	$(CARGO) bench --bench omero
+	$(CARGO) bench --bench python
 	$(CARGO) bench --bench directory

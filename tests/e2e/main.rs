@@ -17,6 +17,7 @@ mod omero_eventlog;
 mod omero_log;
 mod omero_pg;
 mod outbox;
+mod python;
 mod relay;
 mod relay_omero;
 mod relay_tls;

@@ -5,7 +5,7 @@ mod case;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::rule_cmd::{compile, single};
+use super::rule_cmd::{compile, python, single};
 use super::{CliError, Outcome};
 use crate::config::{Config, Limits, RuleConfig};
 use case::{Case, Verdict};
@@ -16,7 +16,7 @@ const CASES_DIR: &str = "tests/cases";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The rule crate: its Cargo.toml, herald-rule.yaml and tests/cases/*.yaml.
+    /// The rule's folder: its Cargo.toml or app.py, herald-rule.yaml and tests/cases/*.yaml.
     #[arg(default_value = ".")]
     path: PathBuf,
     /// Test this component instead of building PATH first.
@@ -79,7 +79,7 @@ fn rule_entry(dir: &Path, wasm: &Path) -> Result<RuleConfig, CliError> {
         return Ok(single::rule_config(
             wasm,
             serde_json::json!({}),
-            Limits::default(),
+            python::default_limits(wasm),
         ));
     }
     let config = Config::load(&file, Some(&dir.join("target/herald")))?;

@@ -64,6 +64,9 @@ pub(super) fn config_hint(key: &str) -> Option<String> {
             "write a map with some of: fuel, memory, wall_time, stack, max_messages, max_output, \
              max_recipients, max_log"
         }
+        "lang" => {
+            "write rust (the default) or python; python raises the default limits to 500000000 fuel, 64MiB and 1s"
+        }
         "fuel" => "set fuel to a positive number of instructions, e.g. 10000000",
         "memory" => return Some(MemorySize::hint("16MiB")),
         "stack" => return Some(StackSize::hint("512KiB")),

@@ -208,6 +208,38 @@ pub struct Limits {
     pub max_log_bytes: u64,
 }
 
+impl Limits {
+    /// The limits of a Python rule (`lang: python`): these limits, raised to what a
+    /// componentize-py component needs at least: its interpreter is pre-initialised in a
+    /// memory image of about 12 MiB and one event costs about 0.6M fuel and 4 ms, so
+    /// memory is at least 64 MiB, fuel 5e8 and wall time 1 s (docs/writing-rules.md,
+    /// "Limits of a Python rule").
+    pub fn for_python(self) -> Limits {
+        Limits {
+            fuel: self.fuel.max(PYTHON_FUEL),
+            memory_bytes: self.memory_bytes.max(PYTHON_MEMORY),
+            wall_time: self.wall_time.max(PYTHON_WALL_TIME),
+            ..self
+        }
+    }
+}
+
+/// A Python rule's least fuel, memory and wall time ([`Limits::for_python`]).
+pub const PYTHON_FUEL: u64 = 500_000_000;
+pub const PYTHON_MEMORY: u64 = 64 * MIB;
+pub const PYTHON_WALL_TIME: Duration = Duration::from_secs(1);
+
+/// The language a rule was written in (`lang:` of a rule entry): it sets the default limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// Rust, or any small component: `sandbox.limits` as they are.
+    #[default]
+    Rust,
+    /// A componentize-py component: [`Limits::for_python`].
+    Python,
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -14,8 +14,8 @@ use super::smtp_listener::RawSmtpListener;
 use super::sources::{RawDirectory, RawSource};
 use super::values::{EventTypes, ModuleSpec, PathValue, RuleName, Sender};
 use super::{
-    Config, DirectoryConfig, Limits, MailConfig, Missed, ModuleRef, RuleConfig, SandboxConfig,
-    Schedule, StoreConfig, TransportKind,
+    Config, DirectoryConfig, Lang, Limits, MailConfig, Missed, ModuleRef, RuleConfig,
+    SandboxConfig, Schedule, StoreConfig, TransportKind,
 };
 
 /// Failures in a row after which a rule is quarantined, unless configured.
@@ -75,6 +75,7 @@ struct RawRule {
     missed: Option<Missed>,
     enabled: Option<bool>,
     config: Option<serde_json::Map<String, serde_json::Value>>,
+    lang: Option<Lang>,
     limits: Option<LimitsPatch>,
 }
 impl RawConfig {
@@ -149,6 +150,10 @@ impl RawRule {
         let module = match self.module.0 {
             ModuleRef::Path(path) => ModuleRef::Path(base.join(path)),
             builtin => builtin,
+        };
+        let defaults = match self.lang.unwrap_or_default() {
+            Lang::Rust => defaults,
+            Lang::Python => defaults.for_python(),
         };
         RuleConfig {
             name: self.name.0,

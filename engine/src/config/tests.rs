@@ -642,3 +642,32 @@ fn did_you_mean_only_suggests_close_words() {
     );
     assert_eq!(did_you_mean("lab.instrument.down", known), None);
 }
+
+#[test]
+fn a_python_rule_gets_python_limits_and_its_own_overrides_still_win() {
+    let python = parse(&rule_yaml("    lang: python\n"))
+        .unwrap()
+        .rules
+        .remove(0);
+    assert_eq!(python.limits.memory_bytes, 64 * MIB);
+    assert_eq!(python.limits.fuel, 500_000_000);
+    assert_eq!(python.limits.wall_time, Duration::from_secs(1));
+    assert_eq!(python.limits.max_messages, Limits::default().max_messages);
+    let tuned = parse(&rule_yaml(
+        "    lang: python\n    limits: {memory: 96MiB}\n",
+    ))
+    .unwrap()
+    .rules
+    .remove(0);
+    assert_eq!(tuned.limits.memory_bytes, 96 * MIB);
+    assert_eq!(tuned.limits.fuel, 500_000_000);
+    let rust = parse(&rule_yaml("    lang: rust\n"))
+        .unwrap()
+        .rules
+        .remove(0);
+    assert_eq!(rust.limits, Limits::default());
+    let err = parse(&rule_yaml("    lang: cobol\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("python"), "{err}");
+}

@@ -27,12 +27,40 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Component instances (and memories) the pool holds at once.
 const POOL_SLOTS: u32 = 64;
 
-/// Owns one wasmtime engine per distinct stack limit (wasmtime sets the
-/// stack per engine), the epoch ticker, and the compiled-component cache.
+/// The smallest pool slot: the default memory limit, so every small rule shares one pool.
+const MIN_SLOT_BYTES: u64 = 16 << 20;
+
+/// Owns one wasmtime engine per distinct stack limit (wasmtime sets the stack per
+/// engine) and memory size class (each engine's pool has slots of one size), the epoch
+/// ticker, and the compiled-component cache.
 pub struct Sandbox {
-    engines: Mutex<HashMap<u64, Engine>>,
+    engines: Mutex<HashMap<EngineKey, Engine>>,
     max_memory_bytes: u64,
     cache_dir: Option<PathBuf>,
+}
+
+/// What an engine is made for: the wasm stack, and the slot size of its pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct EngineKey {
+    stack_bytes: u64,
+    slot_bytes: u64,
+}
+
+impl EngineKey {
+    /// A rule's memory limit rounded up to a power of two (at least 16 MiB, at most the
+    /// largest limit of any rule), so a 64 MiB Python rule gets a pool of its own and the
+    /// 16 MiB Rust rules keep slots of 16 MiB.
+    fn for_limits(limits: &Limits, max_memory_bytes: u64) -> EngineKey {
+        let class = limits
+            .memory_bytes
+            .max(MIN_SLOT_BYTES)
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX);
+        EngineKey {
+            stack_bytes: limits.stack_bytes,
+            slot_bytes: class.min(max_memory_bytes.max(limits.memory_bytes)),
+        }
+    }
 }
 
 /// A rule ready to run: its component pre-linked against the host imports.
@@ -50,8 +78,8 @@ pub struct Prepared {
 }
 
 impl Sandbox {
-    /// `max_memory_bytes` is the largest memory limit of any rule: the pool's
-    /// slot size. `cache_dir` keeps compiled components between runs.
+    /// `max_memory_bytes` is the largest memory limit of any rule: no pool's slots are
+    /// larger. `cache_dir` keeps compiled components between runs.
     pub fn new(max_memory_bytes: u64, cache_dir: Option<PathBuf>) -> Sandbox {
         Sandbox {
             engines: Mutex::new(HashMap::new()),
@@ -62,7 +90,7 @@ impl Sandbox {
 
     /// Compile (or load from the cache) and pre-link one rule's component.
     pub fn prepare(&self, wasm: &[u8], limits: &Limits) -> anyhow::Result<Prepared> {
-        let engine = self.engine(limits.stack_bytes)?;
+        let engine = self.engine(EngineKey::for_limits(limits, self.max_memory_bytes))?;
         let component = self.component(&engine, wasm)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -86,14 +114,14 @@ impl Sandbox {
         })
     }
 
-    fn engine(&self, stack_bytes: u64) -> anyhow::Result<Engine> {
+    fn engine(&self, key: EngineKey) -> anyhow::Result<Engine> {
         let mut engines = self.engines.lock().expect("engine map lock");
-        if let Some(engine) = engines.get(&stack_bytes) {
+        if let Some(engine) = engines.get(&key) {
             return Ok(engine.clone());
         }
-        let engine = new_engine(stack_bytes, self.max_memory_bytes)?;
+        let engine = new_engine(key.stack_bytes, key.slot_bytes)?;
         start_epoch_ticker(&engine);
-        engines.insert(stack_bytes, engine.clone());
+        engines.insert(key, engine.clone());
         Ok(engine)
     }
 
@@ -167,13 +195,13 @@ fn write_cache(dir: &Path, path: &Path, compiled: &[u8]) {
     }
 }
 
-fn new_engine(stack_bytes: u64, max_memory_bytes: u64) -> anyhow::Result<Engine> {
+fn new_engine(stack_bytes: u64, slot_bytes: u64) -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_SLOTS)
         .total_core_instances(POOL_SLOTS * 4)
         .total_memories(POOL_SLOTS)
         .total_tables(POOL_SLOTS * 4)
-        .max_memory_size(max_memory_bytes as usize)
+        .max_memory_size(slot_bytes as usize)
         // Reset the first 256 KiB of a reused slot with memset instead of
         // madvise, so the next instance does not fault those pages in again.
         // With the embedded rules' 64 KiB shadow stack (engine/build.rs) that
@@ -367,6 +395,9 @@ fn trap_failure(trap: Trap, stderr: &str, limits: &Limits) -> Failure {
         Trap::StackOverflow => Failure::StackOverflow {
             stack_bytes: limits.stack_bytes,
         },
+        Trap::UnreachableCodeReached if stderr.contains(PYTHON_TRACEBACK) => Failure::Panic {
+            message: python_exception(stderr),
+        },
         Trap::UnreachableCodeReached if stderr.contains("panicked") => Failure::Panic {
             message: panic_message(stderr),
         },
@@ -380,6 +411,44 @@ fn trap_failure(trap: Trap, stderr: &str, limits: &Limits) -> Failure {
             message: with_stderr(trap.to_string(), stderr),
         },
     }
+}
+
+/// How CPython starts the report of an uncaught exception (a componentize-py rule prints it
+/// to stderr, then its runtime panics).
+const PYTHON_TRACEBACK: &str = "Traceback (most recent call last):";
+
+/// "ZeroDivisionError: division by zero (at app.py:10, in helper)" and then the traceback,
+/// from a Python rule's stderr: the exception, the innermost frame, every frame.
+fn python_exception(stderr: &str) -> String {
+    let (_, after) = stderr.rsplit_once(PYTHON_TRACEBACK).unwrap_or(("", stderr));
+    let traceback: Vec<&str> = after
+        .lines()
+        .take_while(|l| !l.starts_with("thread '"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let exception = traceback
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with(' '))
+        .map_or("an exception", |l| l.trim());
+    let location = traceback
+        .iter()
+        .rev()
+        .find_map(|l| python_frame(l))
+        .map_or(String::new(), |at| format!(" (at {at})"));
+    format!(
+        "{exception}{location}\n{PYTHON_TRACEBACK}\n{}",
+        traceback.join("\n")
+    )
+}
+
+/// `  File "/x/app.py", line 10, in helper` → `app.py:10, in helper`.
+fn python_frame(line: &str) -> Option<String> {
+    let rest = line.trim_start().strip_prefix("File \"")?;
+    let (path, rest) = rest.split_once("\", line ")?;
+    let (number, function) = rest.split_once(", in ").unwrap_or((rest, ""));
+    let file = path.rsplit('/').next().unwrap_or(path);
+    Some(format!("{file}:{number}, in {function}"))
 }
 
 /// The panic text from Rust's "thread '…' panicked at file:line:col:\nmessage".
@@ -413,6 +482,44 @@ mod tests {
     fn panic_message_is_extracted() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:7:9:\nboom here\nnote: run with `RUST_BACKTRACE=1`\n";
         assert_eq!(panic_message(stderr), "boom here (at src/lib.rs:7:9)");
+    }
+
+    #[test]
+    fn a_python_traceback_names_the_exception_and_the_innermost_line() {
+        let stderr = "Traceback (most recent call last):\n  File \"/r/herald/world.py\", line 70, in handle\n    out = _RULE.handle(_event(event))\n  File \"/r/app.py\", line 10, in helper\n    return 1 / 0\n           ~~^~~\nZeroDivisionError: division by zero\n\nthread '<unnamed>' panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\n";
+        let message = python_exception(stderr);
+        let first = message.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "ZeroDivisionError: division by zero (at app.py:10, in helper)"
+        );
+        assert!(message.contains("line 70, in handle"), "{message}");
+        assert!(!message.contains("runtime/src/lib.rs"), "{message}");
+        let failure = trap_failure(Trap::UnreachableCodeReached, stderr, &Limits::default());
+        assert_eq!(failure.code(), "panic", "{failure}");
+    }
+
+    #[test]
+    fn memory_size_classes_keep_small_rules_in_small_slots() {
+        let rust = Limits::default();
+        let python = Limits::default().for_python();
+        let max = python.memory_bytes;
+        assert_eq!(EngineKey::for_limits(&rust, max).slot_bytes, 16 << 20);
+        assert_eq!(EngineKey::for_limits(&python, max).slot_bytes, 64 << 20);
+        let odd = Limits {
+            memory_bytes: 20 << 20,
+            ..rust
+        };
+        assert_eq!(EngineKey::for_limits(&odd, max).slot_bytes, 32 << 20);
+        assert_eq!(EngineKey::for_limits(&odd, 20 << 20).slot_bytes, 20 << 20);
+        let tiny = Limits {
+            memory_bytes: 1 << 20,
+            ..rust
+        };
+        assert_eq!(
+            EngineKey::for_limits(&tiny, max),
+            EngineKey::for_limits(&rust, max)
+        );
     }
 
     #[test]

@@ -21,10 +21,13 @@ pub(crate) struct Built {
 /// Build the rule crate at `dir`, copy its component to `dir/<package>.wasm`, and check
 /// that the engine can load it.
 pub(crate) fn build(dir: &Path) -> Result<Built, CliError> {
+    if super::python::is_rule_dir(dir) {
+        return super::python::build(dir);
+    }
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(usage(format!(
-            "{} has no Cargo.toml: pass the rule crate's folder, or make one with `herald rule new NAME`",
+            "{} has no Cargo.toml (nor app.py): pass the rule's folder, or make one with `herald rule new NAME [--lang python]`",
             dir.display()
         )));
     }

@@ -26,6 +26,13 @@ pub(super) fn create(name: &str, dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Write the Python rule `name` into `dir`, which must not exist or be empty.
+pub(super) fn create_python(name: &str, dir: &Path) -> Result<(), CliError> {
+    check_name(name)?;
+    check_empty(dir)?;
+    super::python::create(name, dir)
+}
+
 /// The template's file names that cannot be used as they are in the SDK's folder.
 fn template_path(rel: &str) -> &str {
     match rel {

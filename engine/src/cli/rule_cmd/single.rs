@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::usage;
+use super::{python, usage};
 use crate::cli::report::{self, Detail, EventReport};
 use crate::cli::{CliError, Outcome};
 use crate::config::{Limits, Missed, ModuleRef, RuleConfig};
 use crate::directory::Directory;
-use crate::evaluate::{Evaluator, KvRead, MemoryKv, Trial};
+use crate::evaluate::{Evaluator, Failure, KvRead, MemoryKv, Trial};
 use crate::event::{Event, SizeCaps};
 
 /// The sample directory a rule runs against when none is given (etc/directory.yaml).
@@ -39,9 +39,10 @@ pub fn run(args: Args) -> Outcome {
         Some(text) => parse_config(text)?,
         None => serde_json::json!({}),
     };
-    let rule = rule_config(&args.wasm, config, Limits::default());
+    let (limits, cache) = python::run_settings(&args.wasm);
+    let rule = rule_config(&args.wasm, config, limits);
     let directory = load_directory(args.directory.as_deref())?;
-    let evaluator = evaluator(&rule, None, directory)?;
+    let evaluator = evaluator(&rule, cache, directory)?;
     let events = read_events(&args.event)?;
     let mut failed = 0;
     let mut out = std::io::stdout().lock();
@@ -56,7 +57,7 @@ pub fn run(args: Args) -> Outcome {
             .map_err(|e| CliError::Runtime(e.into()))?;
         if !args.json {
             eprintln!("  {}", usage_line(&trial, &rule.limits));
-            if let Some(trace) = &trial.backtrace {
+            if let Some(trace) = wasm_backtrace(&trial) {
                 eprintln!("  wasm backtrace:\n{}", indent(trace, "    "));
             }
         }
@@ -143,6 +144,16 @@ pub(crate) fn run_all(
             trial
         })
         .collect()
+}
+
+/// The wasm backtrace worth showing: none for a Python exception, whose traceback (in the
+/// failure) says more than the interpreter's frames.
+pub(crate) fn wasm_backtrace(trial: &Trial) -> Option<&str> {
+    let python = matches!(
+        &trial.outcome.result,
+        Err(Failure::Panic { message }) if message.contains("\nTraceback (most recent call last):")
+    );
+    trial.backtrace.as_deref().filter(|_| !python)
 }
 
 /// "fuel 52,311 of 10,000,000 (0.5%), memory 1.1 MiB of 16.0 MiB, 0.3 ms"

@@ -217,7 +217,7 @@ impl Verdict {
                 for log in &trial.outcome.logs {
                     let _ = writeln!(out, "log {}: {}", log.level, log.message);
                 }
-                if let Some(trace) = &trial.backtrace {
+                if let Some(trace) = single::wasm_backtrace(trial) {
                     let _ = writeln!(out, "wasm backtrace:\n{}", single::indent(trace, "  "));
                 }
             }
