@@ -28,9 +28,11 @@ pub fn commits_per_second() -> f64 {
     commits as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The most messages/s any sender can reach over `sessions` sessions when each session waits
-/// for one durable commit per message (at best all sessions share each commit), capped at the
-/// network reference `direct`. `commits` is [`commits_per_second`].
+/// The most messages/s a relay or sender can reach over `sessions` sessions when each session
+/// waits for one durable commit per message, if that commit were its only cost: each message
+/// takes the direct exchange's own time (`sessions / direct`) plus one commit (`1 / commits`),
+/// in series, and at best every session shares each commit. `commits` is [`commits_per_second`].
 pub fn bound(sessions: usize, commits: f64, direct: f64) -> f64 {
-    (sessions as f64 * commits).min(direct)
+    let sessions = sessions as f64;
+    sessions / (sessions / direct + 1.0 / commits)
 }
