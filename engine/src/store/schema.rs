@@ -129,6 +129,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX happenings_by_family ON happenings (family, at);
     ALTER TABLE events ADD COLUMN duplicate_of INTEGER;",
+    // 8: the leased rows alone (in flight, or held by a process that died), so that looking
+    // for dead owners at each claim reads those few rows, not every queued one.
+    "CREATE INDEX outbox_leased ON outbox (lease_owner) WHERE state = 'queued' AND lease_owner IS NOT NULL;",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

@@ -296,7 +296,8 @@ fn a_version_3_store_gains_lease_owners_and_keeps_its_leased_rows() {
         store
             .conn
             .execute_batch(
-                "DROP TABLE relay_messages; ALTER TABLE outbox DROP COLUMN relay_id;
+                "DROP INDEX outbox_leased;
+                 DROP TABLE relay_messages; ALTER TABLE outbox DROP COLUMN relay_id;
                  ALTER TABLE outbox DROP COLUMN lease_owner; DROP TABLE schedule_state;
                  DROP TABLE source_state; DROP TABLE directory_snapshot; DROP TABLE happenings;
                  ALTER TABLE events DROP COLUMN duplicate_of;
