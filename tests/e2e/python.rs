@@ -526,6 +526,32 @@ fn two_replays_through_a_python_rule_give_identical_bytes() {
 }
 
 #[test]
+fn a_python_rule_entry_without_lang_python_is_warned_about_with_the_fix() {
+    let hostile = built("tests/rules/python-hostile");
+    let entry = |lang: &str| {
+        format!(
+            "state_dir: var\ningest: {{custom_types: [test.chance]}}\nsandbox: {{cache_dir: {}}}\n\
+             rules:\n  - {{name: chance, module: {},{lang} on: [test.chance], config: {{misdeed: chance}}}}\n",
+            hostile.cache().display(),
+            hostile.wasm.display()
+        )
+    };
+    let warning = "is a Python rule (componentize-py) but its limits are below";
+    let bare = Scratch::with_config(&entry(""));
+    let out = bare.herald_own(&["config", "check"]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains(warning) && stderr(&out).contains("add `lang: python` to its entry"),
+        "{}",
+        stderr(&out)
+    );
+    let declared = Scratch::with_config(&entry(" lang: python,"));
+    let out = declared.herald_own(&["config", "check"]);
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains(warning), "{}", stderr(&out));
+}
+
+#[test]
 fn a_python_exception_shows_its_traceback_in_rule_run_and_a_bad_setting_is_refused_at_load() {
     let hostile = built("tests/rules/python-hostile");
     let events = hostile.dir.join("event.json");

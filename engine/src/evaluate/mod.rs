@@ -282,6 +282,7 @@ fn load_rule(
 ) -> anyhow::Result<LoadedRule> {
     let wasm = module_bytes(&rule.module)
         .with_context(|| format!("rule `{}`: cannot read module {}", rule.name, rule.module))?;
+    warn_if_python_limits_are_rusts(rule, &wasm);
     let prepared = sandbox
         .prepare(&wasm, &rule.limits)
         .with_context(|| format!("rule `{}`: cannot load module {}", rule.name, rule.module))?;
@@ -296,6 +297,18 @@ fn load_rule(
         config_json: rule.config.to_string().into(),
         prepared,
     })
+}
+
+/// A Python component whose entry lacks `lang: python` gets Rust's smaller limits: say so.
+fn warn_if_python_limits_are_rusts(rule: &RuleConfig, wasm: &[u8]) {
+    if rule.limits != rule.limits.for_python() && module::is_python_component(wasm) {
+        tracing::warn!(
+            "rule `{}` is a Python rule (componentize-py) but its limits are below a Python rule's \
+             defaults (fuel 5e8, memory 64 MiB, wall time 1 s); add `lang: python` to its entry \
+             in herald.yaml, or raise its `limits:`",
+            rule.name
+        );
+    }
 }
 
 fn module_bytes(module: &ModuleRef) -> anyhow::Result<Vec<u8>> {

@@ -57,6 +57,14 @@ pub fn is_component(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm.starts_with(b"\0asm") && wasm[6..8] == [1, 0]
 }
 
+/// Bytes that only a componentize-py component carries (its producers section).
+const PYTHON_MARK: &[u8] = b"componentize-py";
+
+/// Whether `wasm` was made by componentize-py (a Python rule).
+pub fn is_python_component(wasm: &[u8]) -> bool {
+    wasm.windows(PYTHON_MARK.len()).any(|w| w == PYTHON_MARK)
+}
+
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {

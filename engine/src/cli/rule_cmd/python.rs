@@ -17,8 +17,6 @@ pub(crate) const COMPONENTIZE_PY_ENV: &str = "HERALD_COMPONENTIZE_PY";
 const PYTHON_ENV: &str = "HERALD_PYTHON";
 /// The module componentize-py makes the component from: the SDK's glue, which imports app.py.
 const ENTRY_MODULE: &str = "herald.world";
-/// Bytes that only a componentize-py component carries (its producers section).
-const PYTHON_MARK: &[u8] = b"componentize-py";
 
 /// The Python SDK (`herald/`), placed beside app.py.
 const SDK_FILES: &[(&str, &str)] = &[
@@ -112,10 +110,7 @@ pub(crate) fn is_rule_dir(dir: &Path) -> bool {
     dir.join("app.py").is_file() && !dir.join("Cargo.toml").exists()
 }
 
-/// Whether `wasm` was made by componentize-py.
-pub(crate) fn is_python_component(wasm: &[u8]) -> bool {
-    wasm.windows(PYTHON_MARK.len()).any(|w| w == PYTHON_MARK)
-}
+pub(crate) use crate::evaluate::module::is_python_component;
 
 /// The default limits of the component at `path`: Python's for a Python rule.
 pub(crate) fn default_limits(path: &Path) -> Limits {
