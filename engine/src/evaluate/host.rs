@@ -29,8 +29,12 @@ pub struct LogLine {
 
 /// What one invocation may see and what it leaves behind.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on the rule's first WASI call: a rule that imports no WASI (the embedded rules)
+    /// never pays for it.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
+    time_unix_ms: i64,
+    seed: u64,
     pub(super) limiter: Limiter,
     stderr: LogPipe,
     config_json: Arc<str>,
@@ -58,8 +62,10 @@ impl HostState {
     pub fn new(inv: &Invocation<'_>) -> HostState {
         let stderr = LogPipe::new(inv.limits.max_log_bytes);
         HostState {
-            wasi: deterministic_wasi(inv.time_unix_ms, inv.seed, stderr.clone()),
+            wasi: None,
             table: ResourceTable::new(),
+            time_unix_ms: inv.time_unix_ms,
+            seed: inv.seed,
             limiter: Limiter::new(inv.limits),
             stderr,
             config_json: inv.config_json.clone(),
@@ -124,8 +130,12 @@ impl HostMonotonicClock for FrozenClock {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (time_unix_ms, seed, stderr) = (self.time_unix_ms, self.seed, &self.stderr);
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| deterministic_wasi(time_unix_ms, seed, stderr.clone()));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
