@@ -77,6 +77,19 @@ impl HostState {
         }
     }
 
+    /// A state with no config, directory or store behind it, for a throwaway instance.
+    pub(super) fn inert(limits: &Limits) -> HostState {
+        HostState::new(&Invocation {
+            rule: "",
+            config_json: Arc::from("{}"),
+            directory: Arc::new(Directory::default()),
+            kv: Arc::new(super::kv::MemoryKv::default()),
+            limits,
+            time_unix_ms: 0,
+            seed: 0,
+        })
+    }
+
     /// The largest linear memory the rule had, in bytes.
     pub fn peak_memory(&self) -> u64 {
         self.limiter.peak_bytes as u64
