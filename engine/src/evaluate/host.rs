@@ -201,8 +201,19 @@ impl ResourceLimiter for Limiter {
 
 impl types::Host for HostState {}
 
+/// How the SDK's panic hook starts the `log` line it writes on a rule with no stderr (built
+/// for wasm32-unknown-unknown): the text of Rust's own panic report.
+const PANIC_REPORT: &str = "panicked at ";
+
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) -> Result<()> {
+        if matches!(level, host::Level::Error) && message.starts_with(PANIC_REPORT) {
+            // Where a WASI rule's panic report goes: the capped stderr the failure is read from.
+            return self
+                .stderr
+                .append(format!("{message}\n").as_bytes())
+                .map_err(wasmtime::Error::new);
+        }
         if message.len() > self.log_budget {
             self.logs_dropped += 1;
             return Ok(());
