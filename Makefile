@@ -13,6 +13,7 @@ CARGO ?= cargo
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
 demo: wasm-target
 	rm -rf var/demo

@@ -1,8 +1,11 @@
-//! Compiles the rule crates to wasm32-wasip2 components and embeds the default ones.
+//! Compiles the rule crates to WebAssembly components and embeds the default ones.
 //!
-//! `rules/*` become `builtin:<name>` (the crate name without `herald-rule-`).
-//! `tests/rules/*` are test fixtures: built beside them, not embedded; their
-//! folder is exported to the tests as `HERALD_TEST_RULES_DIR`.
+//! `rules/*` become `builtin:<name>` (the crate name without `herald-rule-`): built for
+//! wasm32-unknown-unknown and made components here with `wit-component`, so they import
+//! Herald's contract and no WASI at all (fewer core instances, a smaller attack surface).
+//! `tests/rules/*` are test fixtures, built for wasm32-wasip2 like `herald rule new`
+//! crates, not embedded; their folder is exported to the tests as `HERALD_TEST_RULES_DIR`.
+//! The hostile fixture is also built the builtins' way, into `HERALD_TEST_BARE_RULES_DIR`.
 //! The SDK's source and WIT, and the rule scaffold (`sdk/template`), are
 //! embedded as text for `herald rule new`.
 
@@ -11,11 +14,23 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TARGET: &str = "wasm32-wasip2";
+/// The target of the test fixtures (and of `herald rule new` crates): components with WASI.
+const WASI_TARGET: &str = "wasm32-wasip2";
+/// The target of the embedded rules: a core module with no WASI, made a component here.
+const BARE_TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "rule";
 const PREFIX: &str = "herald-rule-";
+/// Fixtures also built like the embedded rules, to prove the limits hold there too.
+const BARE_FIXTURES: &[&str] = &["herald-rule-hostile"];
 /// Bytes of shadow stack (in linear memory) each embedded rule gets.
 const GUEST_STACK: u32 = 64 * 1024;
+/// The initial linear memory of an embedded rule: stack, data (about 35 KB), and at least the
+/// 64 KiB heap the SDK's allocator starts in, so a typical invocation never grows memory (a
+/// growth costs the engine an `mprotect`, and another to undo it). Within the pool's resident
+/// window (sandbox.rs), which is reset by `memset`: more memory costs every invocation.
+const BARE_INITIAL_MEMORY: u32 = 192 * 1024;
+/// The Cargo profile of the embedded rules (Cargo.toml): `rule`, optimised for speed.
+const BARE_PROFILE: &str = "rule-builtin";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -25,19 +40,30 @@ fn main() {
         .to_owned();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     watch(&root);
-    check_wasm_target();
+    check_wasm_target(WASI_TARGET);
+    check_wasm_target(BARE_TARGET);
 
     let builtins = crates_in(&root.join("rules"));
     let fixtures = crates_in(&root.join("tests/rules"));
     let target_dir = wasm_target_dir(&out_dir);
-    build_rules(&root, &target_dir, builtins.iter().chain(&fixtures));
+    let bare_fixtures: Vec<String> = BARE_FIXTURES.iter().map(|&p| p.to_owned()).collect();
+    let bare = [&builtins[..], &bare_fixtures].concat();
+    build_rules(&root, &target_dir, (BARE_TARGET, BARE_PROFILE), &bare);
+    build_rules(&root, &target_dir, (WASI_TARGET, PROFILE), &fixtures);
 
-    let wasm_dir = target_dir.join(TARGET).join(PROFILE);
-    write_builtin_table(&out_dir, &wasm_dir, &builtins);
+    let bare_dir = target_dir.join(BARE_TARGET).join(BARE_PROFILE);
+    let components = componentize(&bare_dir, &out_dir.join("builtin"), &builtins);
+    write_builtin_table(&out_dir, &builtins, &components);
+    let bare_fixtures_dir = out_dir.join("fixtures");
+    componentize(&bare_dir, &bare_fixtures_dir, &bare_fixtures);
     write_sdk_table(&root, &out_dir);
     println!(
         "cargo:rustc-env=HERALD_TEST_RULES_DIR={}",
-        wasm_dir.display()
+        target_dir.join(WASI_TARGET).join(PROFILE).display()
+    );
+    println!(
+        "cargo:rustc-env=HERALD_TEST_BARE_RULES_DIR={}",
+        bare_fixtures_dir.display()
     );
 }
 
@@ -56,19 +82,19 @@ fn watch(root: &Path) {
     }
 }
 
-/// Stop early, naming the fix, when the wasm target is not installed.
-fn check_wasm_target() {
+/// Stop early, naming the fix, when a wasm target is not installed.
+fn check_wasm_target(target: &str) {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])
         .output()
         .expect("run rustc --print sysroot");
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
-    let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
+    let lib = Path::new(&sysroot).join("lib/rustlib").join(target);
     if !lib.exists() {
         panic!(
-            "\n\nHerald's rules compile to WebAssembly, and the `{TARGET}` target is not installed.\n\
-             Run:\n\n    rustup target add {TARGET}\n\nthen build again.\n"
+            "\n\nHerald's rules compile to WebAssembly, and the `{target}` target is not installed.\n\
+             Run:\n\n    rustup target add {target}\n\nthen build again.\n"
         );
     }
 }
@@ -101,16 +127,24 @@ fn wasm_target_dir(out_dir: &Path) -> PathBuf {
     target.join("wasm-rules")
 }
 
-fn build_rules<'a>(root: &Path, target_dir: &Path, packages: impl Iterator<Item = &'a String>) {
+fn build_rules(
+    root: &Path,
+    target_dir: &Path,
+    (target, profile): (&str, &str),
+    packages: &[String],
+) {
+    if packages.is_empty() {
+        return;
+    }
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args([
             "build",
             "--profile",
-            PROFILE,
+            profile,
             "--target",
-            TARGET,
+            target,
             "--target-dir",
         ])
         .arg(target_dir);
@@ -129,26 +163,56 @@ fn build_rules<'a>(root: &Path, target_dir: &Path, packages: impl Iterator<Item 
     }
     // A 64 KiB shadow stack (the default is 1 MiB) keeps a rule's data, stack and
     // first heap pages close together, so a fresh instance touches fewer pages.
-    cmd.env(
-        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
-        format!("-C link-arg=-zstack-size={GUEST_STACK}"),
+    let mut rustflags = format!("-C link-arg=-zstack-size={GUEST_STACK}");
+    if target == BARE_TARGET {
+        write!(
+            rustflags,
+            " -C link-arg=--initial-memory={BARE_INITIAL_MEMORY}"
+        )
+        .unwrap();
+    }
+    let rustflags_var = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        target.to_uppercase().replace('-', "_")
     );
+    cmd.env(rustflags_var, rustflags);
     let output = cmd.output().expect("run cargo to build the rules");
     if !output.status.success() {
         panic!(
-            "building the rules for {TARGET} failed:\n{}",
+            "building the rules for {target} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
 }
 
-fn write_builtin_table(out_dir: &Path, wasm_dir: &Path, builtins: &[String]) {
+/// Make each package's core module a component (its WIT is in the module's `component-type`
+/// section, put there by wit-bindgen); the components' paths, in `packages`' order.
+fn componentize(module_dir: &Path, component_dir: &Path, packages: &[String]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(component_dir).expect("create a components folder");
+    packages
+        .iter()
+        .map(|package| {
+            let file = format!("{}.wasm", package.replace('-', "_"));
+            let module_path = module_dir.join(&file);
+            let module = std::fs::read(&module_path)
+                .unwrap_or_else(|e| panic!("read {} after the build: {e}", module_path.display()));
+            let component = wit_component::ComponentEncoder::default()
+                .validate(true)
+                .module(&module)
+                .and_then(|mut encoder| encoder.encode())
+                .unwrap_or_else(|e| panic!("make {} a component: {e:#}", module_path.display()));
+            let component_path = component_dir.join(&file);
+            std::fs::write(&component_path, component).expect("write a component");
+            component_path
+        })
+        .collect()
+}
+
+fn write_builtin_table(out_dir: &Path, builtins: &[String], components: &[PathBuf]) {
     let mut table = String::from("/// (name, component bytes) of every embedded rule.\n");
     table.push_str("pub static BUILTIN_RULES: &[(&str, &[u8])] = &[\n");
-    for package in builtins {
+    for (package, wasm) in builtins.iter().zip(components) {
         let name = package.strip_prefix(PREFIX).unwrap_or(package);
-        let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
-        assert!(wasm.exists(), "expected {} after the build", wasm.display());
         writeln!(
             table,
             "    ({name:?}, include_bytes!({:?})),",

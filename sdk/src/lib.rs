@@ -160,6 +160,13 @@ extern crate self as herald_sdk;
 #[doc(hidden)]
 pub use wit_bindgen;
 
+/// On wasm32-unknown-unknown (how Herald builds its own rules) std's allocator grows memory at
+/// the first allocation, which costs a fresh instance two `mprotect` calls in the engine; this
+/// one starts in the heap the linker leaves at the end of the initial memory.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 /// The JSON library the SDK uses, for tests (`serde_json::json!` configs) and `data_json`.
 pub use serde_json;
 
@@ -233,12 +240,14 @@ macro_rules! export_rule {
                     $crate::__private::Vec<$crate::Message>,
                     $crate::__private::String,
                 > {
+                    $crate::__private::report_panics();
                     <$rule as $crate::Rule>::handle(event)
                 }
 
                 fn check_config(
                     config: $crate::__private::String,
                 ) -> ::core::result::Result<(), $crate::ConfigError> {
+                    $crate::__private::report_panics();
                     let check: fn(&str) -> ::core::result::Result<(), $crate::ConfigError> = $check;
                     check(&config)
                 }
@@ -252,4 +261,15 @@ macro_rules! export_rule {
 pub mod __private {
     pub use std::string::String;
     pub use std::vec::Vec;
+
+    /// On a wasm target with no stderr (wasm32-unknown-unknown, how Herald builds its own
+    /// rules), hand a panic's report (`panicked at FILE:LINE:COL:\nMESSAGE`) to the engine as
+    /// an error `log` line, which it reads the way it reads a WASI rule's stderr. Elsewhere
+    /// Rust's own hook already writes it to stderr.
+    pub fn report_panics() {
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        std::panic::set_hook(std::boxed::Box::new(|info| {
+            crate::log::error(&std::string::ToString::to_string(info))
+        }));
+    }
 }

@@ -1,10 +1,14 @@
 //! Hostile rules fail only their own invocation, with a named reason, queue nothing and keep no
 //! store writes; a good rule on the same event, and the same rule run again, still work.
 
-use crate::support::{Scratch, assert_exit, fixture_wasm, stdout};
+use std::path::Path;
+
+use crate::support::{Scratch, assert_exit, bare_fixture_wasm, fixture_wasm, stdout};
 
 /// (rule name, misdeed, extra limits, the reason the CLI must print)
-const CASES: &[(&str, &str, &str, &str)] = &[
+type Case = (&'static str, &'static str, &'static str, &'static str);
+
+const CASES: &[Case] = &[
     // A long wall time, so only the fuel budget can stop it, however loaded the machine is.
     ("fuel", "loop", "{wall_time: 60s}", "FAILED out of fuel"),
     // Long enough that the same rule, run again well-behaved, finishes in time under load.
@@ -54,11 +58,20 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// The cases that apply to the hostile rule built like the embedded rules (no WASI): all but
+/// the stderr flood, as it has no stderr (its panic report goes through `log`).
+fn bare_cases() -> Vec<Case> {
+    CASES
+        .iter()
+        .filter(|(_, misdeed, ..)| *misdeed != "stderr-flood")
+        .copied()
+        .collect()
+}
+
 /// Each hostile rule, `new-user`, and `bystander`: the same module behaving, on every test event.
-fn config() -> String {
-    let wasm = fixture_wasm("herald-rule-hostile");
+fn config(wasm: &Path, cases: &[Case]) -> String {
     // Wall time to spare for every rule, so under load each fails for its own reason only.
-    let every: Vec<String> = CASES
+    let every: Vec<String> = cases
         .iter()
         .map(|(name, ..)| format!("test.{name}"))
         .collect();
@@ -67,7 +80,7 @@ fn config() -> String {
         every.join(", ")
     );
     yaml.push_str("  - {name: new-user, module: builtin:new-user, on: [omero.user.created]}\n");
-    for (name, misdeed, limits, _) in CASES {
+    for (name, misdeed, limits, _) in cases {
         yaml.push_str(&format!(
             "  - name: {name}\n    module: {}\n    on: [test.{name}]\n    config: {{misdeed: {misdeed}}}\n",
             wasm.display()
@@ -86,10 +99,10 @@ fn config() -> String {
 
 /// Per case: the hostile event (the bystander runs on it too), a user-created event that must
 /// still work, and the same event type again with `behave: true`, checking for `seen:bad-<i>`.
-fn recording() -> String {
+fn recording(cases: &[Case]) -> String {
     let mut lines = Vec::new();
     let time = r#""time":"2026-11-23T09:00:00Z""#;
-    for (i, (name, ..)) in CASES.iter().enumerate() {
+    for (i, (name, ..)) in cases.iter().enumerate() {
         lines.push(format!(
             r#"{{"id":"bad-{i}","source":"t","type":"test.{name}",{time}}}"#
         ));
@@ -115,8 +128,17 @@ fn strings(scratch: &Scratch, sql: &str) -> Vec<String> {
 
 #[test]
 fn each_hostile_rule_fails_alone_with_its_reason() {
-    let scratch = Scratch::with_config(&config());
-    std::fs::write(scratch.path("events.jsonl"), recording()).unwrap();
+    fails_alone_with_its_reason(&fixture_wasm("herald-rule-hostile"), CASES);
+}
+
+#[test]
+fn each_hostile_rule_without_wasi_fails_alone_with_its_reason() {
+    fails_alone_with_its_reason(&bare_fixture_wasm("herald-rule-hostile"), &bare_cases());
+}
+
+fn fails_alone_with_its_reason(wasm: &Path, cases: &[Case]) {
+    let scratch = Scratch::with_config(&config(wasm, cases));
+    std::fs::write(scratch.path("events.jsonl"), recording(cases)).unwrap();
     let out = scratch.herald_own(&[
         "replay",
         "--deliver",
@@ -124,7 +146,7 @@ fn each_hostile_rule_fails_alone_with_its_reason() {
     ]);
     assert_exit(&out, 1); // some invocations failed; everything else ran
     let text = stdout(&out);
-    for (name, _, _, reason) in CASES {
+    for (name, _, _, reason) in cases {
         assert!(
             text.contains(&format!("  {name}: {reason}")),
             "no `{name}: {reason}` in\n{text}"
@@ -133,20 +155,20 @@ fn each_hostile_rule_fails_alone_with_its_reason() {
     // The good rule ran after every hostile one: two admins with email each time.
     assert_eq!(
         text.matches("new-user: 2 message(s)").count(),
-        CASES.len(),
+        cases.len(),
         "{text}"
     );
     assert_eq!(
         scratch.count("SELECT count(*) FROM outbox WHERE rule = 'new-user'"),
-        2 * CASES.len() as i64
+        2 * cases.len() as i64
     );
     assert_eq!(
         scratch.count("SELECT count(*) FROM rule_runs WHERE state = 'failed'"),
-        CASES.len() as i64
+        cases.len() as i64
     );
     // Each hostile rule, run again on the `behave` event, works: one mail each, and the store
     // it sees does not hold what its failed invocation wrote.
-    for (i, (name, ..)) in CASES.iter().enumerate() {
+    for (i, (name, ..)) in cases.iter().enumerate() {
         let subjects = strings(
             &scratch,
             &format!("SELECT json_extract(mail, '$.subject') FROM outbox WHERE rule = '{name}'"),
@@ -163,7 +185,7 @@ fn each_hostile_rule_fails_alone_with_its_reason() {
         assert_eq!(keys, [format!("seen:again-{i}")], "rule {name}: kv");
     }
     // The bystander ran on every hostile event as well; its writes there were kept.
-    let mut expected: Vec<String> = (0..CASES.len())
+    let mut expected: Vec<String> = (0..cases.len())
         .flat_map(|i| {
             [
                 format!("behaved on again-{i}; seen:bad-{i} stored: true"),
@@ -180,15 +202,16 @@ fn each_hostile_rule_fails_alone_with_its_reason() {
     assert_eq!(bystander, expected);
     assert_eq!(
         scratch.count("SELECT count(*) FROM kv WHERE rule = 'bystander'"),
-        2 * CASES.len() as i64
+        2 * cases.len() as i64
     );
-    assert_eq!(scratch.mails().len(), 2 * CASES.len() + 3 * CASES.len());
+    assert_eq!(scratch.mails().len(), 2 * cases.len() + 3 * cases.len());
 }
 
 #[test]
 fn reasons_are_recorded_with_codes() {
-    let scratch = Scratch::with_config(&config());
-    std::fs::write(scratch.path("events.jsonl"), recording()).unwrap();
+    let wasm = fixture_wasm("herald-rule-hostile");
+    let scratch = Scratch::with_config(&config(&wasm, CASES));
+    std::fs::write(scratch.path("events.jsonl"), recording(CASES)).unwrap();
     let out = scratch.herald_own(&["send", scratch.path("events.jsonl").to_str().unwrap()]);
     // `send` journaled and evaluated every event: a rule's failure is recorded, not an error.
     assert_exit(&out, 0);

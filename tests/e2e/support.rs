@@ -19,6 +19,12 @@ pub fn fixture_wasm(package: &str) -> PathBuf {
     Path::new(env!("HERALD_TEST_RULES_DIR")).join(format!("{}.wasm", package.replace('-', "_")))
 }
 
+/// Where the test-fixture rules also built like the embedded rules (no WASI) were made components.
+pub fn bare_fixture_wasm(package: &str) -> PathBuf {
+    Path::new(env!("HERALD_TEST_BARE_RULES_DIR"))
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
 /// A scratch folder with its own config; dropped with the test.
 pub struct Scratch {
     pub dir: tempfile::TempDir,

@@ -29,8 +29,12 @@ pub struct LogLine {
 
 /// What one invocation may see and what it leaves behind.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on the rule's first WASI call: a rule that imports no WASI (the embedded rules)
+    /// never pays for it.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
+    time_unix_ms: i64,
+    seed: u64,
     pub(super) limiter: Limiter,
     stderr: LogPipe,
     config_json: Arc<str>,
@@ -58,8 +62,10 @@ impl HostState {
     pub fn new(inv: &Invocation<'_>) -> HostState {
         let stderr = LogPipe::new(inv.limits.max_log_bytes);
         HostState {
-            wasi: deterministic_wasi(inv.time_unix_ms, inv.seed, stderr.clone()),
+            wasi: None,
             table: ResourceTable::new(),
+            time_unix_ms: inv.time_unix_ms,
+            seed: inv.seed,
             limiter: Limiter::new(inv.limits),
             stderr,
             config_json: inv.config_json.clone(),
@@ -69,6 +75,19 @@ impl HostState {
             log_budget: inv.limits.max_log_bytes as usize,
             logs_dropped: 0,
         }
+    }
+
+    /// A state with no config, directory or store behind it, for a throwaway instance.
+    pub(super) fn inert(limits: &Limits) -> HostState {
+        HostState::new(&Invocation {
+            rule: "",
+            config_json: Arc::from("{}"),
+            directory: Arc::new(Directory::default()),
+            kv: Arc::new(super::kv::MemoryKv::default()),
+            limits,
+            time_unix_ms: 0,
+            seed: 0,
+        })
     }
 
     /// The largest linear memory the rule had, in bytes.
@@ -124,8 +143,12 @@ impl HostMonotonicClock for FrozenClock {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (time_unix_ms, seed, stderr) = (self.time_unix_ms, self.seed, &self.stderr);
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| deterministic_wasi(time_unix_ms, seed, stderr.clone()));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -178,8 +201,19 @@ impl ResourceLimiter for Limiter {
 
 impl types::Host for HostState {}
 
+/// How the SDK's panic hook starts the `log` line it writes on a rule with no stderr (built
+/// for wasm32-unknown-unknown): the text of Rust's own panic report.
+const PANIC_REPORT: &str = "panicked at ";
+
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) -> Result<()> {
+        if matches!(level, host::Level::Error) && message.starts_with(PANIC_REPORT) {
+            // Where a WASI rule's panic report goes: the capped stderr the failure is read from.
+            return self
+                .stderr
+                .append(format!("{message}\n").as_bytes())
+                .map_err(wasmtime::Error::new);
+        }
         if message.len() > self.log_budget {
             self.logs_dropped += 1;
             return Ok(());

@@ -53,7 +53,7 @@ impl LogPipe {
     }
 
     /// Keep what fits; say whether everything did.
-    fn append(&self, bytes: &[u8]) -> Result<(), HostLimit> {
+    pub(super) fn append(&self, bytes: &[u8]) -> Result<(), HostLimit> {
         let mut buffer = self.lock();
         let room = self.limit.saturating_sub(buffer.len());
         buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);

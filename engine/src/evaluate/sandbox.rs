@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, Instance, InstancePre, Linker, TypedFunc,
+};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store,
     Trap,
@@ -74,8 +76,14 @@ pub struct Prepared {
     engine: Engine,
     pre: InstancePre<HostState>,
     handle: ComponentExportIndex,
+    /// Whether `handle` was found to have the contract's type (on a throwaway instance at
+    /// prepare), so that an invocation need not type-check it again.
+    handle_typed: bool,
     check_config: Option<ComponentExportIndex>,
 }
+
+/// The contract's `handle`: an event in, messages or an error text out.
+type Handle<'a> = TypedFunc<(&'a wit::Event,), (Result<Vec<wit::Message>, String>,)>;
 
 impl Sandbox {
     /// `max_memory_bytes` is the largest memory limit of any rule: no pool's slots are
@@ -106,10 +114,12 @@ impl Sandbox {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the rule needs something the sandbox does not provide")?;
+        let handle_typed = handle_has_contract_type(&engine, &pre, &handle, limits);
         Ok(Prepared {
             engine,
             pre,
             handle,
+            handle_typed,
             check_config,
         })
     }
@@ -219,6 +229,33 @@ fn new_engine(stack_bytes: u64, slot_bytes: u64) -> anyhow::Result<Engine> {
     Engine::new(&config).map_err(anyhow::Error::from)
 }
 
+/// Type-check `handle` once, on a throwaway instance (type-checking the event's variant is
+/// about a tenth of an invocation). `false` when that instance cannot be made: each
+/// invocation then checks, and fails, exactly as it would have.
+fn handle_has_contract_type(
+    engine: &Engine,
+    pre: &InstancePre<HostState>,
+    handle: &ComponentExportIndex,
+    limits: &Limits,
+) -> bool {
+    let mut store = new_store(engine, HostState::inert(limits), limits);
+    let Ok(instance) = pre.instantiate(&mut store) else {
+        return false;
+    };
+    instance
+        .get_typed_func::<(&wit::Event,), (Result<Vec<wit::Message>, String>,)>(&mut store, handle)
+        .is_ok()
+}
+
+fn new_store(engine: &Engine, state: HostState, limits: &Limits) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_fuel(limits.fuel).expect("fuel is enabled");
+    store.set_epoch_deadline(deadline_ticks(limits.wall_time));
+    store.epoch_deadline_trap();
+    store
+}
+
 /// Tick every engine's epoch from one thread; it stops when the engine is gone.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
@@ -247,10 +284,7 @@ impl Prepared {
     /// Instantiate in a fresh store and drop it, without calling: for benchmarks.
     #[doc(hidden)]
     pub fn instantiate_only(&self, state: HostState, limits: &Limits) {
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_fuel(limits.fuel).expect("fuel is enabled");
-        store.set_epoch_deadline(deadline_ticks(limits.wall_time));
+        let mut store = self.store(state, limits);
         let _ = self.pre.instantiate(&mut store).expect("instantiate");
     }
 
@@ -286,25 +320,32 @@ impl Prepared {
     }
 
     fn store(&self, state: HostState, limits: &Limits) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_fuel(limits.fuel).expect("fuel is enabled");
-        store.set_epoch_deadline(deadline_ticks(limits.wall_time));
-        store.epoch_deadline_trap();
-        store
+        new_store(&self.engine, state, limits)
+    }
+
+    fn handle_func<'a>(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Handle<'a>> {
+        if !self.handle_typed {
+            return instance.get_typed_func(&mut *store, self.handle);
+        }
+        let func = instance
+            .get_func(&mut *store, self.handle)
+            .ok_or_else(|| wasmtime::format_err!("the rule has no `handle` export"))?;
+        // SAFETY: every instance of `self.pre` is of the same component, whose `handle`
+        // was found to have exactly this type by `handle_has_contract_type`.
+        Ok(unsafe { Handle::new_unchecked(func) })
     }
 
     fn call_handle(
         &self,
         store: &mut Store<HostState>,
-        instance: &wasmtime::component::Instance,
+        instance: &Instance,
         event: &wit::Event,
     ) -> wasmtime::Result<Result<Vec<wit::Message>, String>> {
-        let func = instance
-            .get_typed_func::<(&wit::Event,), (Result<Vec<wit::Message>, String>,)>(
-                &mut *store,
-                &self.handle,
-            )?;
+        let func = self.handle_func(store, instance)?;
         let (result,) = func.call(&mut *store, (event,))?;
         Ok(result)
     }
