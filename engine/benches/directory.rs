@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 #[path = "common/directory.rs"]
 mod generated;
+#[path = "common/timing.rs"]
+mod timing;
 
 use herald::config::Limits;
 use herald::directory::Directory;
@@ -120,17 +122,8 @@ fn broadcast_to_everyone() -> Event {
     event::from_str(json, chrono::Utc::now()).unwrap()
 }
 
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+fn median(runs: usize, f: impl FnMut()) -> Duration {
+    timing::percentile(&timing::sorted_times(1, runs, f), 50)
 }
 
 fn micros(d: Duration) -> f64 {

@@ -5,7 +5,10 @@
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "common/timing.rs"]
+mod timing;
 
 use herald::config::Limits;
 use herald::directory::Directory;
@@ -103,25 +106,18 @@ fn measure(mut f: impl FnMut()) -> (Vec<Duration>, f64) {
         f();
     }
     let faults_before = minor_faults();
-    let mut times: Vec<Duration> = (0..ITERATIONS)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
+    let times = timing::sorted_times(0, ITERATIONS, f);
     let faults = (minor_faults() - faults_before) as f64 / ITERATIONS as f64;
-    times.sort();
     (times, faults)
 }
 
 fn report(label: &str, (times, faults): (Vec<Duration>, f64)) {
-    let at = |per_mille: usize| times[times.len() * per_mille / 1000].as_secs_f64() * 1e6;
+    let at = |p: usize| timing::percentile(&times, p).as_secs_f64() * 1e6;
     println!(
         "  {label:<52} {:>8.2} µs  ({:.2}, {:.2} µs)  {faults:>6.1} page faults",
-        at(500),
-        at(900),
-        at(990)
+        at(50),
+        at(90),
+        at(99)
     );
 }
 

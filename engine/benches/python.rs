@@ -10,6 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/timing.rs"]
+mod timing;
+
 use herald::config::Limits;
 use herald::directory::Directory;
 use herald::evaluate::host::{HostState, Invocation};
@@ -66,13 +69,13 @@ fn main() {
         })
     };
     let run = |prepared: &Prepared, limits: &Limits, iterations: usize| {
-        measure(iterations, || {
+        timing::sorted_times(iterations / 10, iterations, || {
             let ran = prepared.invoke(state(limits), &wit_event, limits);
             black_box(ran.result.unwrap());
         })
     };
     let instantiate = |prepared: &Prepared, limits: &Limits, iterations: usize| {
-        measure(iterations, || {
+        timing::sorted_times(iterations / 10, iterations, || {
             prepared.instantiate_only(state(limits), limits)
         })
     };
@@ -124,24 +127,8 @@ fn build_python_rule(root: &Path) -> PathBuf {
     dir.join("new-user.wasm")
 }
 
-/// Per-call times, sorted.
-fn measure(iterations: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    for _ in 0..iterations / 10 {
-        f();
-    }
-    let mut times: Vec<Duration> = (0..iterations)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times
-}
-
 fn report(label: &str, times: &[Duration]) {
-    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)].as_secs_f64() * 1e6;
+    let at = |q: usize| timing::percentile(times, q).as_secs_f64() * 1e6;
     println!(
         "  {label:<34} median {:>9.1} µs   p99 {:>9.1} µs   ({} calls)",
         at(50),
