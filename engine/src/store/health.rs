@@ -90,10 +90,10 @@ pub(super) fn record_outcomes(
     for outcome in outcomes {
         match &outcome.result {
             Ok(_) => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE rule_health SET consecutive_failures = 0 WHERE rule = ?1",
-                    [&outcome.rule],
-                )?;
+                )?
+                .execute([&outcome.rule])?;
             }
             Err(failure) => {
                 let failures = record_failure(tx, &outcome.rule, &failure.to_string(), now)?;
@@ -119,11 +119,10 @@ fn record_failure(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    tx.query_row(
-        "INSERT INTO rule_health (rule, consecutive_failures, last_failure_at, last_reason) VALUES (?1, 1, ?2, ?3)
+    tx.prepare_cached("INSERT INTO rule_health (rule, consecutive_failures, last_failure_at, last_reason) VALUES (?1, 1, ?2, ?3)
          ON CONFLICT (rule) DO UPDATE SET consecutive_failures = consecutive_failures + 1,
              last_failure_at = excluded.last_failure_at, last_reason = excluded.last_reason
-         RETURNING consecutive_failures",
+         RETURNING consecutive_failures")?.query_row(
         params![rule, now.to_rfc3339(), reason],
         |r| r.get(0),
     )
@@ -132,9 +131,7 @@ fn record_failure(
 
 /// Quarantine `rule`; false when it already was.
 fn quarantine(tx: &Transaction<'_>, rule: &str, now: DateTime<Utc>) -> Result<bool> {
-    let changed = tx
-        .query_row(
-            "UPDATE rule_health SET quarantined_at = ?2 WHERE rule = ?1 AND quarantined_at IS NULL RETURNING 1",
+    let changed = tx.prepare_cached("UPDATE rule_health SET quarantined_at = ?2 WHERE rule = ?1 AND quarantined_at IS NULL RETURNING 1")?.query_row(
             params![rule, now.to_rfc3339()],
             |r| r.get::<_, i64>(0),
         )

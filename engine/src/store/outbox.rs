@@ -268,38 +268,38 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let cutoff = before.to_rfc3339();
-        tx.execute(
-            "DELETE FROM attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state = 'sent' AND sent_at < ?1)",
+        tx.prepare_cached("DELETE FROM attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state = 'sent' AND sent_at < ?1)")?.execute(
             [&cutoff],
         )?;
-        let purged = tx.execute(
-            "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?1",
-            [&cutoff],
-        )?;
+        let purged = tx
+            .prepare_cached("DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?1")?
+            .execute([&cutoff])?;
         tx.commit()?;
         Ok(purged)
     }
 }
 /// Apply one attempt to its row (only while the lease it was claimed with holds) and log it.
 pub(super) fn record(tx: &Transaction<'_>, attempt: &Attempt) -> Result<bool> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            attempt.outbox_id,
-            attempt.at.to_rfc3339(),
-            attempt.outcome.as_str(),
-            attempt.code,
-            attempt.detail
-        ],
-    )?;
+    )?
+    .execute(params![
+        attempt.outbox_id,
+        attempt.at.to_rfc3339(),
+        attempt.outcome.as_str(),
+        attempt.code,
+        attempt.detail
+    ])?;
     let sent = attempt.new_state == RowState::Sent;
-    let changed = tx.execute(
-        "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3,
+    let changed = tx
+        .prepare_cached(
+            "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3,
                 lease_until = NULL, lease_owner = NULL, ambiguous = ambiguous + ?6,
                 last_error = CASE WHEN ?8 THEN NULL ELSE ?4 END,
                 sent_at = CASE WHEN ?8 THEN ?5 ELSE sent_at END
          WHERE id = ?1 AND state = 'queued' AND lease_until IS ?7",
-        params![
+        )?
+        .execute(params![
             attempt.outbox_id,
             attempt.new_state.as_str(),
             attempt.next_attempt_at.map(|t| t.timestamp_millis()),
@@ -308,8 +308,7 @@ pub(super) fn record(tx: &Transaction<'_>, attempt: &Attempt) -> Result<bool> {
             attempt.outcome == Outcome::Ambiguous,
             attempt.lease,
             sent
-        ],
-    )?;
+        ])?;
     if changed == 0 {
         tracing::warn!(
             row = attempt.outbox_id,
@@ -345,8 +344,7 @@ fn claim(
     };
     let owner = Owner::this().to_string();
     for &(id, interrupted) in &picked {
-        tx.execute(
-            "UPDATE outbox SET lease_until = ?2, lease_owner = ?4, ambiguous = ambiguous + ?3 WHERE id = ?1",
+        tx.prepare_cached("UPDATE outbox SET lease_until = ?2, lease_owner = ?4, ambiguous = ambiguous + ?3 WHERE id = ?1")?.execute(
             params![id, until.timestamp_millis(), interrupted, owner],
         )?;
         if interrupted {
@@ -372,8 +370,7 @@ fn reclaim_from_the_dead(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<()>
         if !dead {
             continue;
         }
-        let rows = tx.execute(
-            "UPDATE outbox SET lease_until = ?2 WHERE state = 'queued' AND lease_owner = ?1 AND lease_until > ?2",
+        let rows = tx.prepare_cached("UPDATE outbox SET lease_until = ?2 WHERE state = 'queued' AND lease_owner = ?1 AND lease_until > ?2")?.execute(
             params![text, now.timestamp_millis()],
         )?;
         tracing::warn!(owner = %text, rows, "the process holding these rows is gone; their leases end now");
@@ -383,8 +380,7 @@ fn reclaim_from_the_dead(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<()>
 
 /// The attempt a dead worker could not record.
 fn log_interrupted(tx: &Transaction<'_>, id: i64, now: DateTime<Utc>) -> Result<()> {
-    tx.execute(
-        "INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, 'interrupted', NULL, ?3)",
+    tx.prepare_cached("INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, 'interrupted', NULL, ?3)")?.execute(
         params![
             id,
             now.to_rfc3339(),
