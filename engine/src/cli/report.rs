@@ -77,7 +77,7 @@ pub fn human(out: &mut impl Write, report: EventReport<'_>, detail: Detail) -> s
     writeln!(
         out,
         "{} {} ({})",
-        event.id,
+        printable(&event.id),
         event.kind,
         event.time_rfc3339()
     )?;
@@ -106,33 +106,38 @@ fn rule_human(out: &mut impl Write, outcome: &RuleOutcome, detail: Detail) -> st
                 resolved.mails.len()
             )?;
             for mail in &resolved.mails {
-                writeln!(out, "    -> {}  {}", mail.recipient, mail.subject)?;
+                let (recipient, subject) = (printable(&mail.recipient), printable(&mail.subject));
+                writeln!(out, "    -> {recipient}  {subject}")?;
                 if detail == Detail::Full {
                     mail_body(out, mail)?;
                 }
             }
             for skip in &resolved.skipped {
-                writeln!(out, "    skipped {}: {}", skip.recipient, skip.reason)?;
+                let (recipient, reason) = (printable(&skip.recipient), printable(&skip.reason));
+                writeln!(out, "    skipped {recipient}: {reason}")?;
             }
         }
-        Err(failure) => writeln!(out, "  {}: FAILED {failure}", outcome.rule)?,
+        Err(failure) => {
+            let failure = printable_lines(&failure.to_string());
+            writeln!(out, "  {}: FAILED {failure}", outcome.rule)?
+        }
     }
     for line in &outcome.logs {
-        writeln!(out, "    log {}: {}", line.level, line.message)?;
+        writeln!(out, "    log {}: {}", line.level, printable(&line.message))?;
     }
     Ok(())
 }
 
 fn mail_body(out: &mut impl Write, mail: &crate::mail::Mail) -> std::io::Result<()> {
-    writeln!(out, "       To: {}", mail.to.join(", "))?;
+    writeln!(out, "       To: {}", printable(&mail.to.join(", ")))?;
     if !mail.cc.is_empty() {
-        writeln!(out, "       Cc: {}", mail.cc.join(", "))?;
+        writeln!(out, "       Cc: {}", printable(&mail.cc.join(", ")))?;
     }
     for (name, value) in &mail.headers {
-        writeln!(out, "       {name}: {value}")?;
+        writeln!(out, "       {}: {}", printable(name), printable(value))?;
     }
     for line in mail.text.lines() {
-        writeln!(out, "       | {line}")?;
+        writeln!(out, "       | {}", printable(line))?;
     }
     if mail.html.is_some() {
         writeln!(out, "       (+ an HTML part)")?;
@@ -217,4 +222,59 @@ pub fn printable(text: &str) -> String {
             c => c.to_string(),
         })
         .collect()
+}
+
+/// [`printable`] for text of several lines (a traceback, a case's diff): each line escaped, the
+/// line breaks kept.
+pub fn printable_lines(text: &str) -> String {
+    text.lines().map(printable).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::host::LogLine;
+    use crate::evaluate::{Failure, RuleOutcome};
+
+    #[test]
+    fn event_and_rule_text_reaches_the_terminal_escaped_with_its_line_breaks() {
+        let event = crate::event::from_str(
+            r#"{"id":"e\u001b[2J1","source":"t","type":"test.x","time":"2026-11-23T09:00:00Z","data":{}}"#,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let outcome = RuleOutcome {
+            rule: "r".into(),
+            result: Err(Failure::Panic {
+                message: "boom\u{1b}]0;title\u{7}\nTraceback (most recent call last):".into(),
+            }),
+            logs: vec![LogLine {
+                level: "info",
+                message: "\u{1b}[31mred".into(),
+            }],
+            kv_writes: Vec::new(),
+            fuel_used: 0,
+            elapsed: std::time::Duration::ZERO,
+        };
+        let report = EventReport {
+            event: &event,
+            outcomes: std::slice::from_ref(&outcome),
+            quarantined: &[],
+        };
+        let mut out = Vec::new();
+        human(&mut out, report, Detail::Full).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.starts_with("e\\u{1b}[2J1 test.x"), "{text}");
+        assert!(
+            text.contains(
+                "FAILED panic: boom\\u{1b}]0;title\\u{7}\nTraceback (most recent call last):"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("log info: \\u{1b}[31mred"), "{text}");
+    }
 }

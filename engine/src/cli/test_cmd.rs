@@ -54,7 +54,8 @@ fn report(file: &Path, verdict: &Result<Verdict, CliError>, limits: &Limits) -> 
             let status = if verdict.passed() { "PASS" } else { "FAIL" };
             println!("{status} {name}: {}", verdict.usage(limits));
             if !verdict.passed() {
-                println!("{}", single::indent(&verdict.explain(), "  "));
+                let explained = super::report::printable_lines(&verdict.explain());
+                println!("{}", single::indent(&explained, "  "));
             }
             verdict.passed()
         }

@@ -58,7 +58,8 @@ pub fn run(args: Args) -> Outcome {
         if !args.json {
             eprintln!("  {}", usage_line(&trial, &rule.limits));
             if let Some(trace) = wasm_backtrace(&trial) {
-                eprintln!("  wasm backtrace:\n{}", indent(trace, "    "));
+                let trace = report::printable_lines(trace);
+                eprintln!("  wasm backtrace:\n{}", indent(&trace, "    "));
             }
         }
     }
