@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::mail_bytes::assert_clean_line_ends;
-use crate::support::{Listening, Scratch, assert_exit, free_port, repo, stderr, stdout};
+use crate::support::{Listening, Scratch, Tap, assert_exit, free_port, repo, stderr, stdout};
 
 const RECORDING: &str = "tests/recordings/skeleton.jsonl";
 const GOLDEN: &str = "tests/recordings/skeleton.expected";
@@ -329,7 +329,17 @@ fn plain_delivers_each_row_as_its_own_envelope_with_the_stable_message_id() {
 pub(crate) fn tls_with_auth(server_tls: &str, tls: &str) -> (Certs, Server, Scratch) {
     let certs = certs();
     let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
-    let server = aiosmtpd(&[server_tls, cert, key, "--auth", "herald:s3cret"]);
+    // Pipelined, so that the held final `.` is shown to work below STARTTLS's TLS and above
+    // implicit TLS (the plain-text tests cover servers that do not offer PIPELINING).
+    let args = [
+        server_tls,
+        cert,
+        key,
+        "--auth",
+        "herald:s3cret",
+        "--pipelining",
+    ];
+    let server = aiosmtpd(&args);
     let extra = format!(
         "    tls: {tls}\n    username: herald\n    password_env: HERALD_TEST_SMTP_PW\n    ca_file: {}\n",
         certs.ca.display()
@@ -549,7 +559,19 @@ fn a_451_on_one_recipient_keeps_only_that_row_queued() {
 
 #[test]
 fn a_550_is_permanent_and_the_row_is_dead() {
-    let server = aiosmtpd(&["--reply", "alice@example.org=550 5.1.1 no such user"]);
+    a_550_is_permanent(&[]);
+}
+
+#[test]
+fn a_550_to_a_pipelined_envelope_is_permanent_and_no_body_follows() {
+    a_550_is_permanent(&["--pipelining"]);
+}
+
+/// alice's RCPT is refused with 550, on a server started with `options`.
+fn a_550_is_permanent(options: &[&str]) {
+    let mut args = vec!["--reply", "alice@example.org=550 5.1.1 no such user"];
+    args.extend(options);
+    let server = aiosmtpd(&args);
     let scratch = scratch(server.port, "");
     let out = send_and_deliver(&scratch);
     assert_exit(&out, 1);
@@ -657,7 +679,9 @@ fn sink_final_dot_silence_is_ambiguous_after_data_timeout() {
 
 #[test]
 fn slow_sink_within_the_timeouts_still_delivers() {
-    let server = smtp_sink(&["-W", "RCPT:1"]);
+    // `-p`: smtp-sink offers PIPELINING, but answers the commands after a delayed one before
+    // it, out of order; with pipelining off each command waits for its reply.
+    let server = smtp_sink(&["-p", "-W", "RCPT:1"]);
     let scratch = scratch(
         server.port,
         "    command_timeout: 5s\n    max_connections: 4\n",
@@ -883,4 +907,57 @@ fn no_common_auth_mechanism_is_a_config_failure() {
         scratch.count("SELECT count(*) FROM outbox WHERE state = 'queued'"),
         4
     );
+}
+
+/// (envelope writes, body writes) Herald made to a real smtp-sink, seen through a tap.
+fn writes_to_smtp_sink(options: &[&str]) -> (Vec<String>, Vec<String>) {
+    let sink = smtp_sink(options);
+    let tap = Tap::to(sink.port);
+    let scratch = scratch(tap.port, "    max_connections: 1\n");
+    assert_exit(&send_and_deliver(&scratch), 0);
+    assert_eq!(tap.dots(), 4, "the four messages were sent");
+    let reads = tap.reads();
+    let envelopes = reads
+        .iter()
+        .filter(|r| r.contains("MAIL FROM:"))
+        .cloned()
+        .collect();
+    let bodies = reads
+        .iter()
+        .filter(|r| r.contains("Message-ID:"))
+        .cloned()
+        .collect();
+    (envelopes, bodies)
+}
+
+#[test]
+fn a_server_offering_pipelining_gets_each_envelope_in_one_write_and_each_body_with_its_dot() {
+    let (envelopes, bodies) = writes_to_smtp_sink(&[]);
+    assert_eq!(envelopes.len(), 4, "{envelopes:?}");
+    for envelope in &envelopes {
+        assert!(
+            envelope.starts_with("MAIL FROM:<omero@localhost>")
+                && envelope.matches("\r\n").count() == 3
+                && envelope.contains("\r\nRCPT TO:<")
+                && envelope.ends_with(">\r\nDATA\r\n"),
+            "MAIL, RCPT and DATA in one write (RFC 2920): {envelope:?}"
+        );
+    }
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    assert!(
+        bodies.iter().all(|b| b.ends_with("\r\n.\r\n")),
+        "each body leaves with its final dot"
+    );
+}
+
+#[test]
+fn a_server_not_offering_pipelining_gets_one_command_at_a_time() {
+    let (envelopes, _) = writes_to_smtp_sink(&["-p"]);
+    assert_eq!(envelopes.len(), 4, "{envelopes:?}");
+    for envelope in &envelopes {
+        assert!(
+            envelope.starts_with("MAIL FROM:") && !envelope.contains("RCPT"),
+            "no pipelining unless offered: {envelope:?}"
+        );
+    }
 }

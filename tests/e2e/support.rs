@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -220,7 +220,12 @@ pub struct Tap {
     data: Arc<AtomicUsize>,
     dots: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// What Herald sent, read by read (the first `READS_KEPT` reads).
+    reads: Arc<Mutex<Vec<Vec<u8>>>>,
 }
+
+/// Reads of Herald's bytes a tap keeps for [`Tap::reads`].
+const READS_KEPT: usize = 4096;
 
 impl Tap {
     pub fn to(upstream: u16) -> Tap {
@@ -232,19 +237,22 @@ impl Tap {
             data: Arc::default(),
             dots: Arc::default(),
             stop: Arc::default(),
+            reads: Arc::default(),
         };
-        let (upstream, data, dots, stop) = (
+        let (upstream, data, dots, stop, reads) = (
             tap.upstream.clone(),
             tap.data.clone(),
             tap.dots.clone(),
             tap.stop.clone(),
+            tap.reads.clone(),
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let port = upstream.load(Ordering::SeqCst);
-                        relay(client, port, data.clone(), dots.clone());
+                        let counted = (data.clone(), dots.clone(), reads.clone());
+                        relay(client, port, counted);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -267,6 +275,15 @@ impl Tap {
     pub fn dots(&self) -> usize {
         self.dots.load(Ordering::SeqCst)
     }
+
+    /// Herald's bytes as the tap read them: on loopback, one read per write Herald made.
+    pub fn reads(&self) -> Vec<String> {
+        let reads = self.reads.lock().unwrap();
+        reads
+            .iter()
+            .map(|read| String::from_utf8_lossy(read).into_owned())
+            .collect()
+    }
 }
 
 impl Drop for Tap {
@@ -275,7 +292,10 @@ impl Drop for Tap {
     }
 }
 
-fn relay(client: std::net::TcpStream, port: u16, data: Arc<AtomicUsize>, dots: Arc<AtomicUsize>) {
+/// DATA and dot counters, and the reads kept, of one tap.
+type Counted = (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Mutex<Vec<Vec<u8>>>>);
+
+fn relay(client: std::net::TcpStream, port: u16, (data, dots, reads): Counted) {
     client.set_nonblocking(false).unwrap();
     let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return; // the client sees the connection close, as with a server that is down
@@ -300,6 +320,11 @@ fn relay(client: std::net::TcpStream, port: u16, data: Arc<AtomicUsize>, dots: A
             };
             // Count before forwarding: once the server can see it, so can the test.
             counters.iter_mut().for_each(|c| c.feed(&buf[..n]));
+            let mut kept = reads.lock().unwrap();
+            if kept.len() < READS_KEPT {
+                kept.push(buf[..n].to_vec());
+            }
+            drop(kept);
             if std::io::Write::write_all(&mut server, &buf[..n]).is_err() {
                 break;
             }

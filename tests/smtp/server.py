@@ -3,9 +3,11 @@
 Usage: server.py --port N --maildir DIR [--starttls CERT KEY] [--smtps CERT KEY]
                  [--auth USER:PASSWORD] [--reply ADDRESS=CODE TEXT]...
                  [--raw DIR] [--log FILE] [--refuse-starttls] [--only-auth-mechanism NAME]
+                 [--pipelining]
 --raw DIR saves each message's DATA exactly as received (after dot-unstuffing) as DIR/<n>.eml,
 with its envelope recipients in DIR/<n>.rcpt; --log FILE appends one line per command verb,
 "clear" or "tls" first; --refuse-starttls offers STARTTLS and answers it 454;
+--pipelining offers PIPELINING;
 --only-auth-mechanism offers AUTH with that one mechanism only (which always fails).
 Prints "READY" on stdout once it accepts connections; runs until killed.
 """
@@ -50,6 +52,12 @@ class Handler(Mailbox):
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+
+async def offer_pipelining(server, session, envelope, hostname, responses):
+    """EHLO offers PIPELINING: aiosmtpd reads pipelined commands in order but does not say so."""
+    session.host_name = hostname
+    return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
 
 
 class LoggingSMTP(SMTP):
@@ -137,6 +145,7 @@ def main():
     parser.add_argument("--log", metavar="FILE")
     parser.add_argument("--refuse-starttls", action="store_true")
     parser.add_argument("--only-auth-mechanism", metavar="NAME")
+    parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
     LoggingSMTP.log_file = args.log
     LoggingSMTP.refuse_starttls = args.refuse_starttls
@@ -158,6 +167,8 @@ def main():
         params["tls_context"] = tls_context(*args.starttls)
         params["require_starttls"] = False
     handler = Handler(args.maildir, replies, args.raw)
+    if args.pipelining:
+        handler.handle_EHLO = offer_pipelining
     if args.only_auth_mechanism:
         name = args.only_auth_mechanism.upper()
         handler.auth_ONLY = only_mechanism(name)

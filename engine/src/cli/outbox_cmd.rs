@@ -126,15 +126,17 @@ fn row_cells(row: &Listed) -> Vec<String> {
     cells.iter().map(|cell| printable(cell)).collect()
 }
 
-/// `until HH:MM:SS by host:pid:start` while a worker holds the row, saying when that
-/// worker is gone (its lease is taken over by the next `deliver` on this host).
+/// `sending until HH:MM:SS by host:pid:start` while a worker holds the row (`held` while
+/// it only waits its turn), saying when that worker is gone (its lease is taken over by
+/// the next `deliver` on this host).
 fn lease(row: &Listed) -> Option<String> {
     let until = row.leased_until.filter(|&until| until > Utc::now())?;
     let owner = row.lease_owner.as_deref().unwrap_or("unknown");
     let dead = Owner::parse(owner).is_some_and(|o| o.provably_dead());
     let gone = if dead { " (gone)" } else { "" };
+    let how = if row.sending { "sending" } else { "held" };
     Some(format!(
-        "until {} by {owner}{gone}",
+        "{how} until {} by {owner}{gone}",
         until.format("%H:%M:%S")
     ))
 }

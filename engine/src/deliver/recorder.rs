@@ -1,11 +1,13 @@
 //! The recorder: one thread that owns the store during a delivery run and commits in groups.
 //!
-//! Each session sends the outcome of the message it just finished, together with
-//! its wish for the next row, and waits for the answer. Whatever is waiting when
-//! the recorder looks is committed in one transaction (one fsync): the outcomes
-//! first, then the new leases. A session therefore starts its next MAIL FROM only
-//! after its previous outcome is on disk, and a crash can leave unrecorded at
-//! most the one message in flight on each session.
+//! Each session holds the row it is sending and one more. When a message is done it
+//! sends its outcome, names the held row it sends next and asks for another, then
+//! writes that next message's envelope and body while the recorder commits. Whatever
+//! is waiting when the recorder looks is committed in one transaction (one fsync): the
+//! outcomes, the rows now being sent, the new leases. The session sends the next final
+//! `.` only once that commit is durable, so a crash can leave unrecorded at most the one
+//! message whose `.` went out on each session, and only rows marked as being sent are
+//! reported interrupted.
 //!
 //! Once a claim finds fewer due rows than were asked for, the run is drained: later
 //! requests get their outcomes recorded but no new row, so the run ends within one
@@ -19,23 +21,26 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Summary;
-use crate::store::{Attempt, OutboxRow, Store};
+use crate::store::{Attempt, Held, OutboxRow, Round, Store};
 
 /// What a session asks of the recorder.
 pub struct Request {
     /// The outcome of the session's previous message, committed before anything else.
     pub done: Option<Attempt>,
-    /// Whether the session wants another row (false when it is stopping).
-    pub more: bool,
+    /// The held row whose final `.` the session sends once this request is answered.
+    pub sending: Option<Held>,
+    /// Held rows the session gives back unsent (it is stopping).
+    pub released: Vec<Held>,
+    /// How many more rows the session wants to hold (0 when it is stopping).
+    pub want: usize,
     pub reply: oneshot::Sender<Reply>,
 }
 
 /// The recorder's answer, sent once the commit is durable.
 pub enum Reply {
-    /// The outcome is committed and this row is leased to the session.
-    Row(Box<OutboxRow>),
-    /// The outcome is committed; nothing (more) is due.
-    Empty,
+    /// Committed. `rows` are leased to the session (none: nothing more is due); `go` says
+    /// whether the `sending` row may be sent (false: its lease was lost meanwhile).
+    Rows { rows: Vec<OutboxRow>, go: bool },
     /// The store failed: the session stops.
     Failed,
 }
@@ -57,49 +62,58 @@ pub fn run(
             batch.push(more);
         }
         if failed.is_some() {
-            answer(batch, Vec::new(), false);
+            fail_all(batch);
             continue;
         }
         let attempts: Vec<Attempt> = batch.iter_mut().filter_map(|r| r.done.take()).collect();
+        let sending: Vec<Held> = batch.iter().filter_map(|r| r.sending).collect();
+        let released: Vec<Held> = batch.iter().flat_map(|r| r.released.clone()).collect();
         let wanted = match drained {
             true => 0,
-            false => batch.iter().filter(|r| r.more).count(),
+            false => batch.iter().map(|r| r.want).sum(),
         };
         if !attempts.is_empty() {
             crate::crashpoint::reached(crate::crashpoint::Point::BeforeDeliveryRecord);
         }
+        let round = Round {
+            attempts: &attempts,
+            sending: &sending,
+            released: &released,
+            claims: wanted,
+        };
         // Lease from the real clock, so a long run never hands out leases that have expired.
         let now = Utc::now().max(start);
-        match store.record_and_claim(&attempts, wanted, now, lease) {
-            Ok(rows) => {
-                drained |= rows.len() < wanted;
+        match store.record_and_claim(&round, now, lease) {
+            Ok(claimed) => {
+                drained |= claimed.rows.len() < wanted;
                 for attempt in &attempts {
                     summary.count(attempt);
                     crate::metrics::delivery(attempt.outcome.as_str());
                 }
-                answer(batch, rows, true);
+                answer(batch, claimed.rows, &claimed.lost);
             }
             Err(err) => {
                 failed = Some(err);
-                answer(batch, Vec::new(), false);
+                fail_all(batch);
             }
         }
     }
     (summary, failed.map_or(Ok(()), |err| Err(err.into())))
 }
 
-/// Hand each session that wanted a row one of `rows` (or `Empty`), or `Failed` to all.
-fn answer(batch: Vec<Request>, rows: Vec<OutboxRow>, ok: bool) {
+/// Hand each session the rows it wanted, in order, while they last.
+fn answer(batch: Vec<Request>, rows: Vec<OutboxRow>, lost: &[i64]) {
     let mut rows = rows.into_iter();
     for request in batch {
-        let reply = match (ok, request.more) {
-            (false, _) => Reply::Failed,
-            (true, false) => Reply::Empty,
-            (true, true) => rows
-                .next()
-                .map_or(Reply::Empty, |row| Reply::Row(Box::new(row))),
-        };
+        let go = request.sending.is_none_or(|held| !lost.contains(&held.id));
+        let rows = rows.by_ref().take(request.want).collect();
         // A session that went away (its task ended) needs no answer.
-        let _ = request.reply.send(reply);
+        let _ = request.reply.send(Reply::Rows { rows, go });
+    }
+}
+
+fn fail_all(batch: Vec<Request>) {
+    for request in batch {
+        let _ = request.reply.send(Reply::Failed);
     }
 }

@@ -116,9 +116,23 @@ impl Session for StubSession {
 }
 
 impl StubSession {
-    /// Every message this session sent before must have its attempt on disk by now.
+    /// Every message this session sent before must have its attempt on disk by now, and
+    /// the one it sends now must be marked as being sent.
     fn check_recorded(&self, next: &str) {
         let conn = rusqlite::Connection::open(&self.db).unwrap();
+        let sending: i64 = conn
+            .query_row(
+                "SELECT sending FROM outbox WHERE recipient = ?1",
+                [next],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if sending != 1 {
+            let mut seen = self.seen.lock().unwrap();
+            seen.unrecorded.push(format!(
+                "{next} was sent before it was marked as being sent"
+            ));
+        }
         for earlier in &self.mine {
             let recorded: i64 = conn
                 .query_row(
@@ -344,9 +358,8 @@ fn a_send_that_outlives_the_grace_is_abandoned_as_ambiguous_and_released() {
     );
 }
 
-#[test]
-fn rows_held_by_a_dead_process_are_taken_over_at_once() {
-    let (_dir, path, mut store) = store_with(2);
+/// Lease both rows to a process that has exited; `sending` says whether it was sending them.
+fn leased_to_a_dead_process(path: &std::path::Path, sending: bool) {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
@@ -355,12 +368,18 @@ fn rows_held_by_a_dead_process_are_taken_over_at_once() {
         ..crate::store::Owner::this().clone()
     };
     let far = (Utc::now() + chrono::Duration::hours(1)).timestamp_millis();
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute(
-        "UPDATE outbox SET lease_until = ?1, lease_owner = ?2",
-        rusqlite::params![far, dead.to_string()],
+        "UPDATE outbox SET lease_until = ?1, lease_owner = ?2, sending = ?3",
+        rusqlite::params![far, dead.to_string(), sending],
     )
     .unwrap();
+}
+
+#[test]
+fn rows_held_by_a_dead_process_are_taken_over_at_once() {
+    let (_dir, path, mut store) = store_with(2);
+    leased_to_a_dead_process(&path, true);
     let stub = stub(path.clone(), 1);
     let summary = deliverer(stub, flag(), Duration::from_secs(5))
         .deliver_until_empty(&mut store, Utc::now())
@@ -374,6 +393,26 @@ fn rows_held_by_a_dead_process_are_taken_over_at_once() {
         2
     );
     assert_eq!(count(&path, "SELECT sum(ambiguous) FROM outbox"), 2);
+}
+
+#[test]
+fn rows_a_dead_process_only_held_are_taken_over_without_a_doubt() {
+    let (_dir, path, mut store) = store_with(2);
+    leased_to_a_dead_process(&path, false);
+    let stub = stub(path.clone(), 1);
+    let summary = deliverer(stub, flag(), Duration::from_secs(5))
+        .deliver_until_empty(&mut store, Utc::now())
+        .unwrap();
+    assert_eq!(summary.sent, 2, "{summary:?}");
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM attempts WHERE outcome = 'interrupted'"
+        ),
+        0,
+        "a row that was held but never being sent cannot have gone out"
+    );
+    assert_eq!(count(&path, "SELECT sum(ambiguous) FROM outbox"), 0);
 }
 
 #[test]

@@ -31,11 +31,38 @@ pub trait Session: Send + 'static {
         job: &Job,
     ) -> impl Future<Output = Result<Report, Report>> + Send;
 
+    /// [`Session::send`], with the end of the message held until `gate` says yes: a no
+    /// fails the send with nothing delivered. This one waits for the gate first; SMTP
+    /// writes the envelope and body meanwhile and holds only the final `.`.
+    fn send_gated(
+        &mut self,
+        key: &MailKey,
+        job: &Job,
+        gate: impl Future<Output = bool> + Send,
+    ) -> impl Future<Output = Result<Report, Report>> + Send {
+        async move {
+            match gate.await {
+                true => self.send(key, job).await,
+                false => Err(not_released()),
+            }
+        }
+    }
+
     /// Whether the session can still be used (a session kept idle between rounds is asked).
     fn alive(&mut self) -> impl Future<Output = bool> + Send;
 
     /// Close the session politely (QUIT).
     fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// The report of a message whose end was not released: nothing was delivered.
+pub fn not_released() -> Report {
+    Report::failed(
+        Class::Transient,
+        "not sent: the outcome of the message before it could not be recorded, or this row's \
+         lease was lost meanwhile"
+            .into(),
+    )
 }
 
 /// The transport `mail.transport` names.
@@ -81,6 +108,21 @@ impl Session for ConfiguredSession {
                 Err(err) => Err(Report::failed(Class::Transient, format!("{err:#}"))),
             },
             ConfiguredSession::Smtp(smtp) => smtp.send(key, job).await,
+        }
+    }
+
+    async fn send_gated(
+        &mut self,
+        key: &MailKey,
+        job: &Job,
+        gate: impl Future<Output = bool> + Send,
+    ) -> Result<Report, Report> {
+        match self {
+            ConfiguredSession::Smtp(smtp) => smtp.send_gated(key, job, gate).await,
+            ConfiguredSession::File(_) => match gate.await {
+                true => self.send(key, job).await,
+                false => Err(not_released()),
+            },
         }
     }
 

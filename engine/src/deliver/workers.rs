@@ -1,9 +1,11 @@
-//! Delivery sessions on tokio tasks: each takes one row at a time from the recorder and sends it.
+//! Delivery sessions on tokio tasks: each holds a row and the next from the recorder, and sends them.
 //!
 //! One session opens first; only once it is up do the others start, so a server
 //! that is down or refuses the login costs one connection, and every further row
 //! of the run is reported "not attempted" (kept) rather than tried again.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
@@ -14,8 +16,8 @@ use super::Shared;
 use super::recorder::{Reply, Request};
 use super::shutdown;
 use super::smtp::{Class, Job, Report};
-use super::transport::{Session, Transport};
-use crate::store::{Attempt, OutboxRow};
+use super::transport::{Session, Transport, not_released};
+use crate::store::{Attempt, Held, OutboxRow};
 
 /// The first failure to open a session in this run; later rows needing a session are not tried.
 type Down = Arc<Mutex<Option<Report>>>;
@@ -69,14 +71,34 @@ impl<T: Transport> Lane<T> {
         }
     }
 
+    /// Send rows until none is due, a stop is asked for, or the store fails. The session
+    /// holds the row it sends and the next one; each round with the recorder commits the
+    /// previous outcome while the next message's envelope and body are written.
     async fn run(mut self) {
+        let mut held: VecDeque<OutboxRow> = VecDeque::new();
         let mut done: Option<Attempt> = None;
         loop {
-            let more = !shutdown::requested(self.shared.stop) && !self.gave_up();
-            let Reply::Row(row) = exchange(&self.requests, done.take(), more).await else {
+            if shutdown::requested(self.shared.stop) || self.gave_up() {
+                let released = held.drain(..).map(|row| Held::of(&row)).collect();
+                let _ = ask(&self.requests, done.take(), None, released, 0).await;
+                break;
+            }
+            let next = held.pop_front();
+            let want = HELD - held.len() - usize::from(next.is_some());
+            let sending = next.as_ref().map(Held::of);
+            let ack = ask(&self.requests, done.take(), sending, Vec::new(), want);
+            let Some(row) = next else {
+                match ack.await {
+                    Ok(Reply::Rows { rows, .. }) if !rows.is_empty() => held.extend(rows),
+                    _ => break,
+                }
+                continue;
+            };
+            let (report, reply) = self.deliver(&row, ack).await;
+            let Reply::Rows { rows, .. } = reply else {
                 break;
             };
-            let report = self.deliver(&row).await;
+            held.extend(rows);
             done = Some(self.shared.attempt(&row, Utc::now(), report));
         }
         self.tell_opened(false);
@@ -97,8 +119,25 @@ impl<T: Transport> Lane<T> {
         !self.first && self.session.is_none() && lock(&self.down).is_some()
     }
 
-    /// Render and send one row; the report says what happened.
-    async fn deliver(&mut self, row: &OutboxRow) -> Report {
+    /// Send one row while `ack` (the round that marks it as being sent) commits; its final
+    /// `.` goes only once the round is durable and the row's lease still holds.
+    async fn deliver(&mut self, row: &OutboxRow, ack: Ack) -> (Report, Reply) {
+        let (verdict, gate) = oneshot::channel();
+        let answered = async move {
+            let reply = ack.await.unwrap_or(Reply::Failed);
+            let _ = verdict.send(matches!(reply, Reply::Rows { go: true, .. }));
+            reply
+        };
+        let gate = async move { gate.await.unwrap_or(false) };
+        let (report, reply) = tokio::join!(self.send(row, gate), answered);
+        match reply {
+            Reply::Rows { go: false, .. } => (not_released(), reply),
+            _ => (report, reply),
+        }
+    }
+
+    /// Render and send one row, its end held until `gate`; the report says what happened.
+    async fn send(&mut self, row: &OutboxRow, gate: impl Future<Output = bool> + Send) -> Report {
         let job = match render_job(&self.shared, row) {
             Ok(job) => job,
             Err(report) => return report,
@@ -113,7 +152,7 @@ impl<T: Transport> Lane<T> {
         };
         let stop = self.shared.stop;
         let sent = tokio::select! {
-            sent = session.send(&row.key, &job) => sent,
+            sent = session.send_gated(&row.key, &job, gate) => sent,
             () = shutdown::grace_expired(stop, self.shared.grace) => Err(abandoned(self.shared.grace)),
         };
         sent.unwrap_or_else(|report| {
@@ -168,17 +207,30 @@ async fn kept<T: Transport>(shared: &Shared<T>) -> Option<T::Session> {
     }
 }
 
-/// Commit `done` and ask for the next row; returns once the commit is durable.
-async fn exchange(
+/// Rows a session holds at most: the one it sends and the next.
+const HELD: usize = 2;
+
+/// The answer to a request, once its round is durable.
+type Ack = oneshot::Receiver<Reply>;
+
+/// Send a request to the recorder; the answer comes once its round is durable.
+fn ask(
     requests: &mpsc::UnboundedSender<Request>,
     done: Option<Attempt>,
-    more: bool,
-) -> Reply {
+    sending: Option<Held>,
+    released: Vec<Held>,
+    want: usize,
+) -> Ack {
     let (reply, answer) = oneshot::channel();
-    if requests.send(Request { done, more, reply }).is_err() {
-        return Reply::Failed;
-    }
-    answer.await.unwrap_or(Reply::Failed)
+    // A recorder that is gone drops the request, and the answer reads as `Failed`.
+    let _ = requests.send(Request {
+        done,
+        sending,
+        released,
+        want,
+        reply,
+    });
+    answer
 }
 
 /// The envelope of a row; rendering never takes the run down, even on a panic.

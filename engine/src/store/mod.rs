@@ -15,7 +15,7 @@ pub mod writer;
 pub use error::{Refusal, Result, StoreError};
 pub use health::{Quarantined, RuleHealth};
 pub use omero::SourceState;
-pub use outbox::{AttemptLog, Filter, ListState, Listed};
+pub use outbox::{AttemptLog, Claimed, Filter, Held, ListState, Listed, Round};
 pub use owner::Owner;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use error::During;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::evaluate::{KvRead, KvWrite, RuleOutcome, kv::KvEntry};
@@ -388,8 +389,16 @@ fn connect(path: &Path) -> Result<Connection> {
     // Freed content is overwritten, so a purged mail body leaves no copy in free pages.
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_handler(Some(wait_for_the_writer))?;
+    // One plan per statement whatever its parameters: otherwise a new `LIMIT ?` value
+    // re-prepares the cached statement (the delivery recorder's claim did on most commits).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    // Room for every statement the store prepares once (the default keeps 16).
+    conn.set_prepared_statement_cache_capacity(STATEMENTS);
     Ok(conn)
 }
+
+/// Prepared statements kept per connection.
+const STATEMENTS: usize = 96;
 
 /// How often, and how long in all, a connection waits for another one's write to end.
 const BUSY_POLLS: i32 = 10_000;
@@ -569,7 +578,7 @@ fn apply_kv(tx: &Transaction<'_>, rule: &str, writes: &[KvWrite]) -> Result<()> 
     Ok(())
 }
 
-/// The columns `due` selects, before decoding.
+/// The first ten columns of the outbox's `ROW` query, before decoding.
 type RawRow = (
     i64,
     String,

@@ -30,6 +30,9 @@ pub struct Listed {
     /// While a worker holds the row: until when, and which process (`host:pid:start`).
     pub leased_until: Option<DateTime<Utc>>,
     pub lease_owner: Option<String>,
+    /// The worker holding the row may have handed its message over (its final `.` may be
+    /// out); false while the row is only held, waiting its turn.
+    pub sending: bool,
 }
 
 /// The states `herald outbox list` tells apart.
@@ -99,6 +102,48 @@ pub struct AttemptLog {
     pub detail: String,
 }
 
+/// What delivery reads of a row, in [`raw_row`]'s order (LEFT JOIN: a row whose event is
+/// gone is read as unreadable rather than skipped).
+const ROW: &str = "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts,
+        max(o.created_at, coalesce(o.retried_at, '')), o.lease_until,
+        o.lease_until IS NOT NULL AND o.sending
+    FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq";
+
+/// A row a worker holds, named with the lease it holds it by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub id: i64,
+    pub lease: Option<i64>,
+}
+
+impl Held {
+    pub fn of(row: &OutboxRow) -> Held {
+        Held {
+            id: row.id,
+            lease: row.lease,
+        }
+    }
+}
+
+/// What one recorder round writes and asks for.
+#[derive(Debug, Default)]
+pub struct Round<'a> {
+    pub attempts: &'a [Attempt],
+    /// Rows whose final `.` goes once this round is durable.
+    pub sending: &'a [Held],
+    /// Held rows given back unsent (a session that stops).
+    pub released: &'a [Held],
+    /// How many due rows to lease.
+    pub claims: usize,
+}
+
+/// What a round leased, and which rows of `sending` had lost their lease (not to be sent).
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub rows: Vec<OutboxRow>,
+    pub lost: Vec<i64>,
+}
+
 const LISTED: &str = "SELECT o.id AS id,
         CASE WHEN o.state = 'queued' AND o.attempts > 0 THEN 'deferred' ELSE o.state END AS state,
         o.attempts AS attempts, o.ambiguous AS ambiguous, o.next_attempt_at AS next_attempt_at,
@@ -106,50 +151,77 @@ const LISTED: &str = "SELECT o.id AS id,
         json_extract(o.mail, '$.subject') AS subject, o.created_at AS created_at,
         o.sent_at AS sent_at, o.last_error AS last_error,
         CASE WHEN o.state = 'queued' THEN o.lease_until END AS lease_until,
-        CASE WHEN o.state = 'queued' THEN o.lease_owner END AS lease_owner
+        CASE WHEN o.state = 'queued' THEN o.lease_owner END AS lease_owner,
+        o.state = 'queued' AND o.lease_until IS NOT NULL AND o.sending AS sending
     FROM outbox o JOIN events e ON e.seq = o.event_seq";
 
 impl Store {
-    /// Lease up to `limit` due rows for `lease`: no other worker gets them until
-    /// the lease expires or its owner is seen to be dead.
+    /// Lease up to `limit` due rows for `lease`, marked as being sent: no other worker gets
+    /// them until the lease expires or its owner is seen to be dead.
     ///
-    /// A row whose earlier lease ended without an outcome was held by a
-    /// worker that died while sending it: the message may have gone out, so
-    /// the row is counted as ambiguous and an `interrupted` attempt is logged
-    /// before it is sent again with the same Message-ID.
+    /// A row whose earlier lease ended without an outcome while it was being sent was held
+    /// by a worker that died while sending it: the message may have gone out, so the row is
+    /// counted as ambiguous and an `interrupted` attempt is logged before it is sent again
+    /// with the same Message-ID.
     pub fn claim_due(
         &mut self,
         now: DateTime<Utc>,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<OutboxRow>> {
-        self.record_and_claim(&[], limit, now, lease)
+        let round = Round {
+            claims: limit,
+            ..Round::default()
+        };
+        self.round(&round, now, lease, true)
+            .map(|claimed| claimed.rows)
     }
 
-    /// Record finished attempts and lease up to `claims` due rows, in one transaction
-    /// (one fsync): the delivery recorder's group commit.
+    /// One round of the delivery recorder, in one transaction (one fsync): record finished
+    /// attempts, mark the rows whose final `.` may now go, give back rows that will not be
+    /// sent, and lease up to `claims` due rows (held, not yet being sent).
     pub fn record_and_claim(
         &mut self,
-        attempts: &[Attempt],
-        claims: usize,
+        round: &Round<'_>,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<Vec<OutboxRow>> {
+    ) -> Result<Claimed> {
+        self.round(round, now, lease, false)
+    }
+
+    fn round(
+        &mut self,
+        round: &Round<'_>,
+        now: DateTime<Utc>,
+        lease: Duration,
+        sending_at_once: bool,
+    ) -> Result<Claimed> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for attempt in attempts {
+        for attempt in round.attempts {
             record(&tx, attempt)?;
         }
-        let picked = match claims {
+        let mut lost = Vec::new();
+        for held in round.sending {
+            if !mark_sending(&tx, held)? {
+                lost.push(held.id);
+            }
+        }
+        for held in round.released {
+            release(&tx, held)?;
+        }
+        let rows = match round.claims {
             0 => Vec::new(),
-            _ => claim(&tx, now, lease, claims)?,
+            _ => claim(&tx, now, lease, round.claims)?,
         };
+        if sending_at_once {
+            for row in &rows {
+                mark_sending(&tx, &Held::of(row))?;
+            }
+        }
         tx.commit()?;
-        picked
-            .into_iter()
-            .filter_map(|id| self.outbox_row(id).transpose())
-            .collect()
+        Ok(Claimed { rows, lost })
     }
 
     /// When the oldest queued row that is due now became due (ms since the epoch), if any.
@@ -178,12 +250,8 @@ impl Store {
     pub fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
         let raw = self
             .conn
-            .query_row(
-                "SELECT o.id, e.source, e.id, o.rule, o.recipient, e.time, o.mail, o.attempts, max(o.created_at, coalesce(o.retried_at, '')), o.lease_until
-                 FROM outbox o JOIN events e ON e.seq = o.event_seq WHERE o.id = ?1",
-                [id],
-                raw_row,
-            )
+            .prepare_cached(&format!("{ROW} WHERE o.id = ?1"))?
+            .query_row([id], raw_row)
             .optional()?;
         raw.map(decode_row).transpose()
     }
@@ -235,7 +303,7 @@ impl Store {
     /// or it was sent or cancelled.
     pub fn retry_row(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL, lease_owner = NULL, retried_at = ?3
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?2, lease_until = NULL, lease_owner = NULL, sending = 0, retried_at = ?3
              WHERE id = ?1 AND state IN ('dead', 'queued') AND (lease_until IS NULL OR lease_until <= ?2)",
             params![id, now.timestamp_millis(), now.to_rfc3339()],
         )?;
@@ -245,7 +313,7 @@ impl Store {
     /// Make every dead row due now; returns how many.
     pub fn retry_dead(&mut self, now: DateTime<Utc>) -> Result<usize> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL, lease_owner = NULL, retried_at = ?2
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1, lease_until = NULL, lease_owner = NULL, sending = 0, retried_at = ?2
              WHERE state = 'dead'",
             params![now.timestamp_millis(), now.to_rfc3339()],
         )?;
@@ -255,7 +323,7 @@ impl Store {
     /// Cancel a row that is not sent yet. False when there is no such row or it was sent.
     pub fn cancel_row(&mut self, id: i64) -> Result<bool> {
         let changed = self.conn.execute(
-            "UPDATE outbox SET state = 'cancelled', lease_until = NULL, lease_owner = NULL
+            "UPDATE outbox SET state = 'cancelled', lease_until = NULL, lease_owner = NULL, sending = 0
              WHERE id = ?1 AND state IN ('queued', 'dead') AND (lease_until IS NULL OR lease_until <= ?2)",
             params![id, Utc::now().timestamp_millis()],
         )?;
@@ -294,7 +362,7 @@ pub(super) fn record(tx: &Transaction<'_>, attempt: &Attempt) -> Result<bool> {
     let changed = tx
         .prepare_cached(
             "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_at = ?3,
-                lease_until = NULL, lease_owner = NULL, ambiguous = ambiguous + ?6,
+                lease_until = NULL, lease_owner = NULL, sending = 0, ambiguous = ambiguous + ?6,
                 last_error = CASE WHEN ?8 THEN NULL ELSE ?4 END,
                 sent_at = CASE WHEN ?8 THEN ?5 ELSE sent_at END
          WHERE id = ?1 AND state = 'queued' AND lease_until IS ?7",
@@ -319,39 +387,99 @@ pub(super) fn record(tx: &Transaction<'_>, attempt: &Attempt) -> Result<bool> {
     Ok(changed == 1)
 }
 
+/// Mark a held row as being sent, if its lease still holds; false when it was lost
+/// (expired and taken by another worker, cancelled or retried): then it must not be sent.
+fn mark_sending(tx: &Transaction<'_>, held: &Held) -> Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE outbox SET sending = 1 WHERE id = ?1 AND state = 'queued' AND lease_until IS ?2",
+        )?
+        .execute(params![held.id, held.lease])?;
+    Ok(changed == 1)
+}
+
+/// Give back a held row that was not sent, so that it is due again at once.
+fn release(tx: &Transaction<'_>, held: &Held) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE outbox SET lease_until = NULL, lease_owner = NULL
+         WHERE id = ?1 AND state = 'queued' AND lease_until IS ?2 AND sending = 0",
+    )?
+    .execute(params![held.id, held.lease])?;
+    Ok(())
+}
+
 /// Lease up to `limit` due rows to this process, after ending the leases of dead owners.
+/// A row that cannot be read (its stored mail or event is damaged) is set dead with the
+/// reason, so it never blocks the rows behind it.
 fn claim(
     tx: &Transaction<'_>,
     now: DateTime<Utc>,
     lease: Duration,
     limit: usize,
-) -> Result<Vec<i64>> {
+) -> Result<Vec<OutboxRow>> {
     reclaim_from_the_dead(tx, now)?;
     let until = now
         + chrono::Duration::from_std(lease)
             .map_err(|_| StoreError::OutOfRange(format!("delivery.lease {lease:?} is too long")))?;
-    let picked: Vec<(i64, bool)> = {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, lease_until IS NOT NULL FROM outbox
-             WHERE state = 'queued' AND next_attempt_at <= ?1
-               AND (lease_until IS NULL OR lease_until <= ?1)
-             ORDER BY next_attempt_at, id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let due = due_rows(tx, now, limit)?;
     let owner = Owner::this().to_string();
-    for &(id, interrupted) in &picked {
-        tx.prepare_cached("UPDATE outbox SET lease_until = ?2, lease_owner = ?4, ambiguous = ambiguous + ?3 WHERE id = ?1")?.execute(
+    let mut picked = Vec::with_capacity(due.len());
+    for (id, interrupted, raw) in due {
+        let mut row = match raw.map_err(StoreError::from).and_then(decode_row) {
+            Ok(row) => row,
+            Err(err) => {
+                set_unreadable_dead(tx, id, now, &err)?;
+                continue;
+            }
+        };
+        tx.prepare_cached("UPDATE outbox SET lease_until = ?2, lease_owner = ?4, sending = 0, ambiguous = ambiguous + ?3 WHERE id = ?1")?.execute(
             params![id, until.timestamp_millis(), interrupted, owner],
         )?;
         if interrupted {
             log_interrupted(tx, id, now)?;
         }
+        row.lease = Some(until.timestamp_millis());
+        picked.push(row);
     }
-    Ok(picked.into_iter().map(|(id, _)| id).collect())
+    Ok(picked)
+}
+
+/// A due row: its id, whether an earlier lease ended without an outcome, and its columns.
+type Due = (i64, bool, rusqlite::Result<super::RawRow>);
+
+/// The next `limit` due rows, oldest first, each read on its own so a damaged one stays alone.
+fn due_rows(tx: &Transaction<'_>, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "{ROW} WHERE o.state = 'queued' AND o.next_attempt_at <= ?1
+           AND (o.lease_until IS NULL OR o.lease_until <= ?1)
+         ORDER BY o.next_attempt_at, o.id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![now.timestamp_millis(), limit as i64], |r| {
+        Ok((r.get(0)?, r.get(10).unwrap_or(false), raw_row(r)))
+    })?;
+    rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
+}
+
+/// Set a row that cannot be read dead, log why as its attempt, and tell the admin.
+fn set_unreadable_dead(
+    tx: &Transaction<'_>,
+    id: i64,
+    now: DateTime<Utc>,
+    err: &StoreError,
+) -> Result<()> {
+    let detail = format!(
+        "the stored row cannot be read, so it cannot be sent: {err}; it is kept as dead \
+         (`herald outbox show {id}`)"
+    );
+    tracing::error!(row = id, "{detail}");
+    tx.prepare_cached("INSERT INTO attempts (outbox_id, at, outcome, code, detail) VALUES (?1, ?2, 'unreadable', NULL, ?3)")?
+        .execute(params![id, now.to_rfc3339(), detail])?;
+    tx.prepare_cached(
+        "UPDATE outbox SET state = 'dead', attempts = attempts + 1, lease_until = NULL,
+            lease_owner = NULL, sending = 0, last_error = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, detail])?;
+    Ok(())
 }
 
 /// End at once the leases held by processes on this host that are gone: their rows
@@ -413,5 +541,6 @@ fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
             .get::<_, Option<i64>>(13)?
             .and_then(DateTime::from_timestamp_millis),
         lease_owner: r.get(14)?,
+        sending: r.get(15)?,
     })
 }

@@ -43,7 +43,7 @@ impl Owner {
     /// belongs to a process that started at another time).
     pub fn provably_dead(&self) -> bool {
         let this = Owner::this();
-        if self.host != this.host || self.pid == 0 {
+        if self == this || self.host != this.host || self.pid == 0 {
             return false;
         }
         if !process_exists(self.pid) {

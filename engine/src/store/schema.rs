@@ -132,6 +132,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 8: the leased rows alone (in flight, or held by a process that died), so that looking
     // for dead owners at each claim reads those few rows, not every queued one.
     "CREATE INDEX outbox_leased ON outbox (lease_owner) WHERE state = 'queued' AND lease_owner IS NOT NULL;",
+    // 9: a session holds its next row while it sends the current one; only a row marked
+    // `sending` (its final `.` may have gone) is reported interrupted when its owner dies.
+    // Rows leased before this version are assumed to have been sending.
+    "ALTER TABLE outbox ADD COLUMN sending INTEGER NOT NULL DEFAULT 0;
+     UPDATE outbox SET sending = 1 WHERE state = 'queued' AND lease_until IS NOT NULL;",
 ];
 
 /// Bring the file up to the newest schema; refuse a file from a newer Herald.

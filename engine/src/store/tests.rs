@@ -296,7 +296,7 @@ fn a_version_3_store_gains_lease_owners_and_keeps_its_leased_rows() {
         store
             .conn
             .execute_batch(
-                "DROP INDEX outbox_leased;
+                "DROP INDEX outbox_leased; ALTER TABLE outbox DROP COLUMN sending;
                  DROP TABLE relay_messages; ALTER TABLE outbox DROP COLUMN relay_id;
                  ALTER TABLE outbox DROP COLUMN lease_owner; DROP TABLE schedule_state;
                  DROP TABLE source_state; DROP TABLE directory_snapshot; DROP TABLE happenings;
@@ -431,4 +431,91 @@ fn one_happening_from_two_sources_is_evaluated_once_and_repeats_from_one_source_
         )
         .unwrap();
     assert_eq!(kept, 3);
+}
+
+#[test]
+fn an_unreadable_row_is_set_dead_and_the_rows_behind_it_are_still_claimed() {
+    let (_dir, mut store) = open();
+    queue_one(&mut store, "a");
+    queue_one(&mut store, "b");
+    let first: i64 = store
+        .conn
+        .query_row("SELECT min(id) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    store
+        .conn
+        .execute("UPDATE outbox SET mail = 'not json' WHERE id = ?1", [first])
+        .unwrap();
+    let claimed = store
+        .claim_due(Utc::now(), Duration::from_secs(60), 10)
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the readable row is claimed");
+    assert_ne!(claimed[0].id, first);
+    let (state, error): (String, String) = store
+        .conn
+        .query_row(
+            "SELECT state, last_error FROM outbox WHERE id = ?1",
+            [first],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(state, "dead");
+    assert!(error.contains("cannot be read"), "{error}");
+    assert_eq!(store.attempts(first).unwrap()[0].outcome, "unreadable");
+}
+
+#[test]
+fn held_rows_are_marked_when_sent_given_back_when_not_and_a_lost_lease_is_told() {
+    let (_dir, mut store) = open();
+    queue_one(&mut store, "a");
+    queue_one(&mut store, "b");
+    let lease = Duration::from_secs(60);
+    let round = |claims| Round {
+        claims,
+        ..Round::default()
+    };
+    let held = store
+        .record_and_claim(&round(2), Utc::now(), lease)
+        .unwrap();
+    let [a, b] = [Held::of(&held.rows[0]), Held::of(&held.rows[1])];
+    let sending_sum = |store: &Store| -> i64 {
+        store
+            .conn
+            .query_row("SELECT sum(sending) FROM outbox", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(sending_sum(&store), 0, "held, not yet being sent");
+    // `b`'s lease is lost (as if it ran out and another worker took the row).
+    store
+        .conn
+        .execute(
+            "UPDATE outbox SET lease_until = lease_until + 1 WHERE id = ?1",
+            [b.id],
+        )
+        .unwrap();
+    let marked = Round {
+        sending: &[a, b],
+        ..Round::default()
+    };
+    let told = store.record_and_claim(&marked, Utc::now(), lease).unwrap();
+    assert_eq!(told.lost, vec![b.id], "b must not be sent");
+    assert_eq!(sending_sum(&store), 1);
+    // A row being sent is never given back; a held one is, and is due again at once.
+    let mut b_now = b;
+    b_now.lease = b.lease.map(|l| l + 1);
+    let released = Round {
+        released: &[a, b_now],
+        ..Round::default()
+    };
+    store
+        .record_and_claim(&released, Utc::now(), lease)
+        .unwrap();
+    let again = store
+        .record_and_claim(&round(2), Utc::now(), lease)
+        .unwrap();
+    assert_eq!(
+        again.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![b.id],
+        "b was given back; a, being sent, stays leased"
+    );
 }

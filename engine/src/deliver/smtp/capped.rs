@@ -7,21 +7,27 @@
 //! ciphertext and cannot count lines; there it caps the bytes read between two of
 //! Herald's writes at `MAX_READ_BETWEEN_WRITES` instead (a TLS handshake or a reply
 //! needs far less), which bounds what lettre can buffer just the same.
+//!
+//! It also keeps the writes that [`Hold`] says must wait: a message's body is gathered
+//! and leaves with its final `.`, and the `.` leaves only once the hold releases it.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use lettre::transport::smtp::client::AsyncTokioStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::hold::{GATHER_MAX, Gathered, Hold, Stage};
 
 /// The longest reply line accepted, in bytes.
 pub const MAX_REPLY_LINE: usize = 16 * 1024;
 /// The most bytes accepted between two of Herald's writes (the cap that also holds under STARTTLS).
 pub const MAX_READ_BETWEEN_WRITES: usize = 1024 * 1024;
 
-/// `inner`, with what the server may send capped.
+/// `inner`, with what the server may send capped, and the writes of a message's end held.
 #[derive(Debug)]
 pub struct Capped<S> {
     inner: S,
@@ -31,24 +37,32 @@ pub struct Capped<S> {
     line: usize,
     /// Bytes read since Herald last wrote.
     since_write: usize,
+    /// Says which writes wait (see [`Hold`]).
+    hold: Arc<Hold>,
+    /// Writes gathered for the hold, and how much of them is already written.
+    gathered: Vec<u8>,
+    written: usize,
 }
 
 impl<S> Capped<S> {
     /// A stream that carries SMTP text: reply lines and the bytes between writes are capped.
-    pub fn new(inner: S) -> Capped<S> {
+    pub fn new(inner: S, hold: &Arc<Hold>) -> Capped<S> {
         Capped {
             inner,
             count_lines: true,
             line: 0,
             since_write: 0,
+            hold: hold.clone(),
+            gathered: Vec::new(),
+            written: 0,
         }
     }
 
     /// A stream that lettre will wrap in TLS (STARTTLS): only the bytes between writes are capped.
-    pub fn below_tls(inner: S) -> Capped<S> {
+    pub fn below_tls(inner: S, hold: &Arc<Hold>) -> Capped<S> {
         Capped {
             count_lines: false,
-            ..Capped::new(inner)
+            ..Capped::new(inner, hold)
         }
     }
 
@@ -86,12 +100,53 @@ impl<S: AsyncTokioStream> AsyncTokioStream for Capped<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
+impl<S: AsyncWrite + Unpin> Capped<S> {
+    /// Write out every gathered byte, then flush.
+    fn poll_send_gathered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.gathered.len() {
+            let rest = &self.gathered[self.written..];
+            match ready!(Pin::new(&mut self.inner).poll_write(cx, rest)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.written += n,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        self.gathered.clear();
+        self.written = 0;
+        self.since_write = 0;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    /// Before a read: send what was gathered once the hold allows, wait, or give it up.
+    fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.gathered.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.hold.gathered(cx.waker()) {
+            Gathered::Wait => Poll::Pending,
+            Gathered::Drop => {
+                self.gathered.clear();
+                self.written = 0;
+                Poll::Ready(Err(io::Error::other(
+                    "the end of the message was not released, so it was not sent",
+                )))
+            }
+            Gathered::Send => {
+                ready!(self.poll_send_gathered(cx))?;
+                self.hold.mark_sent();
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Capped<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        ready!(self.poll_release(cx))?;
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled {
@@ -107,6 +162,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        match self.hold.stage() {
+            Stage::Idle if self.gathered.is_empty() => {}
+            // A message given up: what it gathered never leaves.
+            Stage::Idle => {
+                self.gathered.clear();
+                self.written = 0;
+            }
+            Stage::Body if self.gathered.len() + buf.len() > GATHER_MAX => {
+                ready!(self.poll_send_gathered(cx))?;
+            }
+            Stage::Body | Stage::Dot => {
+                self.gathered.extend_from_slice(buf);
+                return Poll::Ready(Ok(buf.len()));
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(1..)) = &polled {
             self.since_write = 0;
@@ -114,11 +184,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
         polled
     }
 
+    /// Gathered bytes stay until the next read (or until the body outgrows the gathering);
+    /// the rest is flushed as usual.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.gathered.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// A shutdown never sends a held end of message.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.hold.stage() != Stage::Body {
+            self.gathered.clear();
+            self.written = 0;
+        }
+        if !self.gathered.is_empty() {
+            ready!(self.poll_send_gathered(cx))?;
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -129,7 +212,7 @@ mod tests {
 
     #[test]
     fn lines_are_counted_across_reads() {
-        let mut capped = Capped::new(());
+        let mut capped = Capped::new((), &Hold::new());
         capped.account(b"250-first\r\n250 sec").unwrap();
         assert_eq!(capped.line, 7);
         capped.account(&vec![b'x'; MAX_REPLY_LINE - 7]).unwrap();
@@ -143,7 +226,7 @@ mod tests {
 
     #[test]
     fn below_tls_only_the_bytes_between_writes_are_capped() {
-        let mut capped = Capped::below_tls(());
+        let mut capped = Capped::below_tls((), &Hold::new());
         // Ciphertext has no line structure: a long run without LF is fine...
         capped.account(&vec![b'x'; MAX_REPLY_LINE * 4]).unwrap();
         // ...until the server has sent more than the cap without Herald writing.

@@ -2,9 +2,11 @@
 
 mod capped;
 pub(crate) mod classify;
+mod hold;
 mod session;
 mod tls;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -172,8 +174,17 @@ impl Transport for SmtpTransport {
 }
 
 impl super::transport::Session for SmtpSession {
-    async fn send(&mut self, _key: &MailKey, job: &Job) -> Result<Report, Report> {
-        match self.session.send(&self.settings, job).await {
+    async fn send(&mut self, key: &MailKey, job: &Job) -> Result<Report, Report> {
+        self.send_gated(key, job, std::future::ready(true)).await
+    }
+
+    async fn send_gated(
+        &mut self,
+        _key: &MailKey,
+        job: &Job,
+        gate: impl Future<Output = bool> + Send,
+    ) -> Result<Report, Report> {
+        match self.session.send(&self.settings, job, gate).await {
             Ok(reply) => Ok(Report::sent(
                 reply.code().into(),
                 reply.message().collect::<Vec<_>>().join(" "),

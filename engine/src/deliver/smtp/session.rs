@@ -2,19 +2,20 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Quit, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 
 use super::capped::Capped;
 use super::classify::{Cause, Failure, Phase};
+use super::hold::Hold;
 use super::tls::{SmtpsStream, Tls};
 use crate::config::TlsMode;
 
@@ -57,6 +58,10 @@ impl fmt::Debug for Settings {
 /// An open, greeted (and, as configured, encrypted and authenticated) connection.
 pub struct Session {
     conn: AsyncSmtpConnection,
+    /// The server offers PIPELINING (RFC 2920): the envelope goes in one write.
+    pipelining: bool,
+    /// Shared with the stream: holds each final `.` until its gate opens.
+    hold: Arc<Hold>,
 }
 
 /// One message: its envelope and its bytes.
@@ -64,6 +69,22 @@ pub struct Job {
     pub from: Address,
     pub to: Address,
     pub bytes: Vec<u8>,
+}
+
+/// SMTP commands written together, each with its own CRLF.
+struct Pipelined<'a, const N: usize>([&'a (dyn fmt::Display + Sync); N]);
+
+impl<const N: usize> fmt::Display for Pipelined<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|command| command.fmt(f))
+    }
+}
+
+/// An EHLO reply line that offers PIPELINING (keywords are case-insensitive).
+fn is_pipelining(line: &str) -> bool {
+    line.split_whitespace()
+        .next()
+        .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
 }
 
 /// Run `fut` with a deadline, naming the phase on failure.
@@ -88,33 +109,52 @@ impl Session {
     pub async fn open(s: &Settings) -> Result<Session, Failure> {
         let tcp = connect(s).await?;
         let greet = s.command_timeout;
+        let hold = Hold::new();
         let conn = match (&s.mode, &s.tls) {
             (TlsMode::Tls, Some(tls)) => {
                 let handshake = tls.connector.connect(tls.server_name.clone(), tcp);
                 let stream = match tokio::time::timeout(greet, handshake).await {
                     Err(_) => return Err(fail(Phase::TlsHandshake, Cause::Timeout(greet))),
                     Ok(Err(err)) => return Err(fail(Phase::TlsHandshake, Cause::Io(err))),
-                    Ok(Ok(stream)) => Capped::new(SmtpsStream(stream)),
+                    Ok(Ok(stream)) => Capped::new(SmtpsStream(stream), &hold),
                 };
                 let hello = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &s.hello);
                 step(Phase::Greeting, greet, hello).await?
             }
             // lettre wraps this stream in TLS after STARTTLS: cap its volume, not its lines.
             (TlsMode::Starttls, _) => {
-                let stream = Capped::below_tls(tcp);
+                let stream = Capped::below_tls(tcp, &hold);
                 let hello = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &s.hello);
                 step(Phase::Greeting, greet, hello).await?
             }
             _ => {
-                let stream = Capped::new(tcp);
+                let stream = Capped::new(tcp, &hold);
                 let hello = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &s.hello);
                 step(Phase::Greeting, greet, hello).await?
             }
         };
-        let mut session = Session { conn };
+        let mut session = Session {
+            conn,
+            pipelining: false,
+            hold,
+        };
         session.starttls(s).await?;
+        session.pipelining = session.offers_pipelining(s).await?;
         session.auth(s).await?;
         Ok(session)
+    }
+
+    /// Whether the server offers PIPELINING. lettre keeps only the EHLO keywords it knows,
+    /// so Herald asks once more (RFC 5321 allows a second EHLO; it resets nothing that
+    /// matters before the first MAIL). A server that refuses it is simply not pipelined to.
+    async fn offers_pipelining(&mut self, s: &Settings) -> Result<bool, Failure> {
+        let ehlo = self.conn.command(Ehlo::new(s.hello.clone()));
+        match tokio::time::timeout(s.command_timeout, ehlo).await {
+            Err(_) => Err(fail(Phase::Greeting, Cause::Timeout(s.command_timeout))),
+            Ok(Ok(reply)) => Ok(reply.message().any(is_pipelining)),
+            Ok(Err(err)) if err.is_permanent() || err.is_transient() => Ok(false),
+            Ok(Err(err)) => Err(fail(Phase::Greeting, Cause::Smtp(err))),
+        }
     }
 
     async fn starttls(&mut self, s: &Settings) -> Result<(), Failure> {
@@ -156,29 +196,57 @@ impl Session {
         step(Phase::Auth, s.command_timeout, login).await.map(drop)
     }
 
-    /// Send one message over this session. After any error the session must be dropped.
-    pub async fn send(&mut self, s: &Settings, job: &Job) -> Result<Response, Failure> {
+    /// Send one message over this session, its final `.` held until `gate` says yes (a no
+    /// fails the send with nothing delivered). After any error the session must be dropped.
+    pub async fn send(
+        &mut self,
+        s: &Settings,
+        job: &Job,
+        gate: impl Future<Output = bool>,
+    ) -> Result<Response, Failure> {
         let limit = s.command_timeout;
         let mail = Mail::new(Some(job.from.clone()), self.mail_params(&job.bytes));
-        step(Phase::MailFrom, limit, self.conn.command(mail)).await?;
         let rcpt = Rcpt::new(job.to.clone(), vec![]);
-        step(Phase::RcptTo, limit, self.conn.command(rcpt)).await?;
-        step(Phase::Data, limit, self.conn.command(Data)).await?;
-        self.body(s, crate::deliver::render::smtp_data(&job.bytes))
-            .await
+        if self.pipelining {
+            // One write, then the three replies in order (RFC 2920). Any refusal fails the
+            // send before the body, and the session is dropped with the server still waiting
+            // for data, so nothing is delivered.
+            let envelope = Pipelined([&mail, &rcpt, &Data]);
+            step(Phase::MailFrom, limit, self.conn.command(envelope)).await?;
+            step(Phase::RcptTo, limit, self.conn.read_response()).await?;
+            step(Phase::Data, limit, self.conn.read_response()).await?;
+        } else {
+            step(Phase::MailFrom, limit, self.conn.command(mail)).await?;
+            step(Phase::RcptTo, limit, self.conn.command(rcpt)).await?;
+            step(Phase::Data, limit, self.conn.command(Data)).await?;
+        }
+        let bytes = crate::deliver::render::smtp_data(&job.bytes);
+        self.body(s, bytes, gate).await
     }
 
-    /// Write the body and read the reply to the final `.`; which of the two failed decides
-    /// whether the outcome is ambiguous.
-    async fn body(&mut self, s: &Settings, bytes: &[u8]) -> Result<Response, Failure> {
-        let written = AtomicBool::new(false);
+    /// Write the body and, once `gate` says yes, the final `.`, and read its reply. Whether
+    /// the `.` reached the kernel decides whether a failure is ambiguous.
+    async fn body(
+        &mut self,
+        s: &Settings,
+        bytes: &[u8],
+        gate: impl Future<Output = bool>,
+    ) -> Result<Response, Failure> {
+        let hold = self.hold.clone();
+        hold.begin(None);
         let parts = Written {
             part: Some(bytes),
-            done: &written,
+            hold: &hold,
         };
-        let result = step(Phase::Body, s.data_timeout, self.conn.message_iter(parts)).await;
+        let body = step(Phase::Body, s.data_timeout, self.conn.message_iter(parts));
+        let decided = async {
+            let release = gate.await;
+            hold.decide(release);
+        };
+        let (result, ()) = tokio::join!(body, decided);
+        let dot_sent = hold.end();
         result.map_err(|mut failure| {
-            if written.load(Ordering::Relaxed) {
+            if dot_sent {
                 failure.phase = Phase::FinalDot;
             }
             failure
@@ -215,9 +283,10 @@ impl Session {
 
 /// Yields the body once, then records that all of it was written (lettre writes each part
 /// before asking for the next, and the final `.` after the last).
+/// The body as lettre's one part; once lettre asks for more, the body is written.
 struct Written<'a> {
     part: Option<&'a [u8]>,
-    done: &'a AtomicBool,
+    hold: &'a Hold,
 }
 
 impl<'a> Iterator for Written<'a> {
@@ -226,7 +295,7 @@ impl<'a> Iterator for Written<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let part = self.part.take();
         if part.is_none() {
-            self.done.store(true, Ordering::Relaxed);
+            self.hold.body_written();
         }
         part
     }
