@@ -80,6 +80,40 @@ fn list_cancel_deliver_show_and_purge() {
 }
 
 #[test]
+fn a_row_damaged_on_disk_is_set_dead_with_its_reason_and_the_others_still_go() {
+    let scratch = queued_scratch();
+    let conn = rusqlite::Connection::open(scratch.path("var/herald.db")).unwrap();
+    let damaged: i64 = conn
+        .query_row(
+            "UPDATE outbox SET mail = '{not json' WHERE recipient = 'alice@example.org' \
+             RETURNING id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(conn);
+    let out = scratch.herald(&["deliver", "--until-empty"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("1 permanent (dead)") && stdout(&out).contains("cannot be read"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(scratch.mails().len(), 1, "bob's message still went");
+    let dead = rows_json(&scratch, &["--state", "dead"]);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["id"], damaged);
+    let show = scratch.herald(&["outbox", "show", &damaged.to_string()]);
+    assert_exit(&show, 0);
+    assert!(
+        stdout(&show).contains("the stored message cannot be read")
+            && stdout(&show).contains("unreadable"),
+        "{}",
+        stdout(&show)
+    );
+}
+
+#[test]
 fn purge_deletes_only_rows_sent_strictly_before_the_cutoff() {
     let scratch = queued_scratch();
     let more = r#"{"id":"u2","source":"s","type":"omero.user.created","time":"2026-11-23T09:00:00Z","data":{"user":{"id":10,"name":"joy"}}}"#;
@@ -207,7 +241,9 @@ fn a_killed_workers_lease_is_shown_with_its_owner_and_taken_over_at_once() {
     );
     let mut worker = spawn_deliver(&scratch, &["--until-empty"]);
     let pid = worker.id();
-    assert!(wait_for(Duration::from_secs(30), || leased(&scratch) > 0));
+    // A message is being sent (the server stalls it at DATA).
+    let sending = "SELECT count(*) FROM outbox WHERE lease_until IS NOT NULL AND sending = 1";
+    assert!(wait_for(Duration::from_secs(30), || scratch.count(sending) > 0));
     worker.kill().unwrap(); // SIGKILL
     assert_eq!(worker.wait().unwrap().signal(), Some(9));
 

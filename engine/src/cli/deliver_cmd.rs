@@ -92,22 +92,14 @@ fn evaluate_pending(loaded: &Loaded, store: &mut Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many were sent and where; for SMTP, how the failures split and the first one.
+/// How many were sent and where, how the failures split, and the first one.
 pub fn print_summary(deliverer: &Deliverer, summary: &Summary) {
-    match deliverer.transport() {
-        Configured::File(file) => println!(
-            "delivered {} message(s) to {}, {} failed (kept queued)",
-            summary.sent,
-            file.dir().display(),
-            summary.failed
-        ),
-        Configured::Smtp(smtp) => print_smtp(&smtp.endpoint(), summary),
-    }
-}
-
-fn print_smtp(endpoint: &str, summary: &Summary) {
+    let to = match deliverer.transport() {
+        Configured::File(file) => file.dir().display().to_string(),
+        Configured::Smtp(smtp) => smtp.endpoint(),
+    };
     println!(
-        "delivered {} message(s) to {endpoint}, {} failed",
+        "delivered {} message(s) to {to}, {} failed",
         summary.sent, summary.failed
     );
     if summary.failed == 0 {

@@ -162,20 +162,18 @@ fn shorten(text: &str, max: usize) -> String {
 }
 
 fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> Outcome {
-    let (Some(listed), Some(row)) = (store.listed(id)?, store.outbox_row(id)?) else {
+    let Some(listed) = store.listed(id)? else {
         return Err(CliError::Usage(format!(
             "no outbox row {id}; `herald outbox list` shows them"
         )));
     };
     let attempts = store.attempts(id)?;
-    let from = config.display_sender();
-    let message = match store.relayed_message(id)? {
-        Some(relayed) => relayed,
-        None => render::render(&row, &from)?.formatted(),
-    };
+    let message = message_of(store, id, &config.display_sender())?;
     if json {
         let value = serde_json::json!({
-            "row": listed, "attempts": attempts, "message": String::from_utf8_lossy(&message),
+            "row": listed, "attempts": attempts,
+            "message": message.as_ref().map(|m| String::from_utf8_lossy(m)).ok(),
+            "unreadable": message.as_ref().err(),
         });
         report::print_json(&value)?;
         return Ok(ExitCode::SUCCESS);
@@ -189,7 +187,7 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
         printable(&listed.source)
     );
     if let Some(lease) = lease(&listed) {
-        println!("leased {}", printable(&lease));
+        println!("{}", printable(&lease));
     }
     if listed.ambiguous > 0 {
         println!(
@@ -197,10 +195,13 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
             listed.ambiguous
         );
     }
-    println!(
-        "\n{}",
-        printable_lines(&String::from_utf8_lossy(&message).replace("\r\n", "\n"))
-    );
+    match &message {
+        Ok(message) => println!(
+            "\n{}",
+            printable_lines(&String::from_utf8_lossy(message).replace("\r\n", "\n"))
+        ),
+        Err(why) => println!("\nthe stored message cannot be read: {}", printable(why)),
+    }
     println!("attempts:");
     for a in &attempts {
         let code = a.code.map(|c| format!(" {c}")).unwrap_or_default();
@@ -210,6 +211,24 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
         println!("  none yet");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The row's message as it would be sent, or why its stored form cannot be read.
+fn message_of(
+    store: &Store,
+    id: i64,
+    from: &lettre::message::Mailbox,
+) -> Result<Result<Vec<u8>, String>, CliError> {
+    if let Some(relayed) = store.relayed_message(id)? {
+        return Ok(Ok(relayed));
+    }
+    Ok(match store.outbox_row(id) {
+        Ok(Some(row)) => render::render(&row, from)
+            .map(|message| message.formatted())
+            .map_err(|err| format!("{err:#}")),
+        Ok(None) => Err("the row has no event".into()),
+        Err(err) => Err(err.to_string()),
+    })
 }
 
 fn retry(store: &mut Store, id: Option<i64>, dead: bool) -> Outcome {

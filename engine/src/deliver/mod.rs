@@ -68,6 +68,13 @@ impl Summary {
         }
     }
 
+    /// Count a row set dead because its stored form could not be read.
+    pub fn count_unreadable(&mut self, detail: String) {
+        self.failed += 1;
+        self.permanent += 1;
+        self.first_error.get_or_insert(detail);
+    }
+
     /// Add another run's counts to these.
     pub fn add(&mut self, other: Summary) {
         self.sent += other.sent;

@@ -90,6 +90,10 @@ pub fn run(
                     summary.count(attempt);
                     crate::metrics::delivery(attempt.outcome.as_str());
                 }
+                for detail in claimed.unreadable {
+                    summary.count_unreadable(detail);
+                    crate::metrics::delivery("unreadable");
+                }
                 answer(batch, claimed.rows, &claimed.lost);
             }
             Err(err) => {

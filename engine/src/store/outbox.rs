@@ -137,23 +137,31 @@ pub struct Round<'a> {
     pub claims: usize,
 }
 
-/// What a round leased, and which rows of `sending` had lost their lease (not to be sent).
+/// What a round leased, which rows of `sending` had lost their lease (not to be sent), and
+/// why each due row that could not be read was set dead.
 #[derive(Debug, Default)]
 pub struct Claimed {
     pub rows: Vec<OutboxRow>,
     pub lost: Vec<i64>,
+    pub unreadable: Vec<String>,
 }
 
+/// The rows as admins see them. Every column is cast to the type it is read as, and a mail
+/// that is not JSON shows an `(unreadable)` subject, so one damaged row never fails a listing.
 const LISTED: &str = "SELECT o.id AS id,
         CASE WHEN o.state = 'queued' AND o.attempts > 0 THEN 'deferred' ELSE o.state END AS state,
-        o.attempts AS attempts, o.ambiguous AS ambiguous, o.next_attempt_at AS next_attempt_at,
-        o.rule AS rule, e.source AS source, e.id AS event_id, o.recipient AS recipient,
-        json_extract(o.mail, '$.subject') AS subject, o.created_at AS created_at,
-        o.sent_at AS sent_at, o.last_error AS last_error,
-        CASE WHEN o.state = 'queued' THEN o.lease_until END AS lease_until,
-        CASE WHEN o.state = 'queued' THEN o.lease_owner END AS lease_owner,
+        CAST(o.attempts AS INTEGER) AS attempts, CAST(o.ambiguous AS INTEGER) AS ambiguous,
+        CAST(o.next_attempt_at AS INTEGER) AS next_attempt_at, CAST(o.rule AS TEXT) AS rule,
+        CAST(coalesce(e.source, '') AS TEXT) AS source, CAST(coalesce(e.id, '') AS TEXT) AS event_id,
+        CAST(o.recipient AS TEXT) AS recipient,
+        CASE WHEN json_valid(o.mail) THEN CAST(json_extract(o.mail, '$.subject') AS TEXT)
+             ELSE '(unreadable)' END AS subject,
+        CAST(o.created_at AS TEXT) AS created_at, CAST(o.sent_at AS TEXT) AS sent_at,
+        CAST(o.last_error AS TEXT) AS last_error,
+        CASE WHEN o.state = 'queued' THEN CAST(o.lease_until AS INTEGER) END AS lease_until,
+        CASE WHEN o.state = 'queued' THEN CAST(o.lease_owner AS TEXT) END AS lease_owner,
         o.state = 'queued' AND o.lease_until IS NOT NULL AND o.sending AS sending
-    FROM outbox o JOIN events e ON e.seq = o.event_seq";
+    FROM outbox o LEFT JOIN events e ON e.seq = o.event_seq";
 
 impl Store {
     /// Lease up to `limit` due rows for `lease`, marked as being sent: no other worker gets
@@ -211,9 +219,10 @@ impl Store {
         for held in round.released {
             release(&tx, held)?;
         }
+        let mut unreadable = Vec::new();
         let rows = match round.claims {
             0 => Vec::new(),
-            _ => claim(&tx, now, lease, round.claims)?,
+            _ => claim(&tx, now, lease, round.claims, &mut unreadable)?,
         };
         if sending_at_once {
             for row in &rows {
@@ -221,7 +230,11 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(Claimed { rows, lost })
+        Ok(Claimed {
+            rows,
+            lost,
+            unreadable,
+        })
     }
 
     /// When the oldest queued row that is due now became due (ms since the epoch), if any.
@@ -416,6 +429,7 @@ fn claim(
     now: DateTime<Utc>,
     lease: Duration,
     limit: usize,
+    unreadable: &mut Vec<String>,
 ) -> Result<Vec<OutboxRow>> {
     reclaim_from_the_dead(tx, now)?;
     let until = now
@@ -428,7 +442,7 @@ fn claim(
         let mut row = match raw.map_err(StoreError::from).and_then(decode_row) {
             Ok(row) => row,
             Err(err) => {
-                set_unreadable_dead(tx, id, now, &err)?;
+                unreadable.push(set_unreadable_dead(tx, id, now, &err)?);
                 continue;
             }
         };
@@ -460,13 +474,13 @@ fn due_rows(tx: &Transaction<'_>, now: DateTime<Utc>, limit: usize) -> Result<Ve
     rows.collect::<rusqlite::Result<_>>().map_err(Into::into)
 }
 
-/// Set a row that cannot be read dead, log why as its attempt, and tell the admin.
+/// Set a row that cannot be read dead, log why as its attempt, and tell the admin; returns why.
 fn set_unreadable_dead(
     tx: &Transaction<'_>,
     id: i64,
     now: DateTime<Utc>,
     err: &StoreError,
-) -> Result<()> {
+) -> Result<String> {
     let detail = format!(
         "the stored row cannot be read, so it cannot be sent: {err}; it is kept as dead \
          (`herald outbox show {id}`)"
@@ -479,7 +493,7 @@ fn set_unreadable_dead(
             lease_owner = NULL, sending = 0, last_error = ?2 WHERE id = ?1",
     )?
     .execute(params![id, detail])?;
-    Ok(())
+    Ok(detail)
 }
 
 /// End at once the leases held by processes on this host that are gone: their rows

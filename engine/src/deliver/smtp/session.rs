@@ -281,9 +281,8 @@ impl Session {
     }
 }
 
-/// Yields the body once, then records that all of it was written (lettre writes each part
-/// before asking for the next, and the final `.` after the last).
-/// The body as lettre's one part; once lettre asks for more, the body is written.
+/// Yields the body once, then tells the hold that all of it was written (lettre writes each
+/// part before asking for the next, and the final `.` after the last).
 struct Written<'a> {
     part: Option<&'a [u8]>,
     hold: &'a Hold,
