@@ -168,7 +168,7 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
         )));
     };
     let attempts = store.attempts(id)?;
-    let message = message_of(store, id, &config.display_sender())?;
+    let message = render::stored_message(store, id, &config.display_sender())?;
     if json {
         let value = serde_json::json!({
             "row": listed, "attempts": attempts,
@@ -211,24 +211,6 @@ fn show(store: &Store, config: &crate::config::Config, id: i64, json: bool) -> O
         println!("  none yet");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The row's message as it would be sent, or why its stored form cannot be read.
-fn message_of(
-    store: &Store,
-    id: i64,
-    from: &lettre::message::Mailbox,
-) -> Result<Result<Vec<u8>, String>, CliError> {
-    if let Some(relayed) = store.relayed_message(id)? {
-        return Ok(Ok(relayed));
-    }
-    Ok(match store.outbox_row(id) {
-        Ok(Some(row)) => render::render(&row, from)
-            .map(|message| message.formatted())
-            .map_err(|err| format!("{err:#}")),
-        Ok(None) => Err("the row has no event".into()),
-        Err(err) => Err(err.to_string()),
-    })
 }
 
 fn retry(store: &mut Store, id: Option<i64>, dead: bool) -> Outcome {

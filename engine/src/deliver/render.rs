@@ -215,6 +215,25 @@ fn boundary(key: &MailKey, parts: &[Vec<u8>]) -> String {
         .expect("a finite content cannot hold every candidate")
 }
 
+/// A row's message as it would be sent (a relayed one as received), or why its stored form
+/// cannot be read or rendered: for `herald outbox show` and `GET /v1/outbox/{id}`.
+pub fn stored_message(
+    store: &crate::store::Store,
+    id: i64,
+    from: &Mailbox,
+) -> crate::store::Result<Result<Vec<u8>, String>> {
+    if let Some(relayed) = store.relayed_message(id)? {
+        return Ok(Ok(relayed));
+    }
+    Ok(match store.outbox_row(id) {
+        Ok(Some(row)) => render(&row, from)
+            .map(|message| message.formatted())
+            .map_err(|err| format!("{err:#}")),
+        Ok(None) => Err("the row has no event".into()),
+        Err(err) => Err(err.to_string()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

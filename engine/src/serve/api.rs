@@ -157,16 +157,14 @@ async fn show_row(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Respon
             let id = row_id(&id)?;
             let from = api.live.current().config.display_sender();
             let found = with_store(&api, move |store| {
-                let (Some(listed), Some(row)) = (store.listed(id)?, store.outbox_row(id)?) else {
+                let Some(listed) = store.listed(id)? else {
                     return Ok(None);
                 };
-                let message = match store.relayed_message(id)? {
-                    Some(relayed) => relayed,
-                    None => render::render(&row, &from)?.formatted(),
-                };
+                let message = render::stored_message(store, id, &from)?;
                 Ok(Some(json!({
                     "row": listed, "attempts": store.attempts(id)?,
-                    "message": String::from_utf8_lossy(&message),
+                    "message": message.as_ref().map(|m| String::from_utf8_lossy(m)).ok(),
+                    "unreadable": message.as_ref().err(),
                 })))
             })
             .await?;
