@@ -1,11 +1,16 @@
 //! `herald deliver`: send the queued messages that are due.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::Utc;
 
+use super::report::Tally;
 use super::{CliError, Context, Loaded, Outcome, load};
 use crate::deliver::{Configured, Deliverer, Summary, shutdown};
+use crate::serve::wake::Wake;
 use crate::store::Store;
 
 /// Runs the pipeline's workers: journaled events still pending (say, after a
@@ -90,6 +95,67 @@ fn evaluate_pending(loaded: &Loaded, store: &mut Store) -> anyhow::Result<()> {
         eprintln!("evaluated {done} pending event(s)");
     }
     Ok(())
+}
+
+/// How long sessions stay open between the delivery rounds of [`evaluate_and_deliver`].
+const KEEP_SESSIONS: Duration = Duration::from_secs(30);
+
+/// Evaluate the pending events, reporting each, while a second thread delivers the mail they
+/// queue, so that sending starts with the first commit rather than after the last event.
+/// `evaluated` sees the tally once evaluation is done; the delivery summary is printed last.
+pub fn evaluate_and_deliver(
+    store: &mut Store,
+    loaded: &Loaded,
+    json: bool,
+    evaluated: impl FnOnce(&Tally),
+) -> Result<Tally, CliError> {
+    let deliverer = match Deliverer::from_config(&loaded.config) {
+        Ok(deliverer) => deliverer.keep_sessions(KEEP_SESSIONS),
+        Err(err) => {
+            // Nothing can be sent, but the events are still evaluated into the outbox.
+            evaluated(&super::evaluate_reporting(store, loaded, json)?);
+            return Err(CliError::Usage(format!("{err:#}")));
+        }
+    };
+    let queued = Wake::default();
+    let done = AtomicBool::new(false);
+    let path = &loaded.config.store.path;
+    let (tally, summary) = std::thread::scope(|scope| {
+        let delivery = scope.spawn(|| deliver_while_queued(&deliverer, path, &queued, &done));
+        let tally = super::evaluate_reporting_with(store, loaded, json, || queued.ring());
+        done.store(true, Ordering::SeqCst);
+        queued.ring();
+        let summary = delivery
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (tally, summary)
+    });
+    let tally = tally?;
+    evaluated(&tally);
+    print_summary(&deliverer, &summary?);
+    Ok(tally)
+}
+
+/// Deliver what is due each time evaluation queues more, until it is `done` and a last
+/// pass found nothing more; then close the sessions kept between passes.
+fn deliver_while_queued(
+    deliverer: &Deliverer,
+    path: &Path,
+    queued: &Wake,
+    done: &AtomicBool,
+) -> anyhow::Result<Summary> {
+    let mut store = Store::open(path)?;
+    let mut total = Summary::default();
+    loop {
+        let last = done.load(Ordering::SeqCst);
+        total.add(deliverer.deliver_due(&mut store, Utc::now())?);
+        if last || deliverer.stopping() {
+            break;
+        }
+        queued.wait(Duration::from_millis(100));
+    }
+    deliverer.close_idle();
+    Ok(total)
 }
 
 /// How many were sent and where, how the failures split, and the first one.

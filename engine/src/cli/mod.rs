@@ -254,6 +254,16 @@ fn evaluate_reporting(
     loaded: &Loaded,
     json: bool,
 ) -> Result<report::Tally, CliError> {
+    evaluate_reporting_with(store, loaded, json, || {})
+}
+
+/// [`evaluate_reporting`], calling `committed` after each event is committed.
+fn evaluate_reporting_with(
+    store: &mut crate::store::Store,
+    loaded: &Loaded,
+    json: bool,
+    committed: impl Fn(),
+) -> Result<report::Tally, CliError> {
     let mut tally = report::Tally::default();
     let mut out = std::io::stdout().lock();
     let mut print_err = None;
@@ -272,6 +282,7 @@ fn evaluate_reporting(
             if let Err(err) = printed {
                 print_err.get_or_insert(err);
             }
+            committed();
         },
     )?;
     match print_err {

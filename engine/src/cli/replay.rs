@@ -9,7 +9,6 @@ use chrono::Utc;
 use super::expect::{self, Produced};
 use super::report::{self, Detail, EventReport, Tally};
 use super::{CliError, Context, Outcome, load};
-use crate::deliver::Deliverer;
 use crate::evaluate::{KvRead, MemoryKv, RuleOutcome};
 use crate::ingest;
 use crate::store::Store;
@@ -177,8 +176,6 @@ fn replay_for_real(
     events: Vec<crate::event::Event>,
     json: bool,
 ) -> Result<Tally, CliError> {
-    let deliverer =
-        Deliverer::from_config(&loaded.config).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let mut store = Store::open(&loaded.config.store.path)?;
     let journaled = ingest::journal(&mut store, &events, Utc::now())?;
     if journaled.duplicates > 0 {
@@ -187,8 +184,5 @@ fn replay_for_real(
             journaled.duplicates
         );
     }
-    let tally = super::evaluate_reporting(&mut store, loaded, json)?;
-    let summary = deliverer.deliver_due(&mut store, Utc::now())?;
-    super::deliver_cmd::print_summary(&deliverer, &summary);
-    Ok(tally)
+    super::deliver_cmd::evaluate_and_deliver(&mut store, loaded, json, |_| {})
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
+use super::report::Tally;
 use super::{CliError, Context, Outcome, load};
-use crate::deliver::Deliverer;
 use crate::event::{Event, SizeCaps};
 use crate::ingest::{self, ReadError};
 use crate::store::Store;
@@ -53,13 +53,11 @@ pub fn run(ctx: &Context, args: Args) -> Outcome {
     if args.no_evaluate {
         return Ok(ExitCode::SUCCESS);
     }
-    let tally = super::evaluate_reporting(&mut store, &loaded, false)?;
-    println!("evaluated {}", tally.line());
+    let evaluated = |tally: &Tally| println!("evaluated {}", tally.line());
     if args.deliver {
-        let deliverer = Deliverer::from_config(&loaded.config)
-            .map_err(|e| CliError::Usage(format!("{e:#}")))?;
-        let summary = deliverer.deliver_due(&mut store, Utc::now())?;
-        super::deliver_cmd::print_summary(&deliverer, &summary);
+        super::deliver_cmd::evaluate_and_deliver(&mut store, &loaded, false, evaluated)?;
+    } else {
+        evaluated(&super::evaluate_reporting(&mut store, &loaded, false)?);
     }
     Ok(ExitCode::SUCCESS)
 }

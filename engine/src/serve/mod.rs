@@ -13,7 +13,7 @@ pub mod reload;
 pub mod signals;
 mod sources;
 mod stages;
-mod wake;
+pub(crate) mod wake;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
