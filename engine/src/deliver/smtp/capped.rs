@@ -224,6 +224,66 @@ mod tests {
         assert_eq!(capped.line, 0);
     }
 
+    /// Write a body and its end through a held stream, let `release` decide, and return what
+    /// the server side received and whether the stream's read of the reply succeeded.
+    async fn held_end(release: bool) -> (Vec<u8>, bool, bool) {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let hold = Hold::new();
+        let mut capped = Capped::new(client, &hold);
+        hold.begin(None);
+        capped.write_all(b"Subject: x\r\n\r\nbody").await.unwrap();
+        capped.flush().await.unwrap();
+        hold.body_written();
+        capped.write_all(b"\r\n.\r\n").await.unwrap();
+        capped.flush().await.unwrap();
+        let mut seen = [0u8; 64];
+        let quiet = Duration::from_millis(30);
+        let early = tokio::time::timeout(quiet, server.read(&mut seen)).await;
+        assert!(early.is_err(), "nothing leaves before the verdict");
+        let mut reply = [0u8; 16];
+        let read = capped.read(&mut reply);
+        tokio::pin!(read);
+        assert!(
+            tokio::time::timeout(quiet, &mut read).await.is_err(),
+            "the read of the reply waits for the verdict"
+        );
+        hold.decide(release);
+        if release {
+            let answer = async {
+                let n = server.read(&mut seen).await.unwrap();
+                server.write_all(b"250 ok\r\n").await.unwrap();
+                n
+            };
+            let (read, n) = tokio::join!(read, answer);
+            return (seen[..n].to_vec(), read.is_ok(), hold.end());
+        }
+        let replied = read.await.is_ok();
+        drop(capped);
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.unwrap();
+        (rest, replied, hold.end())
+    }
+
+    #[test]
+    fn a_held_end_leaves_with_its_body_once_released_and_never_when_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (sent, replied, dot_sent) = runtime.block_on(held_end(true));
+        assert_eq!(
+            sent, b"Subject: x\r\n\r\nbody\r\n.\r\n",
+            "body and end in one write"
+        );
+        assert!(replied && dot_sent);
+        let (sent, replied, dot_sent) = runtime.block_on(held_end(false));
+        assert!(sent.is_empty(), "a refused message sends nothing: {sent:?}");
+        assert!(!replied && !dot_sent);
+    }
+
     #[test]
     fn below_tls_only_the_bytes_between_writes_are_capped() {
         let mut capped = Capped::below_tls((), &Hold::new());
