@@ -376,43 +376,31 @@ fn leased_to_a_dead_process(path: &std::path::Path, sending: bool) {
     .unwrap();
 }
 
-#[test]
-fn rows_held_by_a_dead_process_are_taken_over_at_once() {
+/// Deliver two rows a dead process held (`sending` or not): (sent, interrupted, ambiguous).
+fn taken_over_from_a_dead_process(sending: bool) -> (usize, i64, i64) {
     let (_dir, path, mut store) = store_with(2);
-    leased_to_a_dead_process(&path, true);
+    leased_to_a_dead_process(&path, sending);
     let stub = stub(path.clone(), 1);
     let summary = deliverer(stub, flag(), Duration::from_secs(5))
         .deliver_until_empty(&mut store, Utc::now())
         .unwrap();
-    assert_eq!(summary.sent, 2, "{summary:?}");
-    assert_eq!(
-        count(
-            &path,
-            "SELECT count(*) FROM attempts WHERE outcome = 'interrupted'"
-        ),
-        2
-    );
-    assert_eq!(count(&path, "SELECT sum(ambiguous) FROM outbox"), 2);
+    let interrupted = "SELECT count(*) FROM attempts WHERE outcome = 'interrupted'";
+    (
+        summary.sent,
+        count(&path, interrupted),
+        count(&path, "SELECT sum(ambiguous) FROM outbox"),
+    )
+}
+
+#[test]
+fn rows_held_by_a_dead_process_are_taken_over_at_once() {
+    assert_eq!(taken_over_from_a_dead_process(true), (2, 2, 2));
 }
 
 #[test]
 fn rows_a_dead_process_only_held_are_taken_over_without_a_doubt() {
-    let (_dir, path, mut store) = store_with(2);
-    leased_to_a_dead_process(&path, false);
-    let stub = stub(path.clone(), 1);
-    let summary = deliverer(stub, flag(), Duration::from_secs(5))
-        .deliver_until_empty(&mut store, Utc::now())
-        .unwrap();
-    assert_eq!(summary.sent, 2, "{summary:?}");
-    assert_eq!(
-        count(
-            &path,
-            "SELECT count(*) FROM attempts WHERE outcome = 'interrupted'"
-        ),
-        0,
-        "a row that was held but never being sent cannot have gone out"
-    );
-    assert_eq!(count(&path, "SELECT sum(ambiguous) FROM outbox"), 0);
+    // A row that was held but never being sent cannot have gone out.
+    assert_eq!(taken_over_from_a_dead_process(false), (2, 0, 0));
 }
 
 #[test]
