@@ -209,8 +209,8 @@ impl Session {
         let rcpt = Rcpt::new(job.to.clone(), vec![]);
         if self.pipelining {
             // One write, then the three replies in order (RFC 2920). Any refusal fails the
-            // send before the body, and the session is dropped with the server still waiting
-            // for data, so nothing is delivered.
+            // send before a byte of the body is written, and the session is dropped, so
+            // nothing is delivered.
             let envelope = Pipelined([&mail, &rcpt, &Data]);
             step(Phase::MailFrom, limit, self.conn.command(envelope)).await?;
             step(Phase::RcptTo, limit, self.conn.read_response()).await?;
