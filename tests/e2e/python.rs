@@ -551,17 +551,26 @@ fn a_python_rule_entry_without_lang_python_is_warned_about_with_the_fix() {
     assert!(!stderr(&out).contains(warning), "{}", stderr(&out));
 }
 
+/// The hostile Python rule, built, and `rule run` arguments for one event of `kind`.
+fn hostile_run(kind: &str) -> (Built, Vec<String>) {
+    let hostile = built("tests/rules/python-hostile");
+    let events = hostile.dir.join(format!("{kind}.json"));
+    let event = serde_json::json!({
+        "id": "x-1", "source": "t", "type": kind, "time": "2026-11-23T09:00:00Z", "data": {}
+    });
+    std::fs::write(&events, event.to_string()).unwrap();
+    let args = ["rule", "run", hostile.wasm.to_str().unwrap(), "--event"]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([events.to_str().unwrap().to_owned()])
+        .collect();
+    (hostile, args)
+}
+
 #[test]
 fn a_python_exception_shows_its_traceback_in_rule_run_and_a_bad_setting_is_refused_at_load() {
-    let hostile = built("tests/rules/python-hostile");
-    let events = hostile.dir.join("event.json");
-    std::fs::write(
-        &events,
-        r#"{"id":"x-1","source":"t","type":"test.raise","time":"2026-11-23T09:00:00Z","data":{}}"#,
-    )
-    .unwrap();
-    let wasm = hostile.wasm.to_str().unwrap();
-    let args = ["rule", "run", wasm, "--event", events.to_str().unwrap()];
+    let (hostile, args) = hostile_run("test.raise");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let raised = herald_in(
         &hostile.dir,
         &[&args[..], &["--rule-config", "{misdeed: raise}"]].concat(),
@@ -624,25 +633,11 @@ fn a_missing_python_is_named_with_the_fix() {
 
 #[test]
 fn a_python_rule_sees_no_files_environment_or_sockets() {
-    let hostile = built("tests/rules/python-hostile");
-    let events = hostile.dir.join("escape.json");
-    std::fs::write(
-        &events,
-        r#"{"id":"e-1","source":"t","type":"test.escape","time":"2026-11-23T09:00:00Z","data":{}}"#,
-    )
-    .unwrap();
-    let wasm = hostile.wasm.to_str().unwrap();
+    let (hostile, args) = hostile_run("test.escape");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ran = herald_in(
         &hostile.dir,
-        &[
-            "rule",
-            "run",
-            wasm,
-            "--event",
-            events.to_str().unwrap(),
-            "--rule-config",
-            "{misdeed: escape}",
-        ],
+        &[&args[..], &["--rule-config", "{misdeed: escape}"]].concat(),
     );
     assert_exit(&ran, 0);
     let report = stdout(&ran);
