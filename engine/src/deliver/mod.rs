@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, DkimAlgorithm, DkimSettings, TransportKind};
 use crate::store::relay::{RELAY_RULE, RelayBodies, RelayBody};
+use crate::store::writer::Writer;
 use crate::store::{Attempt, OutboxRow, Outcome, RowState, Store};
 pub use file::FileTransport;
 pub use smtp::{Class, Job, Report, SmtpTransport};
@@ -124,6 +125,9 @@ pub struct Deliverer<T: Transport = Configured> {
     shared: Arc<Shared<T>>,
     runtime: tokio::runtime::Runtime,
     lease: Duration,
+    /// `herald serve`'s one writer, which records outcomes with ingest's commits; none: the
+    /// run's own connection records them.
+    writer: Option<Writer>,
 }
 
 impl Deliverer<Configured> {
@@ -187,6 +191,7 @@ impl<T: Transport> Deliverer<T> {
             }),
             runtime,
             lease,
+            writer: None,
         })
     }
 
@@ -202,6 +207,13 @@ impl<T: Transport> Deliverer<T> {
     /// [`Deliverer::close_idle`] closes them.
     pub fn keep_sessions(mut self, keep_for: Duration) -> Deliverer<T> {
         self.shared_mut().idle.set_keep_for(Some(keep_for));
+        self
+    }
+
+    /// Record outcomes through `writer` (in the same commits as what it journals), not through
+    /// the store each run is given.
+    pub fn record_through(mut self, writer: Writer) -> Deliverer<T> {
+        self.writer = Some(writer);
         self
     }
 
@@ -245,7 +257,11 @@ impl<T: Transport> Deliverer<T> {
         let (requests, inbox) = mpsc::unbounded_channel();
         let lease = self.lease;
         std::thread::scope(|scope| {
-            let recorder = scope.spawn(move || recorder::run(store, inbox, lease, now));
+            let ledger = match &self.writer {
+                Some(writer) => recorder::Ledger::Writer(writer),
+                None => recorder::Ledger::Store(store),
+            };
+            let recorder = scope.spawn(move || recorder::run(ledger, inbox, lease, now));
             self.runtime
                 .block_on(workers::run(self.shared.clone(), requests));
             let (summary, stored) = recorder

@@ -21,7 +21,29 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Summary;
-use crate::store::{Attempt, Held, OutboxRow, Round, Store};
+use crate::store::writer::Writer;
+use crate::store::{Attempt, Claimed, Held, OutboxRow, Round, Store};
+
+/// Where the recorder commits: the run's own connection, or `herald serve`'s one writer,
+/// which commits the round together with whatever ingest is journaling (one fsync for both).
+pub enum Ledger<'a> {
+    Store(&'a mut Store),
+    Writer(&'a Writer),
+}
+
+impl Ledger<'_> {
+    fn commit(
+        &mut self,
+        round: &Round<'_>,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Claimed> {
+        match self {
+            Ledger::Store(store) => Ok(store.record_and_claim(round, now, lease)?),
+            Ledger::Writer(writer) => Ok(writer.record(round, now, lease)?),
+        }
+    }
+}
 
 /// What a session asks of the recorder.
 pub struct Request {
@@ -48,7 +70,7 @@ pub enum Reply {
 /// Serve requests until every session has hung up. Returns what was recorded and the
 /// first store error, if any (after one, every request is answered `Failed`).
 pub fn run(
-    store: &mut Store,
+    mut ledger: Ledger<'_>,
     mut requests: mpsc::UnboundedReceiver<Request>,
     lease: Duration,
     start: DateTime<Utc>,
@@ -83,7 +105,7 @@ pub fn run(
         };
         // Lease from the real clock, so a long run never hands out leases that have expired.
         let now = Utc::now().max(start);
-        match store.record_and_claim(&round, now, lease) {
+        match ledger.commit(&round, now, lease) {
             Ok(claimed) => {
                 drained |= claimed.rows.len() < wanted;
                 for attempt in &attempts {
@@ -102,7 +124,7 @@ pub fn run(
             }
         }
     }
-    (summary, failed.map_or(Ok(()), |err| Err(err.into())))
+    (summary, failed.map_or(Ok(()), Err))
 }
 
 /// Hand each session the rows it wanted, in order, while they last.

@@ -1,7 +1,8 @@
 //! `herald serve`: one process that wires the HTTP source, the group-commit writer, evaluation and delivery.
 //!
-//! Threads: the store writer (ingest, group commit), evaluation (wasm rules, never a
-//! tokio worker), delivery (the `Deliverer` with its recorder), and a tokio runtime
+//! Threads: the store writer (ingest and delivery outcomes, group commit), evaluation
+//! (wasm rules, never a tokio worker), delivery (the `Deliverer`, whose recorder commits
+//! through the writer), and a tokio runtime
 //! for the HTTP API. SIGTERM or SIGINT stops accepting, lets requests, evaluations
 //! and SMTP sessions in flight finish within `serve.shutdown_grace`, and leaves the
 //! rest queued in the store.
@@ -117,7 +118,8 @@ pub fn run(
                 (open(config)?, bells.clone(), config.delivery.poll_interval);
             let deliverer = deliverer
                 .with_stop(shutdown::global(), config.serve.shutdown_grace)
-                .keep_sessions(KEEP_SESSIONS);
+                .keep_sessions(KEEP_SESSIONS)
+                .record_through(writer.clone());
             move || stages::deliver(store, deliverer, poll, bells)
         })?);
     }

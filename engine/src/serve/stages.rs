@@ -3,7 +3,7 @@
 //! Evaluation runs the wasm rules, which must never run on a tokio worker (the WASI
 //! sync shim would panic there), so it has a plain thread, woken when ingest
 //! journals events. Delivery reuses the `Deliverer` (sessions on its own tokio
-//! runtime, outcomes committed by its recorder thread), woken when evaluation
+//! runtime, outcomes committed by the store writer with ingest), woken when evaluation
 //! commits outbox rows, and looking again every `delivery.poll_interval` for rows
 //! that became due (retries) or were released by another worker.
 

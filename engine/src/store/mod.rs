@@ -122,16 +122,25 @@ impl Store {
         settled: &[bool],
         now: DateTime<Utc>,
     ) -> Result<Vec<Ingested>> {
+        let events: Vec<&Event> = events.into_iter().collect();
+        self.immediate("cannot commit the journal", |tx| {
+            relay::journal(tx, &events, settled, &[], now)
+        })
+    }
+
+    /// Run `work` in one write transaction and commit it (durable when this returns); `what`
+    /// says which commit failed. Nothing of `work` is stored when it fails.
+    pub(crate) fn immediate<T>(
+        &mut self,
+        what: &str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut results = Vec::new();
-        for (index, ev) in events.into_iter().enumerate() {
-            let settled = settled.get(index).copied().unwrap_or(false);
-            results.push(ingest_one(&tx, ev, settled, now)?);
-        }
-        tx.commit().during(|| "cannot commit the journal".into())?;
-        Ok(results)
+        let done = work(&tx)?;
+        tx.commit().during(|| what.to_owned())?;
+        Ok(done)
     }
 
     /// Events journaled but not evaluated yet, oldest first.

@@ -204,36 +204,8 @@ impl Store {
         lease: Duration,
         sending_at_once: bool,
     ) -> Result<Claimed> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for attempt in round.attempts {
-            record(&tx, attempt)?;
-        }
-        let mut lost = Vec::new();
-        for held in round.sending {
-            if !mark_sending(&tx, held)? {
-                lost.push(held.id);
-            }
-        }
-        for held in round.released {
-            release(&tx, held)?;
-        }
-        let mut unreadable = Vec::new();
-        let rows = match round.claims {
-            0 => Vec::new(),
-            _ => claim(&tx, now, lease, round.claims, &mut unreadable)?,
-        };
-        if sending_at_once {
-            for row in &rows {
-                mark_sending(&tx, &Held::of(row))?;
-            }
-        }
-        tx.commit()?;
-        Ok(Claimed {
-            rows,
-            lost,
-            unreadable,
+        self.immediate("cannot commit the delivery outcomes", |tx| {
+            record_round(tx, round, now, lease, sending_at_once)
         })
     }
 
@@ -419,6 +391,45 @@ fn release(tx: &Transaction<'_>, held: &Held) -> Result<()> {
     )?
     .execute(params![held.id, held.lease])?;
     Ok(())
+}
+
+/// One recorder round inside `tx`: the outcomes, the rows now being sent (those whose lease
+/// was lost are named in `lost`), the rows given back, then the new leases (marked as being
+/// sent at once when `sending_at_once`).
+pub(super) fn record_round(
+    tx: &Transaction<'_>,
+    round: &Round<'_>,
+    now: DateTime<Utc>,
+    lease: Duration,
+    sending_at_once: bool,
+) -> Result<Claimed> {
+    for attempt in round.attempts {
+        record(tx, attempt)?;
+    }
+    let mut lost = Vec::new();
+    for held in round.sending {
+        if !mark_sending(tx, held)? {
+            lost.push(held.id);
+        }
+    }
+    for held in round.released {
+        release(tx, held)?;
+    }
+    let mut unreadable = Vec::new();
+    let rows = match round.claims {
+        0 => Vec::new(),
+        _ => claim(tx, now, lease, round.claims, &mut unreadable)?,
+    };
+    if sending_at_once {
+        for row in &rows {
+            mark_sending(tx, &Held::of(row))?;
+        }
+    }
+    Ok(Claimed {
+        rows,
+        lost,
+        unreadable,
+    })
 }
 
 /// Lease up to `limit` due rows to this process, after ending the leases of dead owners.

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
-use super::error::During;
 use super::{Ingested, Result, Store, StoreError, connect, ingest_one};
 use crate::event::Event;
 use crate::mail::{Mail, MailKey};
@@ -67,26 +66,10 @@ impl Store {
         mails: &[(usize, &Inbound)],
         now: DateTime<Utc>,
     ) -> Result<Vec<Ingested>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut results = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let settled = settled.get(index).copied().unwrap_or(false);
-            results.push(ingest_one(&tx, event, settled, now)?);
-        }
-        for &(index, mail) in mails {
-            let (Some(event), Some(result)) = (events.get(index), results.get(index)) else {
-                continue;
-            };
-            let seq = match *result {
-                Ingested::New(seq) | Ingested::Duplicate(seq) => seq,
-            };
-            insert_mail(&tx, seq, event, mail, now)?;
-        }
-        tx.commit()
-            .during(|| "cannot commit the received mail".into())?;
-        Ok(results)
+        let events: Vec<&Event> = events.iter().collect();
+        self.immediate("cannot commit the received mail", |tx| {
+            journal(tx, &events, settled, mails, now)
+        })
     }
 
     /// Purge the bodies of received mail whose event is evaluated and whose outbox rows are
@@ -149,6 +132,32 @@ impl Store {
             )
             .map_err(Into::into)
     }
+}
+
+/// Journal `events` (each pending, or evaluated already when its `settled` entry is true) and
+/// each received mail of `mails` with the event it came from, inside `tx`.
+pub(super) fn journal(
+    tx: &Transaction<'_>,
+    events: &[&Event],
+    settled: &[bool],
+    mails: &[(usize, &Inbound)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Ingested>> {
+    let mut results = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let settled = settled.get(index).copied().unwrap_or(false);
+        results.push(ingest_one(tx, event, settled, now)?);
+    }
+    for &(index, mail) in mails {
+        let (Some(event), Some(result)) = (events.get(index), results.get(index)) else {
+            continue;
+        };
+        let seq = match *result {
+            Ingested::New(seq) | Ingested::Duplicate(seq) => seq,
+        };
+        insert_mail(tx, seq, event, mail, now)?;
+    }
+    Ok(results)
 }
 
 /// Insert a received message and its relay rows; false for a retransmission.
