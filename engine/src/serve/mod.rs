@@ -2,10 +2,9 @@
 //!
 //! Threads: the store writer (ingest and delivery outcomes, group commit), evaluation
 //! (wasm rules, never a tokio worker), delivery (the `Deliverer`, whose recorder commits
-//! through the writer), and a tokio runtime
-//! for the HTTP API. SIGTERM or SIGINT stops accepting, lets requests, evaluations
-//! and SMTP sessions in flight finish within `serve.shutdown_grace`, and leaves the
-//! rest queued in the store.
+//! through the writer), and a tokio runtime for the HTTP API. SIGTERM or SIGINT stops
+//! accepting, lets requests, evaluations and SMTP sessions in flight finish within
+//! `serve.shutdown_grace`, and leaves the rest queued in the store.
 
 pub mod admin;
 mod api;
