@@ -23,11 +23,11 @@ impl Checker<'_> {
             USERS,
             "id",
             users,
-            |user| user.id.to_string(),
+            |user| user.id,
             "give each user their own OMERO id",
         )?;
         let fix = "OMERO names are unique: remove or rename one of the two users";
-        self.unique(USERS, "name", users, |user| user.name.clone(), fix)
+        self.unique(USERS, "name", users, |user| user.name.as_str(), fix)
     }
 
     pub(super) fn groups(&self, groups: &[Group]) -> Result<(), DirectoryError> {
@@ -36,11 +36,11 @@ impl Checker<'_> {
             GROUPS,
             "id",
             groups,
-            |group| group.id.to_string(),
+            |group| group.id,
             "give each group its own OMERO id",
         )?;
         let fix = "OMERO group names are unique: remove or rename one of the two groups";
-        self.unique(GROUPS, "name", groups, |group| group.name.clone(), fix)
+        self.unique(GROUPS, "name", groups, |group| group.name.as_str(), fix)
     }
 
     /// No entry has an empty name.
@@ -58,13 +58,13 @@ impl Checker<'_> {
         Err(self.error(&path, message, directory_hint("name").unwrap_or_default()))
     }
 
-    /// No two entries share `key`.
-    fn unique<T>(
+    /// No two entries share `key` (its `value`, borrowed from the entry: no copy per entry).
+    fn unique<'t, T, K: Eq + Hash + std::fmt::Display>(
         &self,
         kind: Kind,
         key: &'static str,
-        items: &[T],
-        value: impl Fn(&T) -> String,
+        items: &'t [T],
+        value: impl Fn(&'t T) -> K,
         fix: &str,
     ) -> Result<(), DirectoryError> {
         let Some((first, second)) = first_duplicate(items, &value) else {
@@ -202,7 +202,10 @@ impl Checker<'_> {
 }
 
 /// The indexes of the first two items with the same key.
-fn first_duplicate<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> Option<(usize, usize)> {
+fn first_duplicate<'t, T, K: Eq + Hash>(
+    items: &'t [T],
+    key: impl Fn(&'t T) -> K,
+) -> Option<(usize, usize)> {
     let mut seen = HashMap::new();
     let mut indexed = items.iter().enumerate();
     indexed.find_map(|(i, item)| seen.insert(key(item), i).map(|first| (first, i)))

@@ -3,11 +3,12 @@
 mod checks;
 pub mod omero_db;
 mod raw;
+mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde::Serialize;
@@ -94,10 +95,12 @@ pub struct Directory {
     roles: Roles,
     users: Vec<User>,
     groups: Vec<Group>,
-    user_ids: HashMap<i64, usize>,
-    user_names: HashMap<String, usize>,
-    group_ids: HashMap<i64, usize>,
-    group_names: HashMap<String, usize>,
+    /// Indexes into `users` and `groups`, sorted by id and by name (4 bytes an entry, where a
+    /// hash map would copy each name).
+    user_ids: Sorted,
+    user_names: Sorted,
+    group_ids: Sorted,
+    group_names: Sorted,
     /// (user id, group index) for every membership, sorted: a user's groups are one run.
     memberships: Vec<(i64, u32)>,
 }
@@ -117,9 +120,26 @@ impl Default for Directory {
 impl Directory {
     /// Read and validate the directory file at `path`.
     pub fn load(path: &Path) -> Result<Directory, DirectoryError> {
-        let text = crate::config::read_yaml(path, "directory", READ_FIX)?;
-        let directory = Self::parse(&text, path);
-        drop(text);
+        Self::load_in_chunks(path, stream::CHUNK)
+    }
+
+    /// [`Directory::load`], reading a file in the usual shape `chunk` list entries at a time.
+    fn load_in_chunks(path: &Path, chunk: usize) -> Result<Directory, DirectoryError> {
+        let streamed = stream::entries(path, chunk).and_then(|(users, groups)| {
+            // No text: a check that fails is explained by the whole-file parse below.
+            let source = Source {
+                text: "",
+                file: path,
+            };
+            Self::checked(users, groups, source).ok()
+        });
+        let directory = match streamed {
+            Some(directory) => Ok(directory),
+            None => {
+                let text = crate::config::read_yaml(path, "directory", READ_FIX)?;
+                Self::parse(&text, path)
+            }
+        };
         return_freed_memory();
         directory
     }
@@ -128,7 +148,16 @@ impl Directory {
     pub fn parse(text: &str, origin: &Path) -> Result<Directory, DirectoryError> {
         let raw: RawDirectory = parse_yaml(text, origin, directory_hint)?;
         let (users, groups) = raw.entries();
-        let check = Checker(Source { text, file: origin });
+        Self::checked(users, groups, Source { text, file: origin })
+    }
+
+    /// Validate the entries as `source` wrote them, then index them with the built-ins.
+    fn checked(
+        users: Vec<User>,
+        groups: Vec<Group>,
+        source: Source<'_>,
+    ) -> Result<Directory, DirectoryError> {
+        let check = Checker(source);
         check.users(&users)?;
         check.groups(&groups)?;
         check.builtin_names(&users, &groups)?;
@@ -145,22 +174,24 @@ impl Directory {
 
     /// The user with OMERO id `id`.
     pub fn user_by_id(&self, id: i64) -> Option<&User> {
-        self.user_ids.get(&id).map(|&index| &self.users[index])
+        self.user_ids.find(&self.users, |user| user.id.cmp(&id))
     }
 
     /// The user with OMERO name `name`.
     pub fn user_by_name(&self, name: &str) -> Option<&User> {
-        self.user_names.get(name).map(|&index| &self.users[index])
+        self.user_names
+            .find(&self.users, |user| user.name.as_str().cmp(name))
     }
 
     /// The group with OMERO id `id`.
     pub fn group_by_id(&self, id: i64) -> Option<&Group> {
-        self.group_ids.get(&id).map(|&index| &self.groups[index])
+        self.group_ids.find(&self.groups, |group| group.id.cmp(&id))
     }
 
     /// The group called `name`.
     pub fn group_by_name(&self, name: &str) -> Option<&Group> {
-        self.group_names.get(name).map(|&index| &self.groups[index])
+        self.group_names
+            .find(&self.groups, |group| group.name.as_str().cmp(name))
     }
 
     /// The members of the group called `group`, in member order, each with whether they own it;
@@ -250,10 +281,10 @@ impl Directory {
     fn indexed(roles: Roles, users: Vec<User>, groups: Vec<Group>) -> Directory {
         Directory {
             roles,
-            user_ids: index(&users, |user| user.id),
-            user_names: index(&users, |user| user.name.clone()),
-            group_ids: index(&groups, |group| group.id),
-            group_names: index(&groups, |group| group.name.clone()),
+            user_ids: Sorted::by(&users, |a, b| a.id.cmp(&b.id)),
+            user_names: Sorted::by(&users, |a, b| a.name.cmp(&b.name)),
+            group_ids: Sorted::by(&groups, |a, b| a.id.cmp(&b.id)),
+            group_names: Sorted::by(&groups, |a, b| a.name.cmp(&b.name)),
             memberships: memberships(&groups),
             users,
             groups,
@@ -271,13 +302,14 @@ fn return_freed_memory() {
     }
 }
 
-/// `builtins` whose id is missing from `entries`, then `entries`.
-fn with_builtins<T>(builtins: Vec<T>, entries: Vec<T>, id: impl Fn(&T) -> i64) -> Vec<T> {
-    let present: HashSet<i64> = entries.iter().map(&id).collect();
-    let missing = builtins
+/// `builtins` whose id is missing from `entries`, then `entries` (moved in place, not copied).
+fn with_builtins<T>(builtins: Vec<T>, mut entries: Vec<T>, id: impl Fn(&T) -> i64) -> Vec<T> {
+    let missing: Vec<T> = builtins
         .into_iter()
-        .filter(|builtin| !present.contains(&id(builtin)));
-    missing.chain(entries).collect()
+        .filter(|builtin| entries.iter().all(|entry| id(entry) != id(builtin)))
+        .collect();
+    entries.splice(0..0, missing);
+    entries
 }
 /// Every (user id, group index) membership once, sorted by user, then by group (file order).
 fn memberships(groups: &[Group]) -> Vec<(i64, u32)> {
@@ -292,12 +324,26 @@ fn memberships(groups: &[Group]) -> Vec<(i64, u32)> {
     pairs
 }
 
-fn index<T, K: Eq + Hash>(items: &[T], key: impl Fn(&T) -> K) -> HashMap<K, usize> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| (key(item), i))
-        .collect()
+/// Positions of a slice's items in key order, searched by binary search. Keys are unique (the
+/// checks and OMERO's constraints see to it).
+#[derive(Clone, Debug)]
+struct Sorted(Vec<u32>);
+
+impl Sorted {
+    fn by<T>(items: &[T], order: impl Fn(&T, &T) -> Ordering) -> Sorted {
+        let mut positions: Vec<u32> = (0..items.len() as u32).collect();
+        positions.sort_unstable_by(|&a, &b| order(&items[a as usize], &items[b as usize]));
+        Sorted(positions)
+    }
+
+    /// The item for which `probe` (the item's key against the key sought) is `Equal`.
+    fn find<'a, T>(&self, items: &'a [T], probe: impl Fn(&T) -> Ordering) -> Option<&'a T> {
+        let found = self
+            .0
+            .binary_search_by(|&at| probe(&items[at as usize]))
+            .ok()?;
+        items.get(self.0[found] as usize)
+    }
 }
 
 /// OMERO's built-in users.

@@ -65,6 +65,18 @@ impl From<RawGroup> for Group {
     }
 }
 
+/// A run of user entries (a YAML list), or `None` if it does not parse.
+pub(super) fn parse_users(text: &str) -> Option<Vec<User>> {
+    let raw: Vec<RawUser> = serde_yaml::from_str(text).ok()?;
+    Some(raw.into_iter().map(User::from).collect())
+}
+
+/// A run of group entries (a YAML list), or `None` if it does not parse.
+pub(super) fn parse_groups(text: &str) -> Option<Vec<Group>> {
+    let raw: Vec<RawGroup> = serde_yaml::from_str(text).ok()?;
+    Some(raw.into_iter().map(Group::from).collect())
+}
+
 /// The fix hint for a directory key, by its name.
 pub(super) fn directory_hint(key: &str) -> Option<String> {
     let hint = match key {

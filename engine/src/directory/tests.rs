@@ -291,3 +291,139 @@ fn load_reads_the_file_and_explains_a_missing_one() {
     );
     assert!(text.contains("\n  fix: create it"), "{text}");
 }
+
+/// `text` loaded from a file `chunk` entries at a time, and whether it was streamed.
+fn load_chunked(text: &str, chunk: usize) -> (Result<Directory, String>, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("directory.yaml");
+    std::fs::write(&file, text).unwrap();
+    let streamed = stream::entries(&file, chunk).is_some();
+    let loaded = Directory::load_in_chunks(&file, chunk).map_err(|err| err.to_string());
+    (loaded, streamed)
+}
+
+/// The whole-text parse, as `load_chunked` names the file.
+fn parse_whole(text: &str) -> Result<Directory, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("directory.yaml");
+    Directory::parse(text, &file)
+        .map_err(|err| err.to_string())
+        .map_err(|err| err.replace(&dir.path().display().to_string(), "DIR"))
+}
+
+fn same(a: &Result<Directory, String>, b: &Result<Directory, String>) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => a.users() == b.users() && a.groups() == b.groups(),
+        (Err(a), Err(b)) => {
+            // The two messages name different temporary directories.
+            let tail = |s: &str| s.split_once("directory.yaml").map(|(_, t)| t.to_owned());
+            tail(a) == tail(b)
+        }
+        _ => false,
+    }
+}
+
+/// Block and quoted scalars, comments, blank lines, and a list written at column 0.
+const UNUSUAL: &str = "\
+# The facility's users.
+
+users:
+- id: 2
+  name: alice
+  first_name: |
+    Alice
+    - not an entry
+
+  last_name: \"Lid
+    - dell\"
+# between entries
+- {id: 3, name: bob, email: bob@example.org}
+-   id: 4
+    name: carol
+groups:
+  - {id: 3, name: lab, members: [2, 3, 4], owners: [2]}
+  # the last group
+  - id: 4
+    name: \"- dashed\"
+    members:
+      - 3
+";
+
+#[test]
+fn a_file_read_in_chunks_gives_the_entries_of_the_whole_parse() {
+    let mut generated = String::from("users:\n");
+    for id in 2..40 {
+        generated.push_str(&format!(
+            "  - {{id: {id}, name: u{id}, email: u{id}@example.org}}\n"
+        ));
+    }
+    generated.push_str("groups:\n  - {id: 3, name: lab, members: [2, 39]}\n");
+    for text in [EXAMPLE, UNUSUAL, generated.as_str()] {
+        for chunk in [1, 2, 7, 512] {
+            let (loaded, streamed) = load_chunked(text, chunk);
+            assert!(streamed, "chunk {chunk}: not streamed:\n{text}");
+            let whole = parse_whole(text);
+            assert!(
+                whole.is_ok() && same(&loaded, &whole),
+                "chunk {chunk}:\n{text}"
+            );
+        }
+    }
+    let (loaded, _) = load_chunked(UNUSUAL, 1);
+    let dir = loaded.unwrap();
+    let alice = dir.user_by_id(2).unwrap();
+    assert_eq!(alice.first_name.as_deref(), Some("Alice\n- not an entry\n"));
+    assert_eq!(alice.last_name.as_deref(), Some("Lid - dell"));
+    assert_eq!(dir.group_by_id(4).unwrap().name, "- dashed");
+}
+
+#[test]
+fn a_file_the_chunks_cannot_take_is_parsed_whole_with_the_same_result_or_error() {
+    // (text, whether the chunks take it: then only a check fails, which the whole parse explains)
+    let cases = [
+        // Not in the usual shape: read whole.
+        ("---\nusers:\n  - {id: 2, name: a}\n", false),
+        ("users: [{id: 2, name: a}]\n", false),
+        (
+            "users:\n  - {id: 2, name: a}\nusers:\n  - {id: 3, name: b}\n",
+            false,
+        ),
+        ("users:\n  - {id: 2, name: a}\nextra: 1\n", false),
+        ("users:\n\t- {id: 2, name: a}\n", false),
+        ("users:\n  name: a\n", false),
+        ("  users:\n  - {id: 2, name: a}\n", false),
+        // In the shape, but a run does not parse alone: read whole.
+        (
+            "users:\n  - {id: 2, name: &n a}\n  - {id: 3, name: b, last_name: *n}\n",
+            false,
+        ),
+        (
+            "users:\n  - {id: 2, name: \"a\n  - b\"}\n  - {id: 3, name: c}\n",
+            false,
+        ),
+        ("users:\n  - {id: 2, name: a, nick: x}\n", false),
+        // A check fails: explained by the whole parse.
+        ("users:\n  - {id: 2, name: a}\n  - {id: 2, name: b}\n", true),
+        (
+            "users:\n  - {id: 2, name: a}\ngroups:\n  - {id: 3, name: lab, members: [9]}\n",
+            true,
+        ),
+    ];
+    for (text, streams) in cases {
+        let (loaded, streamed) = load_chunked(text, 1);
+        let whole = parse_whole(text);
+        assert!(same(&loaded, &whole), "{text}\n{loaded:?}\n{whole:?}");
+        assert_eq!(streamed, streams, "{text}");
+    }
+    let (aliased, _) = load_chunked(cases[7].0, 1);
+    assert_eq!(
+        aliased.unwrap().user_by_id(3).unwrap().last_name.as_deref(),
+        Some("a")
+    );
+    let (dup, _) = load_chunked(cases[10].0, 1);
+    let dup = dup.unwrap_err();
+    assert!(
+        dup.contains("directory.yaml:3:10: users[1].id"),
+        "names the line: {dup}"
+    );
+}
