@@ -14,6 +14,7 @@ pub mod event;
 pub(crate) mod ingest;
 pub mod mail;
 pub mod manage;
+pub(crate) mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod serve;

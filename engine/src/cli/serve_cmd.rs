@@ -17,6 +17,8 @@ pub fn run(ctx: &Context, _args: Args) -> Outcome {
     let process = crate::serve::Process::new().map_err(CliError::Runtime)?;
     tracing::debug!("signals caught; loading the config, directory and rules");
     let loaded = load(ctx)?;
+    // What compiling the rules used is free now; a service should not keep it resident.
+    crate::memory::return_freed();
     let tokens =
         Tokens::load(&loaded.config.http.tokens).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let deliverer = match Deliverer::from_config(&loaded.config) {

@@ -140,7 +140,7 @@ impl Directory {
                 Self::parse(&text, path)
             }
         };
-        return_freed_memory();
+        crate::memory::return_freed();
         directory
     }
 
@@ -278,7 +278,9 @@ impl Directory {
         Directory::indexed(Roles::default(), users, groups)
     }
 
-    fn indexed(roles: Roles, users: Vec<User>, groups: Vec<Group>) -> Directory {
+    fn indexed(roles: Roles, mut users: Vec<User>, mut groups: Vec<Group>) -> Directory {
+        users.shrink_to_fit();
+        groups.shrink_to_fit();
         Directory {
             roles,
             user_ids: Sorted::by(&users, |a, b| a.id.cmp(&b.id)),
@@ -289,16 +291,6 @@ impl Directory {
             users,
             groups,
         }
-    }
-}
-
-/// Give the heap pages that parsing freed back to the kernel: the YAML parser's transient
-/// copies of a large directory are several times its loaded size, and glibc keeps them.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap memory; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
