@@ -101,6 +101,8 @@ pub struct Directory {
     user_names: Sorted,
     group_ids: Sorted,
     group_names: Sorted,
+    /// For each group, the positions in `users` of its members that are users, in member order.
+    member_positions: Vec<Vec<u32>>,
     /// (user id, group index) for every membership, sorted: a user's groups are one run.
     memberships: Vec<(i64, u32)>,
 }
@@ -197,8 +199,10 @@ impl Directory {
     /// The members of the group called `group`, in member order, each with whether they own it;
     /// empty for an unknown group.
     pub fn members(&self, group: &str) -> Vec<(&User, bool)> {
-        self.group_by_name(group)
-            .map_or_else(Vec::new, |group| self.members_of(group))
+        let found = self
+            .group_names
+            .position(&self.groups, |g| g.name.as_str().cmp(group));
+        found.map_or_else(Vec::new, |index| self.members_at(index))
     }
 
     /// The groups `user_id` is a member of, in file order.
@@ -250,20 +254,23 @@ impl Directory {
         &self.groups
     }
 
-    fn members_of<'a>(&'a self, group: &Group) -> Vec<(&'a User, bool)> {
+    /// The members of the group at `index` that are users, in member order, each with
+    /// whether they own it.
+    fn members_at(&self, index: usize) -> Vec<(&User, bool)> {
+        let group = &self.groups[index];
         let owners: HashSet<i64> = group.owners.iter().copied().collect();
-        group
-            .members
+        self.member_positions[index]
             .iter()
-            .filter_map(|&id| self.user_by_id(id))
+            .map(|&at| &self.users[at as usize])
             .map(|user| (user, owners.contains(&user.id)))
             .collect()
     }
 
     fn users_in(&self, group_id: i64) -> Vec<&User> {
-        let members = self
-            .group_by_id(group_id)
-            .map(|group| self.members_of(group));
+        let found = self
+            .group_ids
+            .position(&self.groups, |g| g.id.cmp(&group_id));
+        let members = found.map(|index| self.members_at(index));
         members
             .unwrap_or_default()
             .into_iter()
@@ -281,9 +288,23 @@ impl Directory {
     fn indexed(roles: Roles, mut users: Vec<User>, mut groups: Vec<Group>) -> Directory {
         users.shrink_to_fit();
         groups.shrink_to_fit();
+        let user_ids = Sorted::by(&users, |a, b| a.id.cmp(&b.id));
+        let member_positions = groups
+            .iter()
+            .map(|group| {
+                let at = |&id: &i64| user_ids.position(&users, |user| user.id.cmp(&id));
+                group
+                    .members
+                    .iter()
+                    .filter_map(at)
+                    .map(|at| at as u32)
+                    .collect()
+            })
+            .collect();
         Directory {
             roles,
-            user_ids: Sorted::by(&users, |a, b| a.id.cmp(&b.id)),
+            member_positions,
+            user_ids,
             user_names: Sorted::by(&users, |a, b| a.name.cmp(&b.name)),
             group_ids: Sorted::by(&groups, |a, b| a.id.cmp(&b.id)),
             group_names: Sorted::by(&groups, |a, b| a.name.cmp(&b.name)),
@@ -330,11 +351,16 @@ impl Sorted {
 
     /// The item for which `probe` (the item's key against the key sought) is `Equal`.
     fn find<'a, T>(&self, items: &'a [T], probe: impl Fn(&T) -> Ordering) -> Option<&'a T> {
+        items.get(self.position(items, probe)?)
+    }
+
+    /// The position in `items` of the item [`Sorted::find`] finds.
+    fn position<T>(&self, items: &[T], probe: impl Fn(&T) -> Ordering) -> Option<usize> {
         let found = self
             .0
             .binary_search_by(|&at| probe(&items[at as usize]))
             .ok()?;
-        items.get(self.0[found] as usize)
+        Some(self.0[found] as usize)
     }
 }
 
