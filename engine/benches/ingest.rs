@@ -12,7 +12,7 @@ use herald::directory::Directory;
 use herald::evaluate::Evaluator;
 use herald::event::{self, Event};
 use herald::pipeline;
-use herald::store::{Checkpointer, Store};
+use herald::store::Store;
 
 const EVENTS: usize = 2000;
 const BATCH: usize = 100;
@@ -35,10 +35,7 @@ fn main() {
     let config = Config::load(&root.join("etc/herald.yaml"), Some(dir.path())).unwrap();
     let directory = Arc::new(Directory::load(&config.directory.path).unwrap());
     let evaluator = Evaluator::new(&config, directory).unwrap();
-    let latency_db = dir.path().join("latency.db");
-    // As in `herald serve`: the WAL is checkpointed on a thread of its own.
-    let _checkpointer = Checkpointer::start(Store::open(&latency_db).unwrap()).unwrap();
-    let mut store = Store::open(&latency_db).unwrap();
+    let mut store = Store::open(&dir.path().join("latency.db")).unwrap();
     let (mut received, mut accepted): (Vec<_>, Vec<_>) =
         event_to_outbox(&mut store, &evaluator, config.sandbox.quarantine_after)
             .into_iter()

@@ -31,8 +31,8 @@ use crate::sources::Feed;
 use crate::sources::http::auth::Tokens;
 use crate::sources::http::{self, Ingest};
 use crate::sources::readiness::Readiness;
+use crate::store::Store;
 use crate::store::writer::Writer;
-use crate::store::{Checkpointer, Store};
 use api::Api;
 use live::{Live, RuleSet};
 use reload::{Loader, Reloader};
@@ -70,9 +70,6 @@ pub fn run(
     loader: Loader,
 ) -> anyhow::Result<()> {
     let Process { runtime, signals } = process;
-    // First, so that every connection below checkpoints through it; stopped last.
-    let _checkpointer =
-        Checkpointer::start(open(config)?).context("cannot start the WAL checkpointer")?;
     let tls = config
         .http
         .tls

@@ -66,13 +66,6 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// A thread of the store's own could not start.
-    #[error("cannot start the {name} thread: {source}")]
-    Thread {
-        name: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
     /// A value out of range for the store (a lease too long to add to the clock).
     #[error("{0}")]
     OutOfRange(String),

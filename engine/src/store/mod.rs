@@ -1,6 +1,5 @@
 //! Store: the SQLite journal of events, the outbox, rule runs and the rules' key-value data.
 
-mod checkpoint;
 mod error;
 mod export;
 mod happening;
@@ -13,7 +12,6 @@ mod schedule;
 mod schema;
 pub mod writer;
 
-pub use checkpoint::Checkpointer;
 pub use error::{Refusal, Result, StoreError};
 pub use health::{Quarantined, RuleHealth};
 pub use omero::SourceState;
@@ -409,7 +407,6 @@ fn connect(path: &Path) -> Result<Connection> {
     // Freed content is overwritten, so a purged mail body leaves no copy in free pages.
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_handler(Some(wait_for_the_writer))?;
-    checkpoint::configure(&mut conn, path)?;
     // One plan per statement whatever its parameters: otherwise a new `LIMIT ?` value
     // re-prepares the cached statement (the delivery recorder's claim did on most commits).
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
