@@ -1,5 +1,6 @@
 //! Store tests: journaling, idempotent queueing, kv, migrations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -233,6 +234,10 @@ fn kv_writes_commit_with_the_evaluation() {
         )
         .unwrap();
     assert_eq!(reader.get("r", "k").unwrap().value, b"v");
+    // The store keeps one reader: a later pass gets the same connection, which sees each commit.
+    let later = store.kv_reader().unwrap();
+    assert!(Arc::ptr_eq(&reader, &later));
+    assert_eq!(later.get("r", "k").unwrap().value, b"v");
 }
 
 #[test]
