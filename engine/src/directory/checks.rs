@@ -18,7 +18,7 @@ const GROUPS: Kind = ("groups", "group");
 
 impl Checker<'_> {
     pub(super) fn users(&self, users: &[User]) -> Result<(), DirectoryError> {
-        self.names(USERS, users, |user| &user.name)?;
+        self.names(USERS, users, |user| user.name())?;
         self.unique(
             USERS,
             "id",
@@ -27,7 +27,7 @@ impl Checker<'_> {
             "give each user their own OMERO id",
         )?;
         let fix = "OMERO names are unique: remove or rename one of the two users";
-        self.unique(USERS, "name", users, |user| user.name.as_str(), fix)
+        self.unique(USERS, "name", users, |user| user.name(), fix)
     }
 
     pub(super) fn groups(&self, groups: &[Group]) -> Result<(), DirectoryError> {
@@ -86,7 +86,7 @@ impl Checker<'_> {
         users: &[User],
         groups: &[Group],
     ) -> Result<(), DirectoryError> {
-        self.builtin_names_in(USERS, &builtin_users(), users, |u| (u.id, &u.name))?;
+        self.builtin_names_in(USERS, &builtin_users(), users, |u| (u.id, u.name()))?;
         self.builtin_names_in(GROUPS, &builtin_groups(), groups, |g| (g.id, &g.name))
     }
 
@@ -96,7 +96,7 @@ impl Checker<'_> {
         kind: Kind,
         builtins: &[T],
         items: &[T],
-        key: fn(&T) -> (i64, &String),
+        key: fn(&T) -> (i64, &str),
     ) -> Result<(), DirectoryError> {
         for (id, name) in builtins.iter().map(key) {
             let taken = items

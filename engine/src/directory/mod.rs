@@ -6,6 +6,7 @@ mod raw;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod user;
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use crate::config::{LoadError, Source, parse_yaml};
 use checks::Checker;
 use raw::{RawDirectory, directory_hint};
+pub use user::User;
 
 /// Why the directory file could not be loaded. Its `Display` names the file, line, key path and fix.
 pub type DirectoryError = LoadError;
@@ -34,24 +36,6 @@ const SYSTEM_GROUP: i64 = 0;
 const USER_GROUP: i64 = 1;
 /// OMERO's `guest` group id.
 const GUEST_GROUP: i64 = 2;
-
-/// An OMERO user (experimenter). Serializes to the shared `User` shape of events.md.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct User {
-    /// OMERO's id.
-    pub id: i64,
-    /// The OMERO name (omeName).
-    pub name: String,
-    /// The first name, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
-    /// The last name, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
-    /// The email as written, valid or not; see [`valid_email`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
 
 /// An OMERO group.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -109,7 +93,7 @@ pub struct Directory {
 
 /// The user's email if it is non-empty and parses as an address (trimmed), else `None`.
 pub fn valid_email(user: &User) -> Option<lettre::Address> {
-    user.email.as_deref()?.trim().parse().ok()
+    user.email()?.trim().parse().ok()
 }
 
 impl Default for Directory {
@@ -182,7 +166,7 @@ impl Directory {
     /// The user with OMERO name `name`.
     pub fn user_by_name(&self, name: &str) -> Option<&User> {
         self.user_names
-            .find(&self.users, |user| user.name.as_str().cmp(name))
+            .find(&self.users, |user| user.name().cmp(name))
     }
 
     /// The group with OMERO id `id`.
@@ -305,7 +289,7 @@ impl Directory {
             roles,
             member_positions,
             user_ids,
-            user_names: Sorted::by(&users, |a, b| a.name.cmp(&b.name)),
+            user_names: Sorted::by(&users, |a, b| a.name().cmp(b.name())),
             group_ids: Sorted::by(&groups, |a, b| a.id.cmp(&b.id)),
             group_names: Sorted::by(&groups, |a, b| a.name.cmp(&b.name)),
             memberships: memberships(&groups),
@@ -366,12 +350,8 @@ impl Sorted {
 
 /// OMERO's built-in users.
 fn builtin_users() -> Vec<User> {
-    let user = |id, name: &str, first: &str, last: &str| User {
-        id,
-        name: name.to_owned(),
-        first_name: Some(first.to_owned()),
-        last_name: Some(last.to_owned()),
-        email: None,
+    let user = |id, name: &str, first: &str, last: &str| {
+        User::new(id, name, Some(first), Some(last), None)
     };
     vec![
         user(ROOT, "root", "root", "root"),

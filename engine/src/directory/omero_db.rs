@@ -166,13 +166,13 @@ fn roles_of(row: &Row) -> Result<Roles, tokio_postgres::Error> {
 
 /// The user of one `experimenter` row.
 pub fn user_of(row: &Row) -> Result<User, tokio_postgres::Error> {
-    Ok(User {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        first_name: row.try_get(2)?,
-        last_name: row.try_get(3)?,
-        email: row.try_get(4)?,
-    })
+    Ok(User::new(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    ))
 }
 
 fn group_of(row: &Row) -> Result<Group, tokio_postgres::Error> {
@@ -242,13 +242,7 @@ mod tests {
     use super::*;
 
     fn user(id: i64, name: &str) -> User {
-        User {
-            id,
-            name: name.into(),
-            first_name: None,
-            last_name: None,
-            email: Some(format!("{name}@example.org")),
-        }
+        User::new(id, name, None, None, Some(&format!("{name}@example.org")))
     }
 
     #[test]
@@ -279,7 +273,12 @@ mod tests {
         let back: Snapshot = serde_json::from_str(&json).unwrap();
         assert!(back.same_as(&snapshot));
         let dir = back.directory();
-        let names = |users: Vec<&User>| users.iter().map(|u| u.name.clone()).collect::<Vec<_>>();
+        let names = |users: Vec<&User>| {
+            users
+                .iter()
+                .map(|u| u.name().to_owned())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(dir.admins()), ["ada"]);
         assert_eq!(names(dir.active_users()), ["ada", "bob"], "99 is no user");
     }

@@ -44,13 +44,13 @@ impl RawDirectory {
 
 impl From<RawUser> for User {
     fn from(raw: RawUser) -> Self {
-        User {
-            id: raw.id,
-            name: raw.name,
-            first_name: raw.first_name,
-            last_name: raw.last_name,
-            email: raw.email,
-        }
+        User::new(
+            raw.id,
+            &raw.name,
+            raw.first_name.as_deref(),
+            raw.last_name.as_deref(),
+            raw.email.as_deref(),
+        )
     }
 }
 

@@ -25,7 +25,7 @@ fn fail(text: &str) -> Diagnostic {
 }
 
 fn names(users: &[&User]) -> Vec<String> {
-    users.iter().map(|user| user.name.clone()).collect()
+    users.iter().map(|user| user.name().to_owned()).collect()
 }
 
 #[test]
@@ -62,11 +62,7 @@ fn the_documented_example_parses_and_answers_lookups() {
 fn an_empty_file_gives_the_builtins() {
     for text in ["", "{}", "# nothing yet\n", "users:\ngroups:\n"] {
         let dir = parse(text).unwrap();
-        let users: Vec<(i64, &str)> = dir
-            .users()
-            .iter()
-            .map(|u| (u.id, u.name.as_str()))
-            .collect();
+        let users: Vec<(i64, &str)> = dir.users().iter().map(|u| (u.id, u.name())).collect();
         assert_eq!(users, [(0, "root"), (1, "guest")], "{text:?}");
         let groups: Vec<(i64, &str)> = dir
             .groups()
@@ -78,7 +74,7 @@ fn an_empty_file_gives_the_builtins() {
     let dir = Directory::default();
     let guest = dir.user_by_id(1).unwrap();
     assert_eq!(
-        (guest.first_name.as_deref(), guest.last_name.as_deref()),
+        (guest.first_name(), guest.last_name()),
         (Some("Guest"), Some("Account"))
     );
     assert_eq!(names(&dir.admins()), ["root"]);
@@ -87,7 +83,7 @@ fn an_empty_file_gives_the_builtins() {
         names(&dir.members("guest").iter().map(|m| m.0).collect::<Vec<_>>()),
         ["guest"]
     );
-    assert_eq!(dir.user_by_name("root").unwrap().email, None);
+    assert_eq!(dir.user_by_name("root").unwrap().email(), None);
 }
 
 #[test]
@@ -97,7 +93,7 @@ fn missing_builtins_come_first_and_present_ones_are_kept() {
     let ids: Vec<i64> = dir.users().iter().map(|u| u.id).collect();
     assert_eq!(ids, [0, 5, 1]);
     assert_eq!(
-        dir.user_by_id(1).unwrap().first_name,
+        dir.user_by_id(1).unwrap().first_name(),
         None,
         "the file's guest is kept as written"
     );
@@ -110,7 +106,7 @@ fn missing_builtins_come_first_and_present_ones_are_kept() {
 #[test]
 fn number_like_names_stay_text() {
     let dir = parse("users:\n  - {id: 7, name: 0123}\ngroups:\n  - {id: 8, name: 2024}\n").unwrap();
-    assert_eq!(dir.user_by_id(7).unwrap().name, "0123");
+    assert_eq!(dir.user_by_id(7).unwrap().name(), "0123");
     assert_eq!(dir.group_by_id(8).unwrap().name, "2024");
 }
 
@@ -120,7 +116,7 @@ fn members_may_be_builtin_users_not_listed_in_the_file() {
     let members: Vec<(&str, bool)> = dir
         .members("lab")
         .iter()
-        .map(|(u, o)| (u.name.as_str(), *o))
+        .map(|(u, o)| (u.name(), *o))
         .collect();
     assert_eq!(members, [("root", true), ("guest", false)]);
 }
@@ -254,10 +250,7 @@ fn invalid_emails_are_kept_but_not_valid() {
     let dir = parse(text).unwrap();
     let email = |id| valid_email(dir.user_by_id(id).unwrap()).map(|a| a.to_string());
     assert_eq!(email(2).as_deref(), Some("alice@example.org"));
-    assert_eq!(
-        dir.user_by_id(3).unwrap().email.as_deref(),
-        Some("not-an-email")
-    );
+    assert_eq!(dir.user_by_id(3).unwrap().email(), Some("not-an-email"));
     assert_eq!(email(3), None);
     assert_eq!(email(4), None);
     assert_eq!(email(0), None);
@@ -372,8 +365,8 @@ fn a_file_read_in_chunks_gives_the_entries_of_the_whole_parse() {
     let (loaded, _) = load_chunked(UNUSUAL, 1);
     let dir = loaded.unwrap();
     let alice = dir.user_by_id(2).unwrap();
-    assert_eq!(alice.first_name.as_deref(), Some("Alice\n- not an entry\n"));
-    assert_eq!(alice.last_name.as_deref(), Some("Lid - dell"));
+    assert_eq!(alice.first_name(), Some("Alice\n- not an entry\n"));
+    assert_eq!(alice.last_name(), Some("Lid - dell"));
     assert_eq!(dir.group_by_id(4).unwrap().name, "- dashed");
 }
 
@@ -417,7 +410,7 @@ fn a_file_the_chunks_cannot_take_is_parsed_whole_with_the_same_result_or_error()
     }
     let (aliased, _) = load_chunked(cases[7].0, 1);
     assert_eq!(
-        aliased.unwrap().user_by_id(3).unwrap().last_name.as_deref(),
+        aliased.unwrap().user_by_id(3).unwrap().last_name(),
         Some("a")
     );
     let (dup, _) = load_chunked(cases[10].0, 1);

@@ -147,10 +147,10 @@ fn broadcast(d: &event::Broadcast) -> wit::Broadcast {
 pub fn dir_user(u: &directory::User) -> wit::User {
     wit::User {
         id: u.id,
-        name: u.name.clone(),
-        first_name: u.first_name.clone(),
-        last_name: u.last_name.clone(),
-        email: u.email.clone(),
+        name: u.name().to_owned(),
+        first_name: u.first_name().map(str::to_owned),
+        last_name: u.last_name().map(str::to_owned),
+        email: u.email().map(str::to_owned),
     }
 }
 

@@ -337,12 +337,12 @@ fn user_target(user: &directory::User, skipped: &mut Vec<Skipped>) -> Option<Tar
             envelope: address.to_string().to_lowercase(),
         }),
         None => {
-            let reason = match user.email.as_deref().map(str::trim) {
+            let reason = match user.email().map(str::trim) {
                 None | Some("") => "has no email address".to_owned(),
                 Some(bad) => format!("email {bad:?} is not a valid address"),
             };
             skipped.push(Skipped {
-                recipient: format!("user {} (id {})", user.name, user.id),
+                recipient: format!("user {} (id {})", user.name(), user.id),
                 kind: SkipKind::NoEmail,
                 reason,
             });
