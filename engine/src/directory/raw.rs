@@ -11,9 +11,10 @@ pub(super) struct RawDirectory {
     groups: Option<Vec<RawGroup>>,
 }
 
+/// A user as written; also how a stored snapshot's user is read back.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawUser {
+pub(super) struct RawUser {
     id: i64,
     name: String,
     first_name: Option<String>,

@@ -117,28 +117,6 @@ struct Fields<'a> {
     email: Option<&'a str>,
 }
 
-/// The user's fields as read.
-#[derive(Deserialize)]
-struct OwnedFields {
-    id: i64,
-    name: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
-}
-
-impl From<OwnedFields> for User {
-    fn from(f: OwnedFields) -> User {
-        User::new(
-            f.id,
-            &f.name,
-            f.first_name.as_deref(),
-            f.last_name.as_deref(),
-            f.email.as_deref(),
-        )
-    }
-}
-
 impl Serialize for User {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.fields().serialize(serializer)
@@ -147,7 +125,7 @@ impl Serialize for User {
 
 impl<'de> Deserialize<'de> for User {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<User, D::Error> {
-        OwnedFields::deserialize(deserializer).map(User::from)
+        super::raw::RawUser::deserialize(deserializer).map(User::from)
     }
 }
 
