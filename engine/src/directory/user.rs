@@ -22,7 +22,8 @@ pub struct User {
 }
 
 impl User {
-    /// A user from its id and texts. Each text is cut at 4 GiB, far beyond any real one.
+    /// A user from its id and texts. Together the texts keep at most 4 GiB, far beyond any
+    /// real user; past that they are cut (at a character boundary), never refused.
     pub fn new(
         id: i64,
         name: &str,
@@ -30,20 +31,24 @@ impl User {
         last_name: Option<&str>,
         email: Option<&str>,
     ) -> User {
-        let optional = [first_name, last_name, email];
+        Self::within(u32::MAX as usize, id, name, [first_name, last_name, email])
+    }
+
+    /// [`User::new`], the texts kept within `room` bytes in all.
+    fn within(room: usize, id: i64, name: &str, optional: [Option<&str>; 3]) -> User {
         let length = name.len() + optional.iter().flatten().map(|t| t.len()).sum::<usize>();
-        let mut texts = String::with_capacity(length);
+        let mut texts = String::with_capacity(length.min(room));
         let mut ends = [0u32; 3];
         let mut present = 0u8;
-        texts.push_str(name);
-        ends[0] = offset(&texts);
+        push_within(&mut texts, name, room);
+        ends[0] = end_of(&texts);
         for (at, text) in optional.iter().enumerate() {
             if let Some(text) = text {
-                texts.push_str(text);
                 present |= 1 << at;
+                push_within(&mut texts, text, room);
             }
             if at < 2 {
-                ends[at + 1] = offset(&texts);
+                ends[at + 1] = end_of(&texts);
             }
         }
         User {
@@ -98,9 +103,17 @@ impl User {
     }
 }
 
-/// Where `texts` ends now, as an offset that fits the index (texts over 4 GiB cannot be built
-/// from a directory file or a database row in memory anyway).
-fn offset(texts: &str) -> u32 {
+/// Append what of `text` fits in `room` bytes of `texts` in all, cut at a character boundary.
+fn push_within(texts: &mut String, text: &str, room: usize) {
+    let mut end = text.len().min(room.saturating_sub(texts.len()));
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    texts.push_str(&text[..end]);
+}
+
+/// Where `texts` ends, as an offset: `push_within` keeps it within `u32::MAX`.
+fn end_of(texts: &str) -> u32 {
     u32::try_from(texts.len()).unwrap_or(u32::MAX)
 }
 
@@ -204,6 +217,24 @@ mod tests {
             format!("{user:?}"),
             r#"User { id: 2, name: "alice", first_name: Some("Alice"), last_name: None, email: Some("alice@example.org") }"#
         );
+    }
+
+    #[test]
+    fn texts_past_the_room_are_cut_at_a_character_boundary() {
+        // "é" is two bytes: with room for five, "cdé" after "ab" keeps "cd", and one byte is
+        // left for "fg".
+        let user = User::within(5, 3, "ab", [Some("cdé"), Some("fg"), None]);
+        assert_eq!(
+            (
+                user.name(),
+                user.first_name(),
+                user.last_name(),
+                user.email()
+            ),
+            ("ab", Some("cd"), Some("f"), None)
+        );
+        let user = User::within(3, 3, "abé", [None, None, Some("xy")]);
+        assert_eq!((user.name(), user.email()), ("ab", Some("x")));
     }
 
     #[test]
