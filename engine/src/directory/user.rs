@@ -118,7 +118,7 @@ fn end_of(texts: &str) -> u32 {
 }
 
 /// The user as its fields, for serde and `Debug`.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 struct Fields<'a> {
     id: i64,
     name: &'a str,
