@@ -14,6 +14,10 @@ use herald::event::{self, Event};
 use herald::pipeline;
 use herald::store::Store;
 
+#[path = "common/timing.rs"]
+#[allow(dead_code)]
+mod timing;
+
 const EVENTS: usize = 2000;
 const BATCH: usize = 100;
 const LATENCY_SAMPLES: usize = 2000;
@@ -54,7 +58,7 @@ fn main() {
 fn print_latency(what: &str, times: &mut [Duration]) {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let pct = |p: usize| ms(times[times.len() * p / 100]);
+    let pct = |p: usize| ms(timing::percentile(times, p));
     println!("  {what}");
     println!(
         "    p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
