@@ -41,7 +41,7 @@ pub fn evaluate_pending(
 /// OMERO's stock senders skip the events of stock mails whose original was relayed, whichever
 /// command evaluates them (`serve`, or `deliver`/`send` beside it).
 ///
-/// Evaluations are committed in groups (one transaction, one fsync, each event's rows whole):
+/// Evaluations are committed in groups (one written transaction, each event's rows whole):
 /// up to [`COMMIT_GROUP`] events or [`COMMIT_WINDOW`] of work. A group ends early after an
 /// event whose rules wrote key-value data or failed, so the next event reads those writes
 /// and sees a rule that failure quarantined, exactly as if each event committed alone.

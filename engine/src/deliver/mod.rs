@@ -250,7 +250,7 @@ impl<T: Transport> Deliverer<T> {
     /// Sessions run on tokio tasks; a recorder thread owns the store and commits each
     /// outcome as its reply arrives (grouped with whatever else is waiting). A session
     /// holds its next row and writes that message while the outcome before it commits,
-    /// but sends its final `.` only once the commit is durable. Rows are leased to this
+    /// but sends its final `.` only once the commit is done. Rows are leased to this
     /// process, so a second worker never sends a row this one holds; if this process
     /// dies, its leases are reclaimed by the next claim on this host (or run out elsewhere).
     pub fn deliver_due(&self, store: &mut Store, now: DateTime<Utc>) -> anyhow::Result<Summary> {

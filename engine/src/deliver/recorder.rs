@@ -3,11 +3,13 @@
 //! Each session holds the row it is sending and one more. When a message is done it
 //! sends its outcome, names the held row it sends next and asks for another, then
 //! writes that next message's envelope and body while the recorder commits. Whatever
-//! is waiting when the recorder looks is committed in one transaction (one fsync): the
-//! outcomes, the rows now being sent, the new leases. The session sends the next final
-//! `.` only once that commit is durable, so a crash can leave unrecorded at most the one
-//! message whose `.` went out on each session, and only rows marked as being sent are
-//! reported interrupted.
+//! is waiting when the recorder looks is committed in one transaction: the outcomes, the
+//! rows now being sent, the new leases. The session sends the next final `.` only once
+//! that commit is done, so a killed process can leave unrecorded at most the one message
+//! whose `.` went out on each session, and only rows marked as being sent are reported
+//! interrupted. The commit is a written one (`Store::written`): in the WAL at once, synced
+//! by the flusher within 100 ms, so only a power loss inside that window can send some of
+//! its messages again.
 //!
 //! Once a claim finds fewer due rows than were asked for, the run is drained: later
 //! requests get their outcomes recorded but no new row, so the run ends within one
@@ -25,7 +27,7 @@ use crate::store::writer::Writer;
 use crate::store::{Attempt, Claimed, Held, OutboxRow, Round, Store};
 
 /// Where the recorder commits: the run's own connection, or `herald serve`'s one writer,
-/// which commits the round together with whatever ingest is journaling (one fsync for both).
+/// which commits the round together with whatever ingest is journaling (one commit for both).
 pub enum Ledger<'a> {
     Store(&'a mut Store),
     Writer(&'a Writer),
@@ -58,7 +60,7 @@ pub struct Request {
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// The recorder's answer, sent once the commit is durable.
+/// The recorder's answer, sent once the commit is done.
 pub enum Reply {
     /// Committed. `rows` are leased to the session (none: nothing more is due); `go` says
     /// whether the `sending` row may be sent (false: its lease was lost meanwhile).

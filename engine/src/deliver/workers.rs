@@ -120,7 +120,7 @@ impl<T: Transport> Lane<T> {
     }
 
     /// Send one row while `ack` (the round that marks it as being sent) commits; its final
-    /// `.` goes only once the round is durable and the row's lease still holds.
+    /// `.` goes only once the round is committed and the row's lease still holds.
     async fn deliver(&mut self, row: &OutboxRow, ack: Ack) -> (Report, Reply) {
         let (verdict, gate) = oneshot::channel();
         let answered = async move {
@@ -210,10 +210,10 @@ async fn kept<T: Transport>(shared: &Shared<T>) -> Option<T::Session> {
 /// Rows a session holds at most: the one it sends and the next.
 const HELD: usize = 2;
 
-/// The answer to a request, once its round is durable.
+/// The answer to a request, once its round is committed.
 type Ack = oneshot::Receiver<Reply>;
 
-/// Send a request to the recorder; the answer comes once its round is durable.
+/// Send a request to the recorder; the answer comes once its round is committed.
 fn ask(
     requests: &mpsc::UnboundedSender<Request>,
     done: Option<Attempt>,

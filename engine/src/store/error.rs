@@ -66,6 +66,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The thread that syncs written commits cannot be started.
+    #[error("cannot start the store's flusher thread: {source}")]
+    Thread {
+        #[source]
+        source: std::io::Error,
+    },
     /// A value out of range for the store (a lease too long to add to the clock).
     #[error("{0}")]
     OutOfRange(String),

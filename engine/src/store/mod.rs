@@ -2,6 +2,7 @@
 
 mod error;
 mod export;
+mod flush;
 mod happening;
 mod health;
 mod omero;
@@ -31,13 +32,20 @@ use crate::evaluate::{KvRead, KvWrite, RuleOutcome, kv::KvEntry};
 use crate::event::{self, Event};
 use crate::mail::{Mail, MailKey};
 
-/// The SQLite store (WAL mode, fsync on commit).
+/// The SQLite store (WAL mode). The journal and every other commit sync before they return;
+/// evaluation results and delivery rounds are synced in groups by the flusher ([`Store::written`]).
 pub struct Store {
+    /// Every commit on this connection syncs (`synchronous=FULL`): nothing ever changes that.
     conn: Connection,
     path: PathBuf,
     /// The rules' key-value reader, opened at its first use and kept (opening a connection
     /// cost each evaluation pass about a third of a millisecond).
     kv: OnceCell<Arc<SqliteKv>>,
+    /// The connection for written commits (`synchronous=NORMAL`), opened at the first one.
+    written: Option<Connection>,
+    /// Syncs the written commits of every store on this file (last: it syncs once more after
+    /// the connections close).
+    flusher: Arc<flush::Flusher>,
 }
 
 /// What ingest did with one event.
@@ -105,6 +113,8 @@ impl Store {
             conn,
             path: path.to_owned(),
             kv: OnceCell::new(),
+            written: None,
+            flusher: flush::Flusher::of(path),
         })
     }
 
@@ -140,12 +150,44 @@ impl Store {
         what: &str,
         work: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done = work(&tx)?;
-        tx.commit().during(|| what.to_owned())?;
+        let began = std::time::Instant::now();
+        let done = commit(&mut self.conn, what, work)?;
+        // Its sync covered every frame written before it, by any store on the file.
+        self.flusher.synced(began);
         Ok(done)
+    }
+
+    /// Run `work` in one write transaction and commit it without waiting for the disk: when
+    /// this returns the commit survives the process dying, and within
+    /// [`flush::FLUSH_WITHIN`] the flusher has synced it, so it survives a power loss too.
+    ///
+    /// Only for what a lost commit merely repeats: evaluation results (the event is journaled
+    /// durably and is evaluated again) and delivery rounds (a lost outcome sends its message
+    /// again; Postfix does not sync its own "delivered" marks either). Never for anything a
+    /// client was told is accepted.
+    pub(crate) fn written<T>(
+        &mut self,
+        what: &str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let conn = match &mut self.written {
+            Some(conn) => conn,
+            None => {
+                let conn = written_connection(&self.path)?;
+                self.flusher
+                    .start()
+                    .map_err(|source| StoreError::Thread { source })?;
+                self.written.insert(conn)
+            }
+        };
+        let done = commit(conn, what, work)?;
+        self.flusher.written();
+        Ok(done)
+    }
+
+    /// Whether a written commit still waits for the flusher's sync.
+    pub fn unsynced(&self) -> bool {
+        self.flusher.unsynced()
     }
 
     /// Events journaled but not evaluated yet, oldest first.
@@ -184,24 +226,23 @@ impl Store {
         Ok(committed.pop().unwrap_or_default())
     }
 
-    /// [`Store::commit_evaluation`] for several events in one transaction (one fsync): each
-    /// event's rows are written whole or not at all, since they all commit together.
+    /// [`Store::commit_evaluation`] for several events in one written transaction (synced by
+    /// the flusher, see [`Store::written`]): each event's rows are written whole or not at
+    /// all, since they all commit together.
     pub fn commit_evaluations(
         &mut self,
         evaluations: &[(i64, &Event, &[RuleOutcome])],
         health: &HealthPolicy<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Committed>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let committed = evaluations
-            .iter()
-            .map(|&(seq, event, outcomes)| write_evaluation(&tx, seq, event, outcomes, health, now))
-            .collect::<Result<Vec<_>>>()?;
-        tx.commit()
-            .during(|| "cannot commit the evaluation".into())?;
-        Ok(committed)
+        self.written("cannot commit the evaluation", |tx| {
+            evaluations
+                .iter()
+                .map(|&(seq, event, outcomes)| {
+                    write_evaluation(tx, seq, event, outcomes, health, now)
+                })
+                .collect()
+        })
     }
 
     /// Record a delivery attempt and, when it succeeded, mark the row sent.
@@ -396,13 +437,46 @@ impl RowState {
     }
 }
 
+/// A connection whose commits are written to the WAL and synced later by the flusher (WAL
+/// mode stays consistent with `synchronous=NORMAL`; only durability waits).
+fn written_connection(path: &Path) -> Result<Connection> {
+    let conn = connect(path)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The written commits copy the WAL back at SQLite's usual size; the others leave it to
+    // them (see `JOURNAL_CHECKPOINT_PAGES`).
+    conn.pragma_update(None, "wal_autocheckpoint", WRITTEN_CHECKPOINT_PAGES)?;
+    Ok(conn)
+}
+
+/// WAL pages after which a written commit checkpoints (SQLite's default).
+const WRITTEN_CHECKPOINT_PAGES: i64 = 1_000;
+
+/// WAL pages after which any other commit checkpoints. Above the written commits' size, so
+/// while rules run or mail goes out the checkpoints fall on their commits, not on the
+/// journal commits that clients wait for; a journal-only load still keeps the WAL bounded.
+const JOURNAL_CHECKPOINT_PAGES: i64 = 4_000;
+
+/// Commit `work` in one write transaction on `conn`; `what` says which commit failed.
+fn commit<T>(
+    conn: &mut Connection,
+    what: &str,
+    work: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done = work(&tx)?;
+    tx.commit().during(|| what.to_owned())?;
+    Ok(done)
+}
+
 fn connect(path: &Path) -> Result<Connection> {
     let mut conn =
         Connection::open(path).during(|| format!("cannot open the store {}", path.display()))?;
     // WAL with synchronous=FULL: a commit is on disk before it returns,
-    // so an acknowledged event survives power loss.
+    // so an acknowledged event survives power loss. (Written commits lower it on their own
+    // connection.)
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", JOURNAL_CHECKPOINT_PAGES)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Freed content is overwritten, so a purged mail body leaves no copy in free pages.
     conn.pragma_update(None, "secure_delete", "ON")?;

@@ -185,9 +185,10 @@ impl Store {
             .map(|claimed| claimed.rows)
     }
 
-    /// One round of the delivery recorder, in one transaction (one fsync): record finished
-    /// attempts, mark the rows whose final `.` may now go, give back rows that will not be
-    /// sent, and lease up to `claims` due rows (held, not yet being sent).
+    /// One round of the delivery recorder, in one written transaction (synced in a group by the
+    /// flusher, see [`Store::written`]): record finished attempts, mark the rows whose final
+    /// `.` may now go, give back rows that will not be sent, and lease up to `claims` due rows
+    /// (held, not yet being sent).
     pub fn record_and_claim(
         &mut self,
         round: &Round<'_>,
@@ -204,7 +205,7 @@ impl Store {
         lease: Duration,
         sending_at_once: bool,
     ) -> Result<Claimed> {
-        self.immediate("cannot commit the delivery outcomes", |tx| {
+        self.written("cannot commit the delivery outcomes", |tx| {
             record_round(tx, round, now, lease, sending_at_once)
         })
     }

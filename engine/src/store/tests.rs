@@ -524,3 +524,34 @@ fn held_rows_are_marked_when_sent_given_back_when_not_and_a_lost_lease_is_told()
         "b was given back; a, being sent, stays leased"
     );
 }
+
+#[test]
+fn evaluations_and_delivery_rounds_are_written_and_the_journal_syncs_them_on_any_store() {
+    let (dir, mut store) = open();
+    let synchronous = |conn: &Connection| -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    };
+    store.ingest(&[event("a")], Utc::now()).unwrap();
+    assert!(!store.unsynced(), "the journal syncs before it returns");
+    queue_one(&mut store, "b");
+    assert!(store.unsynced(), "the evaluation waits for the flusher");
+    // Another store on the same file (serve's writer beside its evaluation) syncs the WAL
+    // with its journal commit, and that covers this store's written commit too.
+    let mut other = Store::open(&dir.path().join("sub/herald.db")).unwrap();
+    other.ingest(&[event("c")], Utc::now()).unwrap();
+    assert!(!store.unsynced());
+    let lease = Duration::from_secs(60);
+    let claims = Round {
+        claims: 1,
+        ..Round::default()
+    };
+    store.record_and_claim(&claims, Utc::now(), lease).unwrap();
+    assert!(store.unsynced(), "a delivery round waits for the flusher");
+    assert_eq!(
+        synchronous(&store.conn),
+        2,
+        "the main connection always syncs"
+    );
+    assert_eq!(synchronous(store.written.as_ref().unwrap()), 1);
+}

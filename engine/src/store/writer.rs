@@ -3,7 +3,8 @@
 //! Callers hand over validated events to journal, or a delivery round to record, and
 //! wait for the answer. Whatever requests are waiting when the writer looks are written
 //! together, with one fsync, and each caller is answered only once that commit is
-//! durable. So ingest and the delivery recorder never wait for SQLite's write lock
+//! durable (a group of delivery rounds alone is a written commit, synced by the flusher:
+//! see `Store::written`). So ingest and the delivery recorder never wait for SQLite's write lock
 //! behind each other's fsync. A failed commit fails every request in it (nothing of
 //! them was stored); when it held both journal and delivery requests, each part is
 //! tried again alone first, so one part's failure is its own.
@@ -122,7 +123,7 @@ impl Writer {
     }
 
     /// Commit a delivery round, as [`Store::record_and_claim`] does, in the next group.
-    /// Blocks until it is durable: call it from a plain thread (the delivery recorder),
+    /// Blocks until it is committed: call it from a plain thread (the delivery recorder),
     /// never from async code.
     pub fn record(
         &self,
@@ -208,14 +209,20 @@ fn write(
         }
         events.extend(journal.events.iter());
     }
-    store.immediate("cannot commit the journal", |tx| {
+    let work = |tx: &rusqlite::Transaction<'_>| {
         let ingested = super::relay::journal(tx, &events, settled, &mails, Utc::now())?;
         let claimed = records
             .iter()
             .map(|r| super::outbox::record_round(tx, &r.round(), r.now, r.lease, false))
             .collect::<super::Result<Vec<_>>>()?;
         Ok((ingested, claimed))
-    })
+    };
+    // Delivery rounds alone need no sync of their own (see `Store::written`); anything
+    // journaled does, and the rounds that share its commit are synced with it.
+    match journals.is_empty() {
+        true => store.written("cannot commit the delivery outcomes", work),
+        false => store.immediate("cannot commit the journal", work),
+    }
 }
 
 /// Write a group in one transaction and answer each job; what it journaled. When a group of

@@ -1,4 +1,4 @@
-//! The hold on a message's final `.`: its bytes wait in the stream until the session's previous outcome is durable.
+//! The hold on a message's final `.`: its bytes wait in the stream until the session's previous outcome is committed.
 //!
 //! A session writes the next message's envelope and body while the recorder commits
 //! the outcome of the message before it; only the final `.` must wait, because once the
@@ -80,7 +80,7 @@ impl Hold {
         self.lock().stage = Stage::Dot;
     }
 
-    /// The previous outcome is durable (`true`), or the store failed (`false`).
+    /// The previous outcome is committed (`true`), or the store failed (`false`).
     pub fn decide(&self, release: bool) {
         let mut state = self.lock();
         state.verdict = Some(release);
