@@ -7,9 +7,10 @@
 //! rows now being sent, the new leases. The session sends the next final `.` only once
 //! that commit is done, so a killed process can leave unrecorded at most the one message
 //! whose `.` went out on each session, and only rows marked as being sent are reported
-//! interrupted. The commit is a written one (`Store::written`): in the WAL at once, synced
-//! by the flusher within 100 ms, so only a power loss inside that window can send some of
-//! its messages again.
+//! interrupted. On a run's own connection the commit is a written one (`Store::written`):
+//! in the WAL at once, synced by the flusher within 100 ms, so only a power loss inside
+//! that window can send some of its messages again. Through `herald serve`'s writer it is
+//! synced before the answer.
 //!
 //! Once a claim finds fewer due rows than were asked for, the run is drained: later
 //! requests get their outcomes recorded but no new row, so the run ends within one

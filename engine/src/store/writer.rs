@@ -3,8 +3,8 @@
 //! Callers hand over validated events to journal, or a delivery round to record, and
 //! wait for the answer. Whatever requests are waiting when the writer looks are written
 //! together, with one fsync, and each caller is answered only once that commit is
-//! durable (a group of delivery rounds alone is a written commit, synced by the flusher:
-//! see `Store::written`). So ingest and the delivery recorder never wait for SQLite's write lock
+//! durable. (Delivery rounds stay synced here, unlike the CLI's written rounds: see
+//! `Store::written` for why.) So ingest and the delivery recorder never wait for SQLite's write lock
 //! behind each other's fsync. A failed commit fails every request in it (nothing of
 //! them was stored); when it held both journal and delivery requests, each part is
 //! tried again alone first, so one part's failure is its own.
@@ -123,7 +123,7 @@ impl Writer {
     }
 
     /// Commit a delivery round, as [`Store::record_and_claim`] does, in the next group.
-    /// Blocks until it is committed: call it from a plain thread (the delivery recorder),
+    /// Blocks until it is durable: call it from a plain thread (the delivery recorder),
     /// never from async code.
     pub fn record(
         &self,
@@ -209,20 +209,14 @@ fn write(
         }
         events.extend(journal.events.iter());
     }
-    let work = |tx: &rusqlite::Transaction<'_>| {
+    store.immediate("cannot commit the journal", |tx| {
         let ingested = super::relay::journal(tx, &events, settled, &mails, Utc::now())?;
         let claimed = records
             .iter()
             .map(|r| super::outbox::record_round(tx, &r.round(), r.now, r.lease, false))
             .collect::<super::Result<Vec<_>>>()?;
         Ok((ingested, claimed))
-    };
-    // Delivery rounds alone need no sync of their own (see `Store::written`); anything
-    // journaled does, and the rounds that share its commit are synced with it.
-    match journals.is_empty() {
-        true => store.written("cannot commit the delivery outcomes", work),
-        false => store.immediate("cannot commit the journal", work),
-    }
+    })
 }
 
 /// Write a group in one transaction and answer each job; what it journaled. When a group of
