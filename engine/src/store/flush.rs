@@ -207,11 +207,17 @@ mod tests {
         db
     }
 
-    #[test]
-    fn a_written_commit_is_synced_within_the_window_and_not_at_once() {
+    /// A flusher with its thread running, on a file of its own.
+    fn started() -> (tempfile::TempDir, Arc<Flusher>) {
         let dir = tempfile::tempdir().unwrap();
         let flusher = Flusher::of(&wal_of(&dir));
         flusher.start().unwrap();
+        (dir, flusher)
+    }
+
+    #[test]
+    fn a_written_commit_is_synced_within_the_window_and_not_at_once() {
+        let (_dir, flusher) = started();
         let written = Instant::now();
         flusher.written();
         assert!(eventually(|| flusher.syncs() == 1 && !flusher.unsynced()));
@@ -223,9 +229,9 @@ mod tests {
 
     #[test]
     fn a_sync_clears_only_the_commits_written_before_it_began() {
+        // No thread: nothing but `synced` clears the state here.
         let dir = tempfile::tempdir().unwrap();
         let flusher = Flusher::of(&wal_of(&dir));
-        flusher.start().unwrap();
         let began = Instant::now();
         std::thread::sleep(Duration::from_millis(1));
         flusher.written();
@@ -250,9 +256,7 @@ mod tests {
 
     #[test]
     fn dropping_the_last_handle_syncs_what_is_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let flusher = Flusher::of(&wal_of(&dir));
-        flusher.start().unwrap();
+        let (_dir, flusher) = started();
         let shared = flusher.shared.clone();
         flusher.written();
         drop(flusher);
