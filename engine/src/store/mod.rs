@@ -253,12 +253,9 @@ impl Store {
     /// outlived its lease (or a row cancelled meanwhile) leaves the row as it
     /// is, and only the attempt is logged. Returns whether the row changed.
     pub fn record_attempt(&mut self, attempt: &Attempt) -> Result<bool> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = outbox::record(&tx, attempt)?;
-        tx.commit()?;
-        Ok(changed)
+        self.immediate("cannot record the attempt", |tx| {
+            outbox::record(tx, attempt)
+        })
     }
 
     /// Counts of outbox rows by state.

@@ -318,18 +318,16 @@ impl Store {
 
     /// Delete rows sent before `before`, with their attempts; returns how many.
     pub fn purge_sent(&mut self, before: DateTime<Utc>) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let cutoff = before.to_rfc3339();
-        tx.prepare_cached("DELETE FROM attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state = 'sent' AND sent_at < ?1)")?.execute(
-            [&cutoff],
-        )?;
-        let purged = tx
-            .prepare_cached("DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?1")?
-            .execute([&cutoff])?;
-        tx.commit()?;
-        Ok(purged)
+        self.immediate("cannot purge the sent rows", |tx| {
+            tx.prepare_cached("DELETE FROM attempts WHERE outbox_id IN (SELECT id FROM outbox WHERE state = 'sent' AND sent_at < ?1)")?.execute(
+                [&cutoff],
+            )?;
+            let purged = tx
+                .prepare_cached("DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?1")?
+                .execute([&cutoff])?;
+            Ok(purged)
+        })
     }
 }
 /// Apply one attempt to its row (only while the lease it was claimed with holds) and log it.

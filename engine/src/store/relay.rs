@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
 use super::{Ingested, Result, Store, StoreError, connect, ingest_one};
@@ -77,15 +77,13 @@ impl Store {
     /// Follow with [`Store::truncate_wal`], so no old copy stays in the WAL. Returns how many
     /// messages were purged.
     pub fn purge_relayed(&mut self, now: DateTime<Utc>) -> Result<usize> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done = finished(&tx)?;
-        for &(id, seq) in &done {
-            purge_one(&tx, id, seq, now)?;
-        }
-        tx.commit()?;
-        Ok(done.len())
+        self.immediate("cannot purge the relayed bodies", |tx| {
+            let done = finished(tx)?;
+            for &(id, seq) in &done {
+                purge_one(tx, id, seq, now)?;
+            }
+            Ok(done.len())
+        })
     }
 
     /// Copy the WAL into the database and truncate it to nothing (true when it was complete).
