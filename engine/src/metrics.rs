@@ -27,6 +27,7 @@ struct Metrics {
     deliveries: Family<Labels, Counter>,
     outbox: Family<Labels, Gauge>,
     smtp: Family<Labels, Counter>,
+    wal_syncs: Family<Labels, Counter>,
     sources: SourceSeries,
 }
 
@@ -65,6 +66,7 @@ impl Metrics {
             deliveries: Family::default(),
             outbox: Family::default(),
             smtp: Family::default(),
+            wal_syncs: Family::default(),
             sources: SourceSeries::default(),
             registry: Registry::default(),
         };
@@ -118,6 +120,12 @@ impl Metrics {
             "outbox_rows",
             "Outbox rows by state, as of the last scrape",
             m.outbox.clone(),
+        );
+        registry.register(
+            "store_wal_syncs",
+            "Syncs of the store's WAL by the flusher (written commits: evaluations, delivery runs), \
+             by outcome (ok, failed: those commits would not survive a power loss)",
+            m.wal_syncs.clone(),
         );
         m.sources.register(&mut registry);
         Metrics { registry, ..m }
@@ -197,6 +205,15 @@ pub fn event_received(kind: &str, duplicate: bool) {
             ("type", kind.to_owned()),
             ("status", status.to_owned()),
         ])
+        .inc();
+}
+
+/// The flusher synced the WAL (`ok`) or could not (`failed`).
+pub fn wal_sync(ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    metrics()
+        .wal_syncs
+        .get_or_create(&vec![("outcome", outcome.to_owned())])
         .inc();
 }
 

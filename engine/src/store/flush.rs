@@ -169,13 +169,16 @@ fn run(shared: &Shared, wal: &Path) {
 fn sync(wal: &Path) {
     let synced = File::open(wal).and_then(|file| file.sync_data());
     match synced {
-        Ok(()) => {}
+        Ok(()) => crate::metrics::wal_sync(true),
         Err(err) if err.kind() == ErrorKind::NotFound => {}
-        Err(err) => tracing::error!(
-            "cannot sync {}: {err}; the last {} ms of delivery outcomes and evaluations would not survive a power loss (a process crash loses nothing)",
-            wal.display(),
-            FLUSH_WITHIN.as_millis()
-        ),
+        Err(err) => {
+            crate::metrics::wal_sync(false);
+            tracing::error!(
+                "cannot sync {}: {err}; the last {} ms of delivery outcomes and evaluations would not survive a power loss (a process crash loses nothing)",
+                wal.display(),
+                FLUSH_WITHIN.as_millis()
+            );
+        }
     }
 }
 
@@ -224,6 +227,11 @@ mod tests {
         assert!(
             written.elapsed() >= FLUSH_WITHIN,
             "the sync waits to cover a group"
+        );
+        let metrics = crate::metrics::render();
+        assert!(
+            metrics.contains(r#"herald_store_wal_syncs_total{outcome="ok"}"#),
+            "{metrics}"
         );
     }
 
