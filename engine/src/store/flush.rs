@@ -65,7 +65,7 @@ impl Flusher {
         }
         let flusher = Arc::new(Flusher {
             shared: Arc::default(),
-            wal: wal_path(db),
+            wal: wal_path(&key),
             thread: Mutex::new(None),
         });
         flushers.push((key, Arc::downgrade(&flusher)));
