@@ -55,7 +55,7 @@ fn main() {
         println!("  {sessions:>2} sessions, {EVENTS} events, {mails} mails");
         println!("    smtp-source → smtp-sink                         {reference:>8.0} mails/s");
         println!(
-            "    disk bound (a durable commit per message and session, overlapping its exchange) {bound:>8.0} mails/s"
+            "    disk bound had each outcome been synced (they are synced in groups now) {bound:>8.0} mails/s"
         );
         print_against(
             "herald replay --deliver, fresh state dir    ",
@@ -229,7 +229,7 @@ fn broadcast(work: &Path, usr: &Path) {
     println!("broadcast to {BROADCAST_USERS} users, 16 sessions");
     println!("  smtp-source → smtp-sink                           {reference:>8.0} mails/s");
     println!(
-        "  disk bound (a durable commit per message, overlapping its exchange) {bound:>8.0} mails/s"
+        "  disk bound had each outcome been synced (they are synced in groups now) {bound:>8.0} mails/s"
     );
     println!(
         "  herald email --everyone + deliver --until-empty, fresh state dir   {rate:>8.0} mails/s  ({:.0}% of smtp-source, {:.0}% of the disk bound; queued in {} ms)",
