@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "common/floor.rs"]
+mod floor;
 #[path = "common/timing.rs"]
 mod timing;
 
@@ -49,10 +51,20 @@ fn main() {
     println!(
         "rule new-user, {ITERATIONS} iterations each: median (p90, p99), minor page faults per call"
     );
-    report(
+    let native_median = report(
         "native: same rule logic, compiled natively",
         measure(|| native(&ev)),
     );
+    let engine = sandbox.engine_for(&limits).unwrap();
+    let mut floor_median = 0.0;
+    for (label, floor) in floor::Floor::all(&engine) {
+        floor_median = report(
+            label,
+            measure(|| {
+                black_box(floor.run());
+            }),
+        );
+    }
     report(
         "host state: limiter + kv view (WASI ctx lazily)",
         measure(|| drop(black_box(HostState::new(&invocation())))),
@@ -61,7 +73,7 @@ fn main() {
         "instantiate only: fresh Store + instance + drop",
         measure(|| prepared.instantiate_only(HostState::new(&invocation()), &limits)),
     );
-    report(
+    let sandboxed_median = report(
         "sandboxed: fresh Store + instance + call + drop",
         measure(|| {
             let ran = prepared.invoke(HostState::new(&invocation()), &wit_event, &limits);
@@ -74,6 +86,12 @@ fn main() {
             let ran = prepared.invoke(HostState::new(&invocation()), &wit_event, &limits);
             black_box(output::resolve(ran.result.unwrap(), &directory, &limits).unwrap());
         }),
+    );
+    println!(
+        "  medians against native: sandboxed {:.1}×, the floor of the rules' shape {:.1}× \
+         (the issue's target: ≤ 8×)",
+        sandboxed_median / native_median,
+        floor_median / native_median
     );
 }
 
@@ -111,7 +129,8 @@ fn measure(mut f: impl FnMut()) -> (Vec<Duration>, f64) {
     (times, faults)
 }
 
-fn report(label: &str, (times, faults): (Vec<Duration>, f64)) {
+/// Print one line; its median in µs.
+fn report(label: &str, (times, faults): (Vec<Duration>, f64)) -> f64 {
     let at = |p: usize| timing::percentile(&times, p).as_secs_f64() * 1e6;
     println!(
         "  {label:<52} {:>8.2} µs  ({:.2}, {:.2} µs)  {faults:>6.1} page faults",
@@ -119,6 +138,7 @@ fn report(label: &str, (times, faults): (Vec<Duration>, f64)) {
         at(90),
         at(99)
     );
+    at(50)
 }
 
 /// Minor page faults of this process so far.

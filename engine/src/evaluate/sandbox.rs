@@ -124,6 +124,13 @@ impl Sandbox {
         })
     }
 
+    /// The engine a rule with these limits runs on: for benchmarks that measure
+    /// wasmtime's own floor on the same configuration.
+    #[doc(hidden)]
+    pub fn engine_for(&self, limits: &Limits) -> anyhow::Result<Engine> {
+        self.engine(EngineKey::for_limits(limits, self.max_memory_bytes))
+    }
+
     fn engine(&self, key: EngineKey) -> anyhow::Result<Engine> {
         let mut engines = self.engines.lock().expect("engine map lock");
         if let Some(engine) = engines.get(&key) {
