@@ -12,6 +12,9 @@
 //!
 //! Run with `cargo bench --bench pipeline` (after `make test-deps`).
 
+#[path = "common/cpu.rs"]
+#[allow(dead_code)] // each bench target compiles this file; not all use all of it
+mod cpu;
 #[path = "common/disk.rs"]
 mod disk;
 #[path = "common/postfix.rs"]
@@ -41,7 +44,15 @@ fn main() {
     for sessions in [4, 16] {
         let sink = Sink::start(&usr);
         let mails = EVENTS * MAILS_PER_EVENT;
-        let reference = postfix::source_rate(&usr, sink.port, sessions, mails);
+        let sink_before = sink.cpu();
+        let reference_run = postfix::source_run(&usr, sink.port, sessions, mails);
+        let reference = reference_run.rate;
+        let direct_cpu = cpu::Split {
+            source: reference_run.cpu,
+            herald: Duration::ZERO,
+            sink: sink.cpu() - sink_before,
+            wall: reference_run.wall,
+        };
         let dir = work.path().join(format!("e2e-{sessions}"));
         let directory = root.join("etc/directory.yaml");
         write_config(&dir, sink.port, sessions, &directory);
@@ -50,7 +61,15 @@ fn main() {
         let warm_dir = dir.join("warm");
         std::fs::create_dir_all(&warm_dir).unwrap();
         copy_cache(&dir.join("var/cache"), &warm_dir.join("cache"));
+        let (sink_before, herald_before) = (sink.cpu(), cpu::of_waited_children());
+        let warm_start = Instant::now();
         let warm = replay_rate_in(&dir, &warm_dir, &warm_events, mails);
+        let warm_cpu = cpu::Split {
+            source: Duration::ZERO,
+            herald: cpu::of_waited_children() - herald_before,
+            sink: sink.cpu() - sink_before,
+            wall: warm_start.elapsed(),
+        };
         let bound = disk::overlapped_bound(sessions, disk::commits_per_second(), reference);
         println!("  {sessions:>2} sessions, {EVENTS} events, {mails} mails");
         println!("    smtp-source → smtp-sink                         {reference:>8.0} mails/s");
@@ -68,6 +87,10 @@ fn main() {
             warm,
             reference,
             bound,
+        );
+        println!(
+            "    CPU per mail (source + herald + sink), rules cached: {}",
+            cpu::Split::compare(&direct_cpu, &warm_cpu, mails)
         );
     }
     broadcast(work.path(), &usr);

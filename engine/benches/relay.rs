@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/cpu.rs"]
+#[allow(dead_code)] // each bench target compiles this file; not all use all of it
+mod cpu;
 #[path = "common/disk.rs"]
 mod disk;
 #[path = "common/postfix.rs"]
@@ -31,15 +34,33 @@ fn main() {
         "ratio",
         "of bound"
     );
+    let mut cpu_lines = Vec::new();
     for sessions in [1, 8] {
-        let direct = postfix::source_rate(&tools, sink.port, sessions as usize, COUNT);
+        let sink_before = sink.cpu();
+        let direct_run = postfix::source_run(&tools, sink.port, sessions as usize, COUNT);
+        let direct = direct_run.rate;
+        let direct_cpu = cpu::Split {
+            source: direct_run.cpu,
+            herald: Duration::ZERO,
+            sink: sink.cpu() - sink_before,
+            wall: direct_run.wall,
+        };
         let commits = disk::commits_per_second();
         let dir = tempfile::tempdir().unwrap();
         let herald = Herald::start(&root, dir.path(), Some(sink.port));
+        let (sink_before, herald_before) = (sink.cpu(), herald.cpu());
         let start = Instant::now();
-        let accepted = postfix::source_rate(&tools, herald.smtp, sessions as usize, COUNT);
+        let accepted_run = postfix::source_run(&tools, herald.smtp, sessions as usize, COUNT);
+        let accepted = accepted_run.rate;
         herald.wait_sent(COUNT);
         let relayed = COUNT as f64 / start.elapsed().as_secs_f64();
+        let relay_cpu = cpu::Split {
+            source: accepted_run.cpu,
+            herald: herald.cpu() - herald_before,
+            sink: sink.cpu() - sink_before,
+            wall: start.elapsed(),
+        };
+        cpu_lines.push((sessions, direct_cpu, relay_cpu));
         drop(herald);
         let dir = tempfile::tempdir().unwrap();
         let held = Herald::start(&root, dir.path(), None);
@@ -53,6 +74,7 @@ fn main() {
             100.0 * accepted / bound
         );
     }
+    print_cpu(&cpu_lines);
     println!(
         "ratio: herald's durable accept rate (relaying at the same time) against smtp-source \
          straight into smtp-sink; \"no relay\": mail.from empty, so nothing is sent meanwhile"
@@ -63,6 +85,20 @@ fn main() {
          shared by all sessions; commits/s measured in this run (the better of two readings) as \
          one-row SQLite commits (WAL, synchronous=FULL, like the store) on the same file system"
     );
+}
+
+/// Where the cores went: CPU per message of each process, directly and through Herald.
+fn print_cpu(lines: &[(u32, cpu::Split, cpu::Split)]) {
+    println!(
+        "CPU per message, µs (source + herald + sink), and cores busy; through Herald until every \
+         message was relayed"
+    );
+    for (sessions, direct, relay) in lines {
+        println!(
+            "{sessions:>8}  {}",
+            cpu::Split::compare(direct, relay, COUNT)
+        );
+    }
 }
 
 /// `herald serve` with its SMTP listener, relaying into `sink`.
@@ -110,6 +146,11 @@ impl Herald {
             smtp,
             state: dir.join("var/herald.db"),
         }
+    }
+
+    /// The CPU time the server has used so far.
+    fn cpu(&self) -> Duration {
+        cpu::of_process(self.child.id())
     }
 
     /// Wait until `count` relayed rows are sent.

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/cpu.rs"]
+#[allow(dead_code)] // each bench target compiles this file; not all use all of it
+mod cpu;
 #[path = "common/directory.rs"]
 mod generated;
 #[path = "common/postfix.rs"]

@@ -2,7 +2,11 @@
 
 use std::time::Instant;
 
+#[path = "common/cpu.rs"]
+#[allow(dead_code)] // each bench target compiles this file; not all use all of it
+mod cpu;
 #[path = "common/postfix.rs"]
+#[allow(dead_code)] // this bench uses the rate only
 mod postfix;
 
 use herald::config::SmtpConfig;

@@ -33,6 +33,13 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// The CPU time smtp-sink has used so far.
+    pub fn cpu(&self) -> Duration {
+        crate::cpu::of_process(self.child.id())
+    }
+}
+
+impl Sink {
     pub fn start(usr: &Path) -> Sink {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -69,6 +76,19 @@ impl Drop for Sink {
 /// Messages per second of smtp-source sending `count` messages over `sessions` parallel
 /// sessions (reusing connections) to 127.0.0.1:`port`: every benchmark's SMTP reference.
 pub fn source_rate(usr: &Path, port: u16, sessions: usize, count: usize) -> f64 {
+    source_run(usr, port, sessions, count).rate
+}
+
+/// One smtp-source run: its rate, its wall time and the CPU time it used.
+pub struct SourceRun {
+    pub rate: f64,
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
+/// [`source_rate`], with the run's wall and CPU time.
+pub fn source_run(usr: &Path, port: u16, sessions: usize, count: usize) -> SourceRun {
+    let cpu_before = crate::cpu::of_waited_children();
     let start = Instant::now();
     let status = tool(usr, "smtp-source")
         .args(["-d", "-s", &sessions.to_string(), "-m", &count.to_string()])
@@ -77,5 +97,10 @@ pub fn source_rate(usr: &Path, port: u16, sessions: usize, count: usize) -> f64 
         .status()
         .expect("run smtp-source");
     assert!(status.success(), "smtp-source failed");
-    count as f64 / start.elapsed().as_secs_f64()
+    let wall = start.elapsed();
+    SourceRun {
+        rate: count as f64 / wall.as_secs_f64(),
+        wall,
+        cpu: crate::cpu::of_waited_children().saturating_sub(cpu_before),
+    }
 }
