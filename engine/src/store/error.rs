@@ -72,6 +72,14 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A sync of the WAL failed earlier: what was written since may not be on disk, so the
+    /// store commits nothing more (a refusal: the client keeps what it sent, and retries).
+    #[error(
+        "an earlier sync of {} failed ({error}): what was written since may not be on disk, \
+         so Herald stores nothing more; check the disk (dmesg), then restart Herald",
+        wal.display()
+    )]
+    SyncFailed { wal: PathBuf, error: String },
     /// A value out of range for the store (a lease too long to add to the clock).
     #[error("{0}")]
     OutOfRange(String),
@@ -89,6 +97,7 @@ impl StoreError {
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
             StoreError::Refused { refusal, .. } => Some(*refusal),
+            StoreError::SyncFailed { .. } => Some(Refusal::Io),
             StoreError::During { source, .. } => source.refusal(),
             _ => None,
         }

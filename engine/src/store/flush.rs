@@ -25,6 +25,10 @@ struct State {
     /// When the newest written commit was made.
     last_written: Option<Instant>,
     closing: bool,
+    /// Why a sync of the WAL failed. It stays: the kernel may have dropped the pages it could
+    /// not write and report later syncs as done, so nothing written since is known to be on
+    /// disk, and the stores on this file commit nothing more.
+    failed: Option<String>,
     /// Syncs done so far (for tests).
     syncs: u64,
 }
@@ -53,8 +57,8 @@ pub(crate) struct Flusher {
 static FLUSHERS: Mutex<Vec<(PathBuf, Weak<Flusher>)>> = Mutex::new(Vec::new());
 
 impl Flusher {
-    /// The flusher of the database at `db` (it syncs `<db>-wal`), shared with every other
-    /// store open on the same file.
+    /// The flusher of the database at `db`, named as SQLite opened it (it syncs `<db>-wal`,
+    /// the WAL SQLite names after that file), shared with every other store on the same file.
     pub fn of(db: &Path) -> Arc<Flusher> {
         let key = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_owned());
         let mut flushers = FLUSHERS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -65,7 +69,7 @@ impl Flusher {
         }
         let flusher = Arc::new(Flusher {
             shared: Arc::default(),
-            wal: wal_path(&key),
+            wal: wal_path(db),
             thread: Mutex::new(None),
         });
         flushers.push((key, Arc::downgrade(&flusher)));
@@ -93,9 +97,26 @@ impl Flusher {
         }
     }
 
-    /// Whether a written commit still waits for its sync.
+    /// Whether a written commit still waits for its sync (or a sync failed).
     pub fn unsynced(&self) -> bool {
-        self.shared.lock().unsynced_since.is_some()
+        let state = self.shared.lock();
+        state.unsynced_since.is_some() || state.failed.is_some()
+    }
+
+    /// Why a sync of the WAL failed, if one did: then no store on this file may commit again.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failed.clone()
+    }
+
+    /// The WAL this flusher syncs.
+    pub fn wal(&self) -> &Path {
+        &self.wal
+    }
+
+    /// Record a failed sync as the thread does (for tests: a sync cannot be made to fail).
+    #[cfg(test)]
+    pub fn fail(&self, error: &str) {
+        self.shared.lock().failed = Some(error.to_owned());
     }
 
     /// How many times the thread has synced the WAL.
@@ -137,7 +158,12 @@ impl Drop for Flusher {
 fn run(shared: &Shared, wal: &Path) {
     let mut state = shared.lock();
     loop {
-        let Some(since) = state.unsynced_since else {
+        let since = match state.unsynced_since {
+            // After a failed sync nothing is synced again: nothing more is committed either.
+            Some(since) if state.failed.is_none() => Some(since),
+            _ => None,
+        };
+        let Some(since) = since else {
             if state.closing {
                 return;
             }
@@ -158,15 +184,18 @@ fn run(shared: &Shared, wal: &Path) {
         }
         state.unsynced_since = None;
         drop(state);
-        sync(wal);
+        let synced = sync(wal);
         state = shared.lock();
         state.syncs += 1;
+        if let Err(err) = synced {
+            state.failed = Some(err.to_string());
+        }
     }
 }
 
 /// `fdatasync` the WAL. No WAL means its frames were checkpointed into the database, and a
 /// checkpoint syncs both files.
-fn sync(wal: &Path) {
+fn sync(wal: &Path) -> std::io::Result<()> {
     let synced = File::open(wal).and_then(|file| file.sync_data());
     match synced {
         Ok(()) => crate::metrics::wal_sync(true),
@@ -174,12 +203,13 @@ fn sync(wal: &Path) {
         Err(err) => {
             crate::metrics::wal_sync(false);
             tracing::error!(
-                "cannot sync {}: {err}; the last {} ms of delivery outcomes and evaluations would not survive a power loss (a process crash loses nothing)",
+                "cannot sync {}: {err}; what was written to it since the last sync may not be on disk, so no store on it commits anything more: check the disk (dmesg), then restart Herald",
                 wal.display(),
-                FLUSH_WITHIN.as_millis()
             );
+            return Err(err);
         }
     }
+    Ok(())
 }
 
 fn wal_path(db: &Path) -> PathBuf {
@@ -247,6 +277,25 @@ mod tests {
         assert!(flusher.unsynced(), "written after that sync began");
         flusher.synced(Instant::now());
         assert!(!flusher.unsynced());
+    }
+
+    #[test]
+    fn a_failed_sync_stays_failed_and_is_not_retried() {
+        // A WAL under a plain file cannot be opened: the sync fails (and not as "not found").
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plain"), b"").unwrap();
+        let flusher = Flusher::of(&dir.path().join("plain/herald.db"));
+        flusher.start().unwrap();
+        flusher.written();
+        assert!(eventually(|| flusher.failure().is_some()));
+        assert!(
+            flusher.unsynced(),
+            "nothing since the last good sync is known to be on disk"
+        );
+        flusher.written();
+        std::thread::sleep(FLUSH_WITHIN * 2);
+        assert_eq!(flusher.syncs(), 1, "no sync after the failed one");
+        assert!(flusher.unsynced());
     }
 
     #[test]

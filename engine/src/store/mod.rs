@@ -109,12 +109,17 @@ impl Store {
         }
         let conn = connect(path)?;
         schema::migrate(&conn).during(|| format!("cannot migrate {}", path.display()))?;
+        // The flusher syncs the WAL that SQLite names after the file it opened.
+        let opened = conn
+            .path()
+            .filter(|opened| !opened.is_empty())
+            .map_or_else(|| path.to_owned(), PathBuf::from);
         Ok(Store {
+            flusher: flush::Flusher::of(&opened),
             conn,
             path: path.to_owned(),
             kv: OnceCell::new(),
             written: None,
-            flusher: flush::Flusher::of(path),
         })
     }
 
@@ -150,11 +155,28 @@ impl Store {
         what: &str,
         work: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.refuse_after_a_failed_sync()?;
         let began = std::time::Instant::now();
+        let changes = self.conn.total_changes();
         let done = commit(&mut self.conn, what, work)?;
-        // Its sync covered every frame written before it, by any store on the file.
-        self.flusher.synced(began);
+        // Its sync covered every frame written before it, by any store on the file. A commit
+        // that changed nothing wrote nothing, and SQLite syncs nothing for it.
+        if self.conn.total_changes() != changes {
+            self.flusher.synced(began);
+        }
         Ok(done)
+    }
+
+    /// After a failed sync of the WAL nothing is known to be on disk since the last good one:
+    /// commit nothing more, so no client is told something is stored that may not be.
+    fn refuse_after_a_failed_sync(&self) -> Result<()> {
+        match self.flusher.failure() {
+            Some(error) => Err(StoreError::SyncFailed {
+                wal: self.flusher.wal().to_owned(),
+                error,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Run `work` in one write transaction and commit it without waiting for the disk: when
@@ -173,6 +195,7 @@ impl Store {
         what: &str,
         work: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.refuse_after_a_failed_sync()?;
         let conn = match &mut self.written {
             Some(conn) => conn,
             None => {

@@ -555,3 +555,42 @@ fn evaluations_and_delivery_rounds_are_written_and_the_journal_syncs_them_on_any
     );
     assert_eq!(synchronous(store.written.as_ref().unwrap()), 1);
 }
+
+#[test]
+fn a_synced_commit_that_changes_nothing_leaves_the_written_ones_to_the_flusher() {
+    let (_dir, mut store) = open();
+    queue_one(&mut store, "a");
+    assert!(store.unsynced());
+    // Nothing to purge: SQLite commits without writing, so without a sync.
+    assert_eq!(store.purge_relayed(Utc::now()).unwrap(), 0);
+    assert!(store.unsynced(), "an empty commit syncs nothing");
+    store.ingest(&[event("b")], Utc::now()).unwrap();
+    assert!(
+        !store.unsynced(),
+        "a commit that writes syncs every frame before it"
+    );
+}
+
+#[test]
+fn after_a_failed_sync_of_the_wal_no_store_on_the_file_commits() {
+    let (dir, mut store) = open();
+    let mut other = Store::open(&dir.path().join("sub/herald.db")).unwrap();
+    store.flusher.fail("Input/output error (os error 5)");
+    for err in [
+        store.ingest(&[event("a")], Utc::now()).unwrap_err(),
+        other.ingest(&[event("a")], Utc::now()).unwrap_err(),
+        store
+            .record_and_claim(&Round::default(), Utc::now(), Duration::from_secs(60))
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::SyncFailed { .. }), "{err}");
+        assert_eq!(err.refusal(), Some(Refusal::Io), "the client retries later");
+        let text = err.to_string();
+        assert!(
+            text.contains("herald.db-wal") && text.contains("restart Herald"),
+            "{text}"
+        );
+    }
+    assert!(store.unsynced());
+    assert_eq!(store.pending(10).unwrap().len(), 0, "nothing was journaled");
+}
