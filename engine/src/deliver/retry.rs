@@ -110,7 +110,12 @@ impl Policy {
             _ => age.clamp(self.min_backoff, self.max_backoff),
         };
         let delay = base + self.jitter_for(base, seed);
-        Next::RetryAt(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+        // A delay past the calendar's end (an absurd max_backoff) waits until that end.
+        let at = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|delay| now.checked_add_signed(delay))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        Next::RetryAt(at)
     }
 
     fn jitter_for(&self, base: Duration, seed: u64) -> Duration {
@@ -135,6 +140,18 @@ mod tests {
             jitter: 0.0,
             ..Policy::default()
         }
+    }
+
+    #[test]
+    fn a_backoff_past_the_calendar_waits_until_its_end() {
+        let p = Policy {
+            max_backoff: Duration::MAX,
+            ..no_jitter()
+        };
+        assert_eq!(
+            p.after_failure(Class::Config, at(0), at(10), 1),
+            Next::RetryAt(DateTime::<Utc>::MAX_UTC)
+        );
     }
 
     #[test]

@@ -129,7 +129,8 @@ impl Held {
 #[derive(Debug, Default)]
 pub struct Round<'a> {
     pub attempts: &'a [Attempt],
-    /// Rows whose final `.` goes once this round is durable.
+    /// Rows whose final `.` goes once this round is committed (synced in `herald serve`; in a
+    /// delivery run of its own, written, and synced by the flusher within 100 ms).
     pub sending: &'a [Held],
     /// Held rows given back unsent (a session that stops).
     pub released: &'a [Held],
@@ -442,9 +443,11 @@ fn claim(
     unreadable: &mut Vec<String>,
 ) -> Result<Vec<OutboxRow>> {
     reclaim_from_the_dead(tx, now)?;
-    let until = now
-        + chrono::Duration::from_std(lease)
-            .map_err(|_| StoreError::OutOfRange(format!("delivery.lease {lease:?} is too long")))?;
+    let too_long = || StoreError::OutOfRange(format!("delivery.lease {lease:?} is too long"));
+    let until = chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .ok_or_else(too_long)?;
     let due = due_rows(tx, now, limit)?;
     let owner = Owner::this().to_string();
     let mut picked = Vec::with_capacity(due.len());
