@@ -162,6 +162,7 @@ pub fn run(
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     join_until(writer_thread, deadline);
+    crate::store::sync_written_commits();
     served
 }
 

@@ -125,6 +125,20 @@ impl Flusher {
         self.shared.lock().syncs
     }
 
+    /// Sync now, on this thread, if a written commit waits for it.
+    fn sync_now(&self) {
+        let mut state = self.shared.lock();
+        if state.unsynced_since.is_none() || state.failed.is_some() {
+            return;
+        }
+        state.unsynced_since = None;
+        let synced = sync(&self.wal);
+        state.syncs += 1;
+        if let Err(err) = synced {
+            state.failed = Some(err.to_string());
+        }
+    }
+
     /// Start the thread unless it runs already.
     pub fn start(&self) -> std::io::Result<()> {
         let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
@@ -152,6 +166,21 @@ impl Drop for Flusher {
         if let Some(thread) = thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Sync every database file of the process that has written commits waiting: for a process
+/// about to exit while a thread that owns a store may still be running (so that store's
+/// drop, which would sync, may never come).
+pub fn sync_all() {
+    let flushers: Vec<Arc<Flusher>> = FLUSHERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter_map(|(_, flusher)| flusher.upgrade())
+        .collect();
+    for flusher in flushers {
+        flusher.sync_now();
     }
 }
 
@@ -277,6 +306,17 @@ mod tests {
         assert!(flusher.unsynced(), "written after that sync began");
         flusher.synced(Instant::now());
         assert!(!flusher.unsynced());
+    }
+
+    #[test]
+    fn sync_all_syncs_the_files_with_written_commits_at_once() {
+        // No thread: only sync_all can sync here.
+        let (dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (written, idle) = (Flusher::of(&wal_of(&dir)), Flusher::of(&wal_of(&other_dir)));
+        written.written();
+        sync_all();
+        assert!(!written.unsynced());
+        assert_eq!((written.syncs(), idle.syncs()), (1, 0));
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub struct Store {
     flusher: Arc<flush::Flusher>,
 }
 
+/// Sync the written commits of every store in the process now: `herald serve` does it before
+/// it exits, since a stage that outlived the shutdown grace never drops its store.
+pub fn sync_written_commits() {
+    flush::sync_all();
+}
+
 /// What ingest did with one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ingested {
