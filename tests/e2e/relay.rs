@@ -454,6 +454,22 @@ fn bad_input_gets_500_501_552_stalls_are_cut_off_and_other_sessions_go_on() {
     );
     assert!(said.contains("\r\n552 5.3.4"), "{said}");
     assert!(said.ends_with("221 2.0.0 Bye\r\n"), "{said}");
+    // A recipient that delivery could never send to is refused at RCPT; a body of bare line
+    // ends, under the cap as received, is over it once they become CRLF as relayed.
+    let bare = format!("{}\r\n.\r\n", "\n".repeat(1500));
+    let said = converse(
+        port,
+        &[
+            b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<\"a b\"@example.org>\r\n",
+            b"RCPT TO:<b@example.org>\r\nDATA\r\n",
+            bare.as_bytes(),
+            b"QUIT\r\n",
+        ],
+        Duration::from_secs(5),
+    );
+    assert!(said.contains("\r\n553 5.1.3"), "undeliverable: {said}");
+    assert!(said.contains("\r\n552 5.3.4"), "bare line ends: {said}");
+    assert!(said.ends_with("221 2.0.0 Bye\r\n"), "{said}");
     // Good mail still flows while the stalled session waits.
     assert_eq!(submit(port, &[message(1, "alice@example.org")]), [250]);
     // The stalled client is cut off by command_timeout.
@@ -476,7 +492,7 @@ fn bad_input_gets_500_501_552_stalls_are_cut_off_and_other_sessions_go_on() {
         .body;
     for series in [
         "herald_smtp_listener_total{outcome=\"accepted\"} 1",
-        "herald_smtp_listener_total{outcome=\"too_big\"} 2",
+        "herald_smtp_listener_total{outcome=\"too_big\"} 3",
         "herald_smtp_listener_total{outcome=\"timeout\"} 1",
     ] {
         assert!(metrics.contains(series), "{series}:\n{metrics}");

@@ -283,19 +283,32 @@ fn cap(text: &str, max: usize) -> String {
 /// The message as relayed: every line end CRLF (a bare CR or LF becomes one), no NUL.
 pub fn normalise(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 64);
+    each_normalised(data, |bytes| out.extend_from_slice(bytes));
+    out
+}
+
+/// How long [`normalise`] makes `data` (bare line ends grow to two bytes), without making it:
+/// `max_size` holds for what is relayed, not only for what was received.
+pub fn normalised_len(data: &[u8]) -> usize {
+    let mut len = 0;
+    each_normalised(data, |bytes| len += bytes.len());
+    len
+}
+
+/// Hand [`normalise`]'s output to `emit`, piece by piece.
+fn each_normalised(data: &[u8], mut emit: impl FnMut(&[u8])) {
     let mut bytes = data.iter().copied().peekable();
     while let Some(byte) = bytes.next() {
         match byte {
             0 => {}
             b'\r' => {
                 bytes.next_if_eq(&b'\n');
-                out.extend_from_slice(b"\r\n");
+                emit(b"\r\n");
             }
-            b'\n' => out.extend_from_slice(b"\r\n"),
-            other => out.push(other),
+            b'\n' => emit(b"\r\n"),
+            other => emit(&[other]),
         }
     }
-    out
 }
 
 /// A client retransmitting the same message (same Message-ID, or the same bytes when it has
@@ -323,6 +336,8 @@ fn received_header(hostname: &str, envelope: &Envelope, dedup: &str, now: DateTi
         .filter(|c| c.is_ascii_graphic() && !"()[];".contains(*c))
         .take(64)
         .collect();
+    // A name with nothing printable left would make `from  ([ip])`.
+    let helo = if helo.is_empty() { "unknown" } else { &helo };
     let with = match (envelope.tls, envelope.authenticated) {
         (false, false) => "ESMTP",
         (true, false) => "ESMTPS",
@@ -418,6 +433,24 @@ mod tests {
     }
 
     #[test]
+    fn the_normalised_length_is_what_normalising_makes() {
+        for data in [
+            &b"a\nb\r\nc\rd\0e\r\n"[..],
+            b"\n\n\n\n",
+            b"\r\r\n\n",
+            b"",
+            b"plain",
+        ] {
+            assert_eq!(normalised_len(data), normalise(data).len(), "{data:?}");
+        }
+        assert_eq!(
+            normalised_len(&[b'\n'; 1000]),
+            2000,
+            "bare line ends double"
+        );
+    }
+
+    #[test]
     fn the_dedup_key_follows_the_message_id_and_the_envelope() {
         let env = |rcpt: &str| Envelope {
             helo: "omero".into(),
@@ -454,6 +487,15 @@ mod tests {
             header,
             "Received: from evilBcc:xyz ([127.0.0.1]) by relay.example.org (Herald) with ESMTPS \
              id abababababababab; Sat, 28 Nov 2026 10:00:00 +0000"
+        );
+        let blank = Envelope {
+            helo: "\u{e9}( )\t".into(),
+            ..env
+        };
+        let header = received_header("relay.example.org", &blank, &"ab".repeat(32), now);
+        assert!(
+            header.starts_with("Received: from unknown ([127.0.0.1]) by"),
+            "{header}"
         );
     }
 }

@@ -25,6 +25,9 @@ const MAX_ADDRESS: usize = 320;
 const MAX_ERRORS: u32 = 10;
 /// How long a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(30);
+/// How long the last reply and the close may take: a client that stops reading (over TLS the
+/// close must send data too) must not keep its connection slot.
+const CLOSING: Duration = Duration::from_secs(5);
 
 /// The connection: plain, or TLS after STARTTLS.
 enum Stream {
@@ -81,11 +84,11 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             tracing::info!(client = %peer, "SMTP client too slow: cut off");
             crate::metrics::smtp("timeout");
             session.reply(421, [4, 4, 2], "Timeout, closing connection");
-            let _ = session.flush().await;
+            let _ = tokio::time::timeout(CLOSING, session.flush()).await;
         }
         Err(Cut::Io(err)) => tracing::debug!(client = %peer, %err, "SMTP connection lost"),
     }
-    let _ = session.stream.shutdown().await;
+    let _ = tokio::time::timeout(CLOSING, session.stream.shutdown()).await;
 }
 
 impl Session<'_> {
@@ -284,6 +287,15 @@ impl Session<'_> {
             self.reply(501, [5, 1, 3], "Invalid recipient");
             return self.count_error();
         }
+        // Taken only if delivery can send to it: otherwise the row would retry until it died.
+        if address.parse::<lettre::Address>().is_err() {
+            self.reply(
+                553,
+                [5, 1, 3],
+                "Recipient address not deliverable as written",
+            );
+            return self.count_error();
+        }
         if self.recipients.len() >= MAX_RECIPIENTS {
             self.reply(452, [4, 5, 3], "Too many recipients");
             return true;
@@ -309,7 +321,7 @@ impl Session<'_> {
         self.flush().await?;
         let deadline = Instant::now() + self.shared.config.data_timeout;
         let (body, too_big) = self.read_data(deadline).await?;
-        if too_big {
+        if too_big || super::accept::normalised_len(&body) > self.shared.config.max_size {
             crate::metrics::smtp("too_big");
             self.reset();
             self.reply(552, [5, 3, 4], "Message size exceeds the limit");
@@ -413,12 +425,12 @@ impl Session<'_> {
             return Ok(self.count_error());
         };
         if self.check(&username, &password) {
-            tracing::info!(client = %self.peer, user = %username, "SMTP login");
+            tracing::info!(client = %self.peer, user = ?username, "SMTP login");
             self.user = Some(username);
             self.reply(235, [2, 7, 0], "Authentication successful");
             return Ok(true);
         }
-        tracing::warn!(client = %self.peer, user = %username, "SMTP login refused");
+        tracing::warn!(client = %self.peer, user = ?username, "SMTP login refused");
         self.reply(535, [5, 7, 8], "Authentication credentials invalid");
         Ok(self.count_error())
     }
