@@ -84,14 +84,19 @@ fn inserted(rest: &str, text: &str, dir: &Directory) -> Vec<Recognised> {
         .collect()
 }
 
+/// The most objects one stock mail is read as: OMERO sends one mail per saved batch, and a
+/// mail listing more (a crafted one) stays `mail.received`, so it cannot make an event each.
+const MAX_OBJECTS: usize = 1000;
+
 /// The ids of `class <class>:<id> - INSERT` lines after `Modified objects:`; `None` when the
-/// body has any other line (then it is not the stock mail).
+/// body has any other line (then it is not the stock mail), or more than [`MAX_OBJECTS`].
 fn object_ids(text: &str, class: &str) -> Option<Vec<i64>> {
     let mut lines = text.lines();
     (lines.next()? == "Modified objects:").then_some(())?;
     let prefix = format!("class {class}:");
     let ids: Vec<i64> = lines
         .filter(|line| !line.is_empty())
+        .take(MAX_OBJECTS + 1)
         .map(|line| {
             line.strip_prefix(&prefix)?
                 .strip_suffix(" - INSERT")?
@@ -99,7 +104,7 @@ fn object_ids(text: &str, class: &str) -> Option<Vec<i64>> {
                 .ok()
         })
         .collect::<Option<_>>()?;
-    (!ids.is_empty()).then_some(ids)
+    (!ids.is_empty() && ids.len() <= MAX_OBJECTS).then_some(ids)
 }
 
 /// The typed data for one inserted object, filled in from the directory where it knows the id.
@@ -287,6 +292,20 @@ mod tests {
         ] {
             crate::event::EventData::parse(kind, data).unwrap();
         }
+    }
+
+    #[test]
+    fn a_mail_listing_more_objects_than_the_cap_is_not_a_stock_mail() {
+        let body = |count: usize| {
+            let lines: String = (0..count)
+                .map(|id| format!("class ome.model.meta.Experimenter:{id} - INSERT\n"))
+                .collect();
+            format!("Modified objects:\n{lines}")
+        };
+        let subject = "[OMERO] INSERT Experimenter notification";
+        let at_cap = recognise(subject, &body(MAX_OBJECTS), "s", &dir());
+        assert_eq!(at_cap.len(), MAX_OBJECTS);
+        assert!(recognise(subject, &body(MAX_OBJECTS + 1), "s", &dir()).is_empty());
     }
 
     #[test]
