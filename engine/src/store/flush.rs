@@ -309,12 +309,14 @@ mod tests {
     }
 
     #[test]
-    fn sync_all_syncs_the_files_with_written_commits_at_once() {
-        // No thread: only sync_all can sync here.
+    fn sync_now_syncs_only_when_a_written_commit_waits() {
+        // No thread: only sync_now syncs here. (Not `sync_all`: it would sync the files of
+        // the other tests running beside this one.)
         let (dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (written, idle) = (Flusher::of(&wal_of(&dir)), Flusher::of(&wal_of(&other_dir)));
         written.written();
-        sync_all();
+        written.sync_now();
+        idle.sync_now();
         assert!(!written.unsynced());
         assert_eq!((written.syncs(), idle.syncs()), (1, 0));
     }
