@@ -500,6 +500,23 @@ fn bad_input_gets_500_501_552_stalls_are_cut_off_and_other_sessions_go_on() {
 }
 
 #[test]
+fn a_session_that_moves_no_mail_is_closed_after_100_idle_commands() {
+    let upstream = aiosmtpd(&[]);
+    let scratch = scratch();
+    let (_served, port) = start(&scratch, upstream.port, "", NO_RULES);
+    let mut lines: Vec<&[u8]> = vec![b"EHLO c\r\n"];
+    lines.extend(std::iter::repeat_n(&b"NOOP\r\n"[..], 100));
+    let said = converse(port, &lines, Duration::from_secs(5));
+    assert_eq!(said.matches("250 2.0.0 OK\r\n").count(), 99, "{said}");
+    assert!(
+        said.ends_with("421 4.7.0 Too many commands without mail, closing connection\r\n"),
+        "{said}"
+    );
+    // Accepted mail starts the count again.
+    assert_eq!(submit(port, &[message(1, "alice@example.org")]), [250]);
+}
+
+#[test]
 fn past_max_connections_a_session_gets_421_and_the_others_go_on() {
     let upstream = aiosmtpd(&[]);
     let scratch = scratch();

@@ -23,6 +23,13 @@ const MAX_RECIPIENTS: usize = 100;
 const MAX_ADDRESS: usize = 320;
 /// Bad commands in one session before it is closed.
 const MAX_ERRORS: u32 = 10;
+/// Commands that move no mail (NOOP, RSET, VRFY, HELP, HELO, EHLO) since the last accepted
+/// message before the session is closed, so a client cannot hold its slot forever by sending
+/// one every few minutes (Postfix's `smtpd_junk_command_limit` is also 100).
+const MAX_JUNK: u32 = 100;
+/// The pause before refusing a login, which slows password guessing (Postfix sleeps 1 s on
+/// errors too).
+const LOGIN_REFUSED_PAUSE: Duration = Duration::from_secs(1);
 /// How long a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(30);
 /// How long the last reply and the close may take: a client that stops reading (over TLS the
@@ -57,6 +64,8 @@ struct Session<'a> {
     mail_from: Option<String>,
     recipients: Vec<String>,
     errors: u32,
+    /// Commands that moved no mail since the last accepted message.
+    junk: u32,
     tls: bool,
     /// The user who logged in (AUTH), if any.
     user: Option<String>,
@@ -75,6 +84,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         mail_from: None,
         recipients: Vec::new(),
         errors: 0,
+        junk: 0,
         tls: false,
         user: None,
     };
@@ -195,8 +205,34 @@ impl Session<'_> {
         false
     }
 
+    /// Count a command that moves no mail; past `MAX_JUNK` the session closes (421).
+    fn count_junk(&mut self) -> bool {
+        self.junk += 1;
+        if self.junk <= MAX_JUNK {
+            return true;
+        }
+        self.reply(
+            421,
+            [4, 7, 0],
+            "Too many commands without mail, closing connection",
+        );
+        false
+    }
+
     /// Act on one command; false ends the session.
     async fn handle(&mut self, request: Request<String>) -> Result<bool, Cut> {
+        let junk = matches!(
+            request,
+            Request::Noop { .. }
+                | Request::Rset
+                | Request::Vrfy { .. }
+                | Request::Help { .. }
+                | Request::Helo { .. }
+                | Request::Ehlo { .. }
+        );
+        if junk && !self.count_junk() {
+            return Ok(false);
+        }
         match request {
             Request::Ehlo { host } => self.ehlo(host),
             Request::Helo { host } => {
@@ -338,6 +374,7 @@ impl Session<'_> {
         match self.shared.acceptor.accept(&envelope, &body).await {
             Ok(()) => {
                 crate::metrics::smtp("accepted");
+                self.junk = 0;
                 self.reply(250, [2, 0, 0], "Queued durably");
             }
             Err(err) => {
@@ -431,6 +468,7 @@ impl Session<'_> {
             return Ok(true);
         }
         tracing::warn!(client = %self.peer, user = ?username, "SMTP login refused");
+        tokio::time::sleep(LOGIN_REFUSED_PAUSE).await;
         self.reply(535, [5, 7, 8], "Authentication credentials invalid");
         Ok(self.count_error())
     }
