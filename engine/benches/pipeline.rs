@@ -44,15 +44,7 @@ fn main() {
     for sessions in [4, 16] {
         let sink = Sink::start(&usr);
         let mails = EVENTS * MAILS_PER_EVENT;
-        let sink_before = sink.cpu();
-        let reference_run = postfix::source_run(&usr, sink.port, sessions, mails);
-        let reference = reference_run.rate;
-        let direct_cpu = cpu::Split {
-            source: reference_run.cpu,
-            herald: Duration::ZERO,
-            sink: sink.cpu() - sink_before,
-            wall: reference_run.wall,
-        };
+        let (reference, direct_cpu) = sink.direct(&usr, sessions, mails);
         let dir = work.path().join(format!("e2e-{sessions}"));
         let directory = root.join("etc/directory.yaml");
         write_config(&dir, sink.port, sessions, &directory);

@@ -36,15 +36,7 @@ fn main() {
     );
     let mut cpu_lines = Vec::new();
     for sessions in [1, 8] {
-        let sink_before = sink.cpu();
-        let direct_run = postfix::source_run(&tools, sink.port, sessions as usize, COUNT);
-        let direct = direct_run.rate;
-        let direct_cpu = cpu::Split {
-            source: direct_run.cpu,
-            herald: Duration::ZERO,
-            sink: sink.cpu() - sink_before,
-            wall: direct_run.wall,
-        };
+        let (direct, direct_cpu) = sink.direct(&tools, sessions as usize, COUNT);
         let commits = disk::commits_per_second();
         let dir = tempfile::tempdir().unwrap();
         let herald = Herald::start(&root, dir.path(), Some(sink.port));

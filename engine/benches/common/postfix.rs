@@ -37,6 +37,20 @@ impl Sink {
     pub fn cpu(&self) -> Duration {
         crate::cpu::of_process(self.child.id())
     }
+
+    /// smtp-source straight into this sink (the reference): its rate, and the CPU time both
+    /// ends spent on it.
+    pub fn direct(&self, usr: &Path, sessions: usize, count: usize) -> (f64, crate::cpu::Split) {
+        let sink_before = self.cpu();
+        let run = source_run(usr, self.port, sessions, count);
+        let split = crate::cpu::Split {
+            source: run.cpu,
+            herald: Duration::ZERO,
+            sink: self.cpu() - sink_before,
+            wall: run.wall,
+        };
+        (run.rate, split)
+    }
 }
 
 impl Sink {
