@@ -33,6 +33,16 @@ struct State {
     syncs: u64,
 }
 
+impl State {
+    /// Count a sync, and keep its failure for good.
+    fn done(&mut self, synced: std::io::Result<()>) {
+        self.syncs += 1;
+        if let Err(err) = synced {
+            self.failed = Some(err.to_string());
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
@@ -132,11 +142,7 @@ impl Flusher {
             return;
         }
         state.unsynced_since = None;
-        let synced = sync(&self.wal);
-        state.syncs += 1;
-        if let Err(err) = synced {
-            state.failed = Some(err.to_string());
-        }
+        state.done(sync(&self.wal));
     }
 
     /// Start the thread unless it runs already.
@@ -215,10 +221,7 @@ fn run(shared: &Shared, wal: &Path) {
         drop(state);
         let synced = sync(wal);
         state = shared.lock();
-        state.syncs += 1;
-        if let Err(err) = synced {
-            state.failed = Some(err.to_string());
-        }
+        state.done(synced);
     }
 }
 
